@@ -1,0 +1,1 @@
+//! A strict local stand-in for the Microsoft identity platform. (Being built.)

@@ -1,0 +1,179 @@
+//! The error envelope every non-2xx answer carries, and the stable codes a program may branch on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::messages::{SignInPrompt, SignInReason};
+
+/// `{"error": {...}}`: the body of every non-2xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// One error: a stable [`ErrorCode`], one sentence saying what to do, and fields that only some codes carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// One sentence for a person; it says what to do next. Never contains a token value.
+    pub message: String,
+    /// With `signin_required`: why a sign-in is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SignInReason>,
+    /// With `signin_required`: the sign-in under way, for the user to complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signin: Option<SignInPrompt>,
+    /// With `identity_provider_error`: the platform's AADSTS numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_codes: Option<Vec<u64>>,
+    /// With `*_unavailable`: seconds after which a retry may succeed, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl ErrorDetail {
+    /// An error with only a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), reason: None, signin: None, error_codes: None, retry_after: None }
+    }
+}
+
+/// The stable error codes. Programs branch on these, never on `message`.
+///
+/// `Unknown` absorbs codes a newer daemon may add, so an older client still reads the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed: a bad parameter, body or value.
+    BadRequest,
+    /// The scopes cannot make one token: empty, malformed, or naming more than one resource.
+    InvalidScopes,
+    /// The user must sign in (or consent, or pass MFA); `signin` says how.
+    SigninRequired,
+    /// The peer is another user, or policy refuses the request.
+    Forbidden,
+    /// The profile named is not configured.
+    UnknownProfile,
+    /// No such route.
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// The user declined the sign-in.
+    SigninDeclined,
+    /// The sign-in expired before the user completed it.
+    SigninExpired,
+    /// `wait` ran out while the sign-in goes on; ask again to keep waiting.
+    SigninTimeout,
+    /// The identity platform refused for a reason that is neither a sign-in nor transient (e.g. a bad client id).
+    IdentityProviderError,
+    /// The identity platform could not be reached or kept failing; retry later.
+    IdentityProviderUnavailable,
+    /// The OS keychain is locked or absent.
+    KeychainUnavailable,
+    /// A fault inside the daemon; its log says more.
+    Internal,
+    /// A code this version of the protocol does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The HTTP status the daemon answers with for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadRequest | Self::InvalidScopes => 400,
+            Self::SigninRequired | Self::SigninDeclined | Self::SigninExpired => 401,
+            Self::Forbidden => 403,
+            Self::UnknownProfile | Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::SigninTimeout => 408,
+            Self::IdentityProviderError => 502,
+            Self::IdentityProviderUnavailable | Self::KeychainUnavailable => 503,
+            Self::Internal | Self::Unknown => 500,
+        }
+    }
+
+    /// The code as it is spelled on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::InvalidScopes => "invalid_scopes",
+            Self::SigninRequired => "signin_required",
+            Self::Forbidden => "forbidden",
+            Self::UnknownProfile => "unknown_profile",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::SigninDeclined => "signin_declined",
+            Self::SigninExpired => "signin_expired",
+            Self::SigninTimeout => "signin_timeout",
+            Self::IdentityProviderError => "identity_provider_error",
+            Self::IdentityProviderUnavailable => "identity_provider_unavailable",
+            Self::KeychainUnavailable => "keychain_unavailable",
+            Self::Internal => "internal",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_with_their_wire_spelling() {
+        let all = [
+            ErrorCode::BadRequest,
+            ErrorCode::InvalidScopes,
+            ErrorCode::SigninRequired,
+            ErrorCode::Forbidden,
+            ErrorCode::UnknownProfile,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::SigninDeclined,
+            ErrorCode::SigninExpired,
+            ErrorCode::SigninTimeout,
+            ErrorCode::IdentityProviderError,
+            ErrorCode::IdentityProviderUnavailable,
+            ErrorCode::KeychainUnavailable,
+            ErrorCode::Internal,
+        ];
+        for code in all {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+    }
+
+    #[test]
+    fn an_unknown_code_from_a_newer_daemon_still_parses() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error":{"code":"quota_exceeded","message":"try tomorrow"}}"#).unwrap();
+        assert_eq!(body.error.code, ErrorCode::Unknown);
+        assert_eq!(body.error.message, "try tomorrow");
+    }
+
+    #[test]
+    fn optional_fields_are_left_out_when_absent() {
+        let body = ErrorBody { error: ErrorDetail::new(ErrorCode::UnknownProfile, "no profile named x") };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":{"code":"unknown_profile","message":"no profile named x"}}"#
+        );
+    }
+
+    #[test]
+    fn statuses_follow_the_design() {
+        assert_eq!(ErrorCode::InvalidScopes.http_status(), 400);
+        assert_eq!(ErrorCode::SigninRequired.http_status(), 401);
+        assert_eq!(ErrorCode::Forbidden.http_status(), 403);
+        assert_eq!(ErrorCode::UnknownProfile.http_status(), 404);
+        assert_eq!(ErrorCode::SigninTimeout.http_status(), 408);
+        assert_eq!(ErrorCode::IdentityProviderError.http_status(), 502);
+        assert_eq!(ErrorCode::KeychainUnavailable.http_status(), 503);
+    }
+}

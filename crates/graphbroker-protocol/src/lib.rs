@@ -1,0 +1,40 @@
+//! The wire contract between `graphbrokerd` and every client: routes, request and response bodies, the stable
+//! error codes, the protocol version and where the socket lives.
+//!
+//! Key design decision: this crate depends on `serde` alone — no tokio, no axum, no hyper — so that the daemon,
+//! the client library and any third-party program can share one definition of the protocol without pulling in
+//! an async runtime. Everything that crosses the socket is a type here; nothing crosses as a formatted string.
+
+mod error;
+mod messages;
+mod socket;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use messages::{
+    AccountInfo, CachedTokenStatus, Counters, HeaderResponse, ProfileStatus, SignInFlow, SignInPrompt, SignInReason,
+    SignInResponse, SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery, TokenResponse,
+    VersionResponse, split_scopes,
+};
+pub use socket::{SOCKET_DIR_NAME, SOCKET_ENV, SOCKET_FILE_NAME, resolve_socket_path};
+
+/// The version of the socket protocol. It changes only when a v1 route changes incompatibly; `GET /v1/version`
+/// reports it and never changes shape, so a client can always tell a user that the daemon is older than it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Route paths, so that daemon and clients cannot disagree on a spelling.
+pub mod routes {
+    /// `GET`: [`crate::VersionResponse`]. Kept first and never changes shape.
+    pub const VERSION: &str = "/v1/version";
+    /// `GET`: [`crate::TokenResponse`] for [`crate::TokenQuery`].
+    pub const TOKEN: &str = "/v1/token";
+    /// `GET`: [`crate::HeaderResponse`] for [`crate::TokenQuery`].
+    pub const HEADER: &str = "/v1/header";
+    /// `POST`: start or join a sign-in, answering its prompt.
+    pub const SIGNIN: &str = "/v1/signin";
+    /// `POST`: forget a profile's account.
+    pub const SIGNOUT: &str = "/v1/signout";
+    /// `GET`: [`crate::StatusResponse`].
+    pub const STATUS: &str = "/v1/status";
+    /// `GET`: liveness; answers `ok`.
+    pub const HEALTHZ: &str = "/healthz";
+}

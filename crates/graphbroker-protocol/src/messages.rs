@@ -1,0 +1,322 @@
+//! Request parameters and response bodies of the v1 routes.
+//!
+//! Token values appear in exactly two fields here (`TokenResponse::access_token` and
+//! `HeaderResponse::authorization`); both types print them redacted in `Debug`.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/version`. Never changes shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionResponse {
+    /// [`crate::PROTOCOL_VERSION`] of the daemon.
+    pub protocol: u32,
+    /// The daemon's package version.
+    pub daemon: String,
+}
+
+/// Query parameters of `GET /v1/token` and `GET /v1/header`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenQuery {
+    /// Scopes separated by spaces or commas; short names mean Microsoft Graph. The profile's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+    /// The profile; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Seconds the served token must still be valid; the profile's `min_valid` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_valid: Option<u64>,
+    /// Seconds to hold the request while a sign-in is needed or under way; 0 or absent answers at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<u64>,
+    /// A claims challenge (JSON, or the base64 form a resource sends in `WWW-Authenticate`); bypasses the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<String>,
+}
+
+/// Splits a scope list written with spaces and/or commas, dropping empty pieces.
+pub fn split_scopes(list: &str) -> Vec<String> {
+    list.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// The signed-in account a token belongs to. Never secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    /// The user's sign-in name (`preferred_username`); for display only.
+    pub username: String,
+    /// `{uid}.{utid}` from the platform's `client_info`: stable across renames.
+    pub home_account_id: String,
+    /// The tenant the tokens are issued in.
+    pub tenant_id: String,
+}
+
+/// `GET /v1/token`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// The access token. Treat it as opaque.
+    pub access_token: String,
+    /// RFC 3339 UTC time after which the token is invalid.
+    pub expires_at: String,
+    /// Seconds from now until `expires_at`.
+    pub expires_in: u64,
+    /// The scopes the token carries, resource-qualified.
+    pub scopes: Vec<String>,
+    pub profile: String,
+    pub account: AccountInfo,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("access_token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .field("expires_in", &self.expires_in)
+            .field("scopes", &self.scopes)
+            .field("profile", &self.profile)
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+/// `GET /v1/header`: the headers a Microsoft Graph call needs, ready to send.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderResponse {
+    /// `Bearer <access token>`.
+    #[serde(rename = "Authorization")]
+    pub authorization: String,
+    /// `application/json`.
+    #[serde(rename = "Content-Type")]
+    pub content_type: String,
+}
+
+impl std::fmt::Debug for HeaderResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderResponse")
+            .field("authorization", &"Bearer [redacted]")
+            .field("content_type", &self.content_type)
+            .finish()
+    }
+}
+
+/// How a sign-in is carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInFlow {
+    /// Device code: the user opens a page anywhere and types a code.
+    Device,
+    /// Authorization code + PKCE through the system browser and a loopback redirect.
+    Browser,
+    /// Browser when a graphical session is present, device code otherwise.
+    Auto,
+}
+
+/// Why the daemon needs the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInReason {
+    /// The profile has no account yet.
+    NoAccount,
+    /// The account's session ended (refresh token expired or revoked).
+    SessionExpired,
+    /// The scopes asked for have not been consented to yet.
+    ConsentRequired,
+    /// MFA or Conditional Access wants the user for this request.
+    InteractionRequired,
+}
+
+/// What the user must do to complete a sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "flow", rename_all = "snake_case")]
+pub enum SignInPrompt {
+    /// Open `verification_uri` and enter `user_code`.
+    Device {
+        verification_uri: String,
+        user_code: String,
+        /// The platform's own sentence for the user.
+        message: String,
+        /// RFC 3339 UTC time after which the code no longer works.
+        expires_at: String,
+    },
+    /// Open `url` in a browser.
+    Browser { url: String, expires_at: String },
+}
+
+impl SignInPrompt {
+    /// The instruction to show a person.
+    pub fn instruction(&self) -> String {
+        match self {
+            Self::Device { message, .. } => message.clone(),
+            Self::Browser { url, .. } => format!("To sign in, open this page in a browser: {url}"),
+        }
+    }
+
+    /// When the prompt stops working.
+    pub fn expires_at(&self) -> &str {
+        match self {
+            Self::Device { expires_at, .. } | Self::Browser { expires_at, .. } => expires_at,
+        }
+    }
+}
+
+/// `POST /v1/signin`: the sign-in now under way (or the account already signed in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInResponse {
+    pub profile: String,
+    pub state: SignInState,
+    /// Present while `state` is `pending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signin: Option<SignInPrompt>,
+    /// Present when `state` is `signed_in`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountInfo>,
+}
+
+/// Where a sign-in stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInState {
+    Pending,
+    SignedIn,
+}
+
+/// `POST /v1/signout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignoutResponse {
+    pub profile: String,
+    /// The account that was forgotten, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountInfo>,
+    /// How many cached access tokens were dropped.
+    pub tokens_dropped: usize,
+}
+
+/// Where a profile keeps its refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The OS keychain (Secret Service, macOS Keychain).
+    Keyring,
+    /// Process memory only: lost when the daemon stops. An explicit opt-in.
+    Memory,
+}
+
+/// `GET /v1/status`. Never carries a token value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub protocol: u32,
+    pub daemon: String,
+    pub default_profile: String,
+    pub profiles: Vec<ProfileStatus>,
+    pub counters: Counters,
+}
+
+/// One profile in [`StatusResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileStatus {
+    pub name: String,
+    pub authority: String,
+    pub client_id: String,
+    pub flow: SignInFlow,
+    pub store: StoreKind,
+    /// `None` when the store works; otherwise why it does not, and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountInfo>,
+    /// The sign-in waiting for the user, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signin: Option<SignInPrompt>,
+    /// Access tokens held in memory, by scope set and expiry (never their values).
+    pub tokens: Vec<CachedTokenStatus>,
+}
+
+/// A cached access token, described without its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedTokenStatus {
+    pub scopes: Vec<String>,
+    pub expires_at: String,
+}
+
+/// Request counters since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Token and header requests answered.
+    pub requests: u64,
+    /// Of those, served from the in-memory cache.
+    pub cache_hits: u64,
+    /// Refresh-token grants sent to the identity platform.
+    pub refreshes: u64,
+    /// Sign-ins started.
+    pub signins: u64,
+    /// Errors answered.
+    pub errors: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_split_on_spaces_and_commas() {
+        assert_eq!(
+            split_scopes("User.Read, Mail.Read  Calendars.Read,,"),
+            ["User.Read", "Mail.Read", "Calendars.Read"]
+        );
+        assert!(split_scopes(" , ").is_empty());
+    }
+
+    #[test]
+    fn debug_never_prints_token_values() {
+        let token = TokenResponse {
+            token_type: "Bearer".into(),
+            access_token: "eyJ-secret-value".into(),
+            expires_at: "2026-11-27T02:40:00Z".into(),
+            expires_in: 3541,
+            scopes: vec!["https://graph.microsoft.com/User.Read".into()],
+            profile: "work".into(),
+            account: AccountInfo {
+                username: "adele@contoso.com".into(),
+                home_account_id: "a.b".into(),
+                tenant_id: "b".into(),
+            },
+        };
+        let header =
+            HeaderResponse { authorization: "Bearer eyJ-secret-value".into(), content_type: "application/json".into() };
+        assert!(!format!("{token:?}").contains("eyJ-secret-value"));
+        assert!(!format!("{header:?}").contains("eyJ-secret-value"));
+        assert!(format!("{token:?}").contains("adele@contoso.com"));
+    }
+
+    #[test]
+    fn header_uses_http_header_names() {
+        let header = HeaderResponse { authorization: "Bearer x".into(), content_type: "application/json".into() };
+        assert_eq!(
+            serde_json::to_string(&header).unwrap(),
+            r#"{"Authorization":"Bearer x","Content-Type":"application/json"}"#
+        );
+    }
+
+    #[test]
+    fn prompts_are_tagged_by_flow() {
+        let prompt = SignInPrompt::Device {
+            verification_uri: "https://microsoft.com/devicelogin".into(),
+            user_code: "ABCD1234".into(),
+            message: "To sign in, …".into(),
+            expires_at: "2026-11-27T02:40:00Z".into(),
+        };
+        let json = serde_json::to_value(&prompt).unwrap();
+        assert_eq!(json["flow"], "device");
+        assert_eq!(json["user_code"], "ABCD1234");
+        assert_eq!(serde_json::from_value::<SignInPrompt>(json).unwrap(), prompt);
+    }
+
+    #[test]
+    fn token_query_refuses_unknown_parameters() {
+        let err = serde_json::from_str::<TokenQuery>(r#"{"scope":"User.Read"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! The graphbroker daemon. (Being built.)
