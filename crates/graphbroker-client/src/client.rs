@@ -1,0 +1,255 @@
+//! The connection to graphbrokerd: one method per route, each answering a typed body or a typed [`Error`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use graphbroker_protocol::{
+    ErrorBody, HeaderResponse, SignInFlow, SignInResponse, SignoutResponse, StatusResponse, TokenQuery,
+    TokenResponse, VersionResponse, resolve_socket_path, routes,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyperlocal::{UnixClientExt, UnixConnector};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, describe_parse_failure};
+
+/// How long the daemon may take to answer beyond any `wait` the request asked for. The daemon retries the
+/// identity platform with backoff before it gives up on a transient failure, so an answer can legitimately take
+/// tens of seconds; past this margin something is stuck and a script is better off with an error than a hang.
+pub const DEFAULT_ANSWER_MARGIN: Duration = Duration::from_secs(30);
+
+/// A handle on graphbrokerd's socket. Cloning is cheap and clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    socket: Arc<PathBuf>,
+    http: HttpClient<UnixConnector, Full<Bytes>>,
+    answer_margin: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("socket", &self.socket).field("answer_margin", &self.answer_margin).finish()
+    }
+}
+
+/// `POST /v1/signin` parameters.
+#[derive(Serialize)]
+struct SignInQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<SignInFlow>,
+}
+
+/// `POST /v1/signout` parameters.
+#[derive(Serialize)]
+struct ProfileQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a str>,
+}
+
+impl Client {
+    /// A client of the daemon listening on `socket_path`. Nothing is connected until the first request.
+    pub fn new(socket_path: impl Into<PathBuf>) -> Self {
+        Self { socket: Arc::new(socket_path.into()), http: HttpClient::unix(), answer_margin: DEFAULT_ANSWER_MARGIN }
+    }
+
+    /// A client of the daemon at the usual place: `GRAPHBROKER_SOCKET`, else the per-user runtime directory
+    /// (see [`graphbroker_protocol::resolve_socket_path`]).
+    pub fn from_env() -> Self {
+        Self::new(resolve_socket_path(|name| std::env::var_os(name), nix::unistd::getuid().as_raw()))
+    }
+
+    /// Sets how long the daemon may take to answer beyond a request's `wait` ([`DEFAULT_ANSWER_MARGIN`] unless
+    /// set). A short margin suits liveness probes.
+    pub fn with_answer_margin(mut self, margin: Duration) -> Self {
+        self.answer_margin = margin;
+        self
+    }
+
+    /// The socket this client talks to.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `GET /v1/version`: the daemon's protocol and package versions.
+    pub async fn version(&self) -> Result<VersionResponse, Error> {
+        self.call(Method::GET, routes::VERSION, None, Duration::ZERO).await
+    }
+
+    /// `GET /v1/token`: an access token, or `signin_required` (and friends) as [`Error::Daemon`]. With
+    /// `query.wait` set the daemon holds the request while a sign-in goes on; see also
+    /// [`Client::token_with_signin`].
+    pub async fn token(&self, query: &TokenQuery) -> Result<TokenResponse, Error> {
+        self.ask(routes::TOKEN, query).await
+    }
+
+    /// `GET /v1/header`: the headers a Microsoft Graph call needs, for the same query as [`Client::token`].
+    pub async fn header(&self, query: &TokenQuery) -> Result<HeaderResponse, Error> {
+        self.ask(routes::HEADER, query).await
+    }
+
+    /// `POST /v1/signin`: starts (or joins) the profile's sign-in and answers its prompt, or the account when the
+    /// profile is already signed in. `None` means the daemon's default profile and the profile's flow.
+    pub async fn signin(&self, profile: Option<&str>, flow: Option<SignInFlow>) -> Result<SignInResponse, Error> {
+        let query = encode_query(&SignInQuery { profile, flow })?;
+        self.call(Method::POST, routes::SIGNIN, Some(query), Duration::ZERO).await
+    }
+
+    /// `POST /v1/signout`: forgets the profile's account (keychain entry and cached tokens).
+    pub async fn signout(&self, profile: Option<&str>) -> Result<SignoutResponse, Error> {
+        let query = encode_query(&ProfileQuery { profile })?;
+        self.call(Method::POST, routes::SIGNOUT, Some(query), Duration::ZERO).await
+    }
+
+    /// `GET /v1/status`: profiles, accounts, pending sign-ins and cached token expiries (never token values).
+    pub async fn status(&self) -> Result<StatusResponse, Error> {
+        self.call(Method::GET, routes::STATUS, None, Duration::ZERO).await
+    }
+
+    /// `GET /healthz`: succeeds when the daemon is up and answering.
+    pub async fn healthz(&self) -> Result<(), Error> {
+        let (status, _) = self.send(Method::GET, routes::HEALTHZ, Duration::ZERO).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(Error::Protocol(format!("{} answered HTTP {}", routes::HEALTHZ, status.as_u16())))
+        }
+    }
+
+    /// A token or header request, allowing for the time the daemon may hold it.
+    pub(crate) async fn ask<T: DeserializeOwned>(&self, route: &str, query: &TokenQuery) -> Result<T, Error> {
+        let held_for = Duration::from_secs(query.wait.unwrap_or(0));
+        self.call(Method::GET, route, Some(encode_query(query)?), held_for).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        route: &str,
+        query: Option<String>,
+        held_for: Duration,
+    ) -> Result<T, Error> {
+        let path_and_query = match query {
+            Some(query) if !query.is_empty() => format!("{route}?{query}"),
+            _ => route.to_owned(),
+        };
+        let (status, body) = self.send(method, &path_and_query, held_for).await?;
+        decode(route, status, &body)
+    }
+
+    async fn send(&self, method: Method, path_and_query: &str, held_for: Duration) -> Result<(StatusCode, Bytes), Error> {
+        let uri: hyper::Uri = hyperlocal::Uri::new(self.socket.as_path(), path_and_query).into();
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|error| Error::Request(error.to_string()))?;
+        let limit = held_for.saturating_add(self.answer_margin);
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|error| self.transport_error(error))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| Error::Connection { path: self.socket.to_path_buf(), source: Box::new(error) })?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(limit, exchange)
+            .await
+            .map_err(|_| Error::Timeout { path: self.socket.to_path_buf(), after: limit })?
+    }
+
+    /// Sorts a failed exchange into "daemon not running" (the case autostart can fix) and everything else.
+    fn transport_error(&self, error: hyper_util::client::legacy::Error) -> Error {
+        let path = self.socket.to_path_buf();
+        if error.is_connect()
+            && let Some(io_error) = find_io_error(&error)
+            && matches!(io_error.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused)
+        {
+            let source = match io_error.raw_os_error() {
+                Some(errno) => io::Error::from_raw_os_error(errno),
+                None => io::Error::from(io_error.kind()),
+            };
+            return Error::Unreachable { path, source };
+        }
+        Error::Connection { path, source: Box::new(error) }
+    }
+}
+
+fn find_io_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(io_error) = error.downcast_ref::<io::Error>() {
+            return Some(io_error);
+        }
+        current = error.source();
+    }
+    None
+}
+
+fn encode_query(query: &impl Serialize) -> Result<String, Error> {
+    serde_urlencoded::to_string(query).map_err(|error| Error::Request(error.to_string()))
+}
+
+/// A 2xx body is the route's type; anything else should be the error envelope.
+fn decode<T: DeserializeOwned>(route: &str, status: StatusCode, body: &[u8]) -> Result<T, Error> {
+    if status.is_success() {
+        return serde_json::from_slice(body).map_err(|error| Error::Protocol(describe_parse_failure(route, &error)));
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(envelope) => Err(Error::Daemon { status: status.as_u16(), detail: envelope.error }),
+        Err(_) => Err(Error::Protocol(format!("{route} answered HTTP {} without an error envelope", status.as_u16()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use graphbroker_protocol::ErrorCode;
+
+    #[test]
+    fn token_queries_leave_out_what_is_not_set() {
+        let query = TokenQuery {
+            scopes: Some("User.Read Mail.Read".into()),
+            profile: Some("work".into()),
+            wait: Some(60),
+            ..TokenQuery::default()
+        };
+        assert_eq!(encode_query(&query).unwrap(), "scopes=User.Read+Mail.Read&profile=work&wait=60");
+        assert_eq!(encode_query(&TokenQuery::default()).unwrap(), "");
+    }
+
+    #[test]
+    fn signin_queries_spell_the_flow_as_the_daemon_does() {
+        let query = SignInQuery { profile: Some("work"), flow: Some(SignInFlow::Browser) };
+        assert_eq!(encode_query(&query).unwrap(), "profile=work&flow=browser");
+    }
+
+    #[test]
+    fn an_error_envelope_becomes_a_typed_error() {
+        let body = br#"{"error":{"code":"invalid_scopes","message":"scopes name two resources; ask for one"}}"#;
+        let error = decode::<TokenResponse>("/v1/token", StatusCode::BAD_REQUEST, body).unwrap_err();
+        assert!(matches!(error, Error::Daemon { status: 400, .. }), "{error:?}");
+        assert_eq!(error.code(), Some(ErrorCode::InvalidScopes));
+    }
+
+    #[test]
+    fn a_non_envelope_error_is_a_protocol_error() {
+        let error = decode::<TokenResponse>("/v1/nope", StatusCode::NOT_FOUND, b"").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "could not understand graphbrokerd's answer: /v1/nope answered HTTP 404 without an error envelope; \
+             compare versions with `graphbroker-client version`"
+        );
+    }
+}

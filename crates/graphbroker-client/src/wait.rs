@@ -1,0 +1,110 @@
+//! Waiting for a sign-in: ask at once, show the prompt, then let the daemon hold the request until the user is done.
+//!
+//! The first request goes out with `wait=0` so that the prompt reaches the user immediately; later requests ask
+//! the daemon to hold them for at most [`MAX_WAIT_PER_REQUEST`], and `signin_timeout` (the daemon's "still
+//! waiting") just means "ask again" until the caller's own deadline.
+
+use std::time::Duration;
+
+use graphbroker_protocol::{ErrorCode, HeaderResponse, SignInPrompt, SignInReason, TokenQuery, TokenResponse, routes};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::client::Client;
+use crate::error::Error;
+
+/// The longest `wait` one request asks for. Short enough that a prompt replaced by a new sign-in reaches the
+/// user within a minute and that a daemon gone silent is noticed; long enough that a sign-in of a few minutes
+/// costs only a handful of requests.
+pub const MAX_WAIT_PER_REQUEST: Duration = Duration::from_secs(60);
+
+/// How long to pause before asking again when the daemon answered `signin_required` to a request that asked it
+/// to wait. A daemon that honours `wait` does not do that; the pause keeps one that does not from being asked
+/// in a tight loop.
+const PAUSE_AFTER_UNHELD_ANSWER: Duration = Duration::from_secs(1);
+
+impl Client {
+    /// An access token, waiting up to `timeout` for the user to sign in when one is needed.
+    ///
+    /// `on_prompt` is called once for each distinct sign-in prompt (normally once): show it to the user. Returns
+    /// the token, or the error that ended the wait: `signin_declined`, `signin_expired`, or — when `timeout` runs
+    /// out — the daemon's `signin_timeout` (the sign-in goes on in the daemon; asking again picks it up). With a
+    /// zero `timeout` it answers `signin_required` at once, after calling `on_prompt`.
+    pub async fn token_with_signin(
+        &self,
+        query: &TokenQuery,
+        timeout: Duration,
+        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<TokenResponse, Error> {
+        self.ask_with_signin(routes::TOKEN, query, timeout, on_prompt).await
+    }
+
+    /// [`Client::header`], waiting for a sign-in as [`Client::token_with_signin`] does.
+    pub async fn header_with_signin(
+        &self,
+        query: &TokenQuery,
+        timeout: Duration,
+        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<HeaderResponse, Error> {
+        self.ask_with_signin(routes::HEADER, query, timeout, on_prompt).await
+    }
+
+    async fn ask_with_signin<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        query: &TokenQuery,
+        timeout: Duration,
+        mut on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<T, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut query = TokenQuery { wait: Some(0), ..query.clone() };
+        let mut shown: Option<SignInPrompt> = None;
+        loop {
+            let error = match self.ask(route, &query).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+            match error.code() {
+                Some(ErrorCode::SigninRequired) => match error.signin_prompt() {
+                    Some(prompt) if shown.as_ref() != Some(prompt) => {
+                        on_prompt(prompt, error.signin_reason());
+                        shown = Some(prompt.clone());
+                    }
+                    Some(_) => {}
+                    // Nothing for the user to do, so nothing to wait for.
+                    None if shown.is_none() => return Err(error),
+                    None => {}
+                },
+                Some(ErrorCode::SigninTimeout) => {}
+                _ => return Err(error),
+            }
+            if error.code() == Some(ErrorCode::SigninRequired) && query.wait.unwrap_or(0) > 0 {
+                tokio::time::sleep_until(deadline.min(Instant::now() + PAUSE_AFTER_UNHELD_ANSWER)).await;
+            }
+            let Some(wait) = next_wait(deadline.saturating_duration_since(Instant::now())) else {
+                return Err(error);
+            };
+            query.wait = Some(wait.as_secs());
+        }
+    }
+}
+
+/// The `wait` for the next request, or `None` when less than a whole second is left (the protocol counts in
+/// seconds, and `wait=0` would not wait).
+fn next_wait(remaining: Duration) -> Option<Duration> {
+    let whole_seconds = Duration::from_secs(remaining.as_secs());
+    (!whole_seconds.is_zero()).then(|| whole_seconds.min(MAX_WAIT_PER_REQUEST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_capped_and_never_zero() {
+        assert_eq!(next_wait(Duration::from_secs(900)), Some(MAX_WAIT_PER_REQUEST));
+        assert_eq!(next_wait(Duration::from_millis(42_900)), Some(Duration::from_secs(42)));
+        assert_eq!(next_wait(Duration::from_millis(999)), None);
+        assert_eq!(next_wait(Duration::ZERO), None);
+    }
+}
