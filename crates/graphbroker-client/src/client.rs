@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use graphbroker_protocol::{
-    ErrorBody, HeaderResponse, SignInFlow, SignInResponse, SignoutResponse, StatusResponse, TokenQuery,
-    TokenResponse, VersionResponse, resolve_socket_path, routes,
+    ErrorBody, HeaderResponse, SignInFlow, SignInResponse, SignoutResponse, StatusResponse, TokenQuery, TokenResponse,
+    VersionResponse, resolve_socket_path, routes,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
@@ -144,7 +144,12 @@ impl Client {
         decode(route, status, &body)
     }
 
-    async fn send(&self, method: Method, path_and_query: &str, held_for: Duration) -> Result<(StatusCode, Bytes), Error> {
+    async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        held_for: Duration,
+    ) -> Result<(StatusCode, Bytes), Error> {
         let uri: hyper::Uri = hyperlocal::Uri::new(self.socket.as_path(), path_and_query).into();
         let request = Request::builder()
             .method(method)
@@ -207,7 +212,7 @@ fn decode<T: DeserializeOwned>(route: &str, status: StatusCode, body: &[u8]) -> 
         return serde_json::from_slice(body).map_err(|error| Error::Protocol(describe_parse_failure(route, &error)));
     }
     match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(envelope) => Err(Error::Daemon { status: status.as_u16(), detail: envelope.error }),
+        Ok(envelope) => Err(Error::Daemon { status: status.as_u16(), detail: Box::new(envelope.error) }),
         Err(_) => Err(Error::Protocol(format!("{route} answered HTTP {} without an error envelope", status.as_u16()))),
     }
 }

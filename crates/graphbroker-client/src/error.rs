@@ -33,9 +33,10 @@ pub enum Error {
     /// The daemon took longer than the client allows (the request's `wait` plus a margin).
     #[error("graphbrokerd at {} did not answer within {}s; check its log, or restart it", path.display(), after.as_secs())]
     Timeout { path: PathBuf, after: Duration },
-    /// The daemon answered with its error envelope.
+    /// The daemon answered with its error envelope. (Boxed: the envelope is large and errors travel in
+    /// `Result`s on every path.)
     #[error("{} ({})", one_line(&detail.message), detail.code)]
-    Daemon { status: u16, detail: ErrorDetail },
+    Daemon { status: u16, detail: Box<ErrorDetail> },
     /// The daemon answered something this client does not understand (a different protocol version, or not
     /// graphbrokerd at all).
     #[error("could not understand graphbrokerd's answer: {0}; compare versions with `graphbroker-client version`")]
@@ -54,7 +55,7 @@ impl Error {
     /// The daemon's error envelope, when it answered with one.
     pub fn detail(&self) -> Option<&ErrorDetail> {
         match self {
-            Self::Daemon { detail, .. } => Some(detail),
+            Self::Daemon { detail, .. } => Some(detail.as_ref()),
             _ => None,
         }
     }
@@ -134,7 +135,10 @@ mod tests {
     fn daemon_errors_show_the_message_and_the_code_on_one_line() {
         let error = Error::Daemon {
             status: 404,
-            detail: ErrorDetail::new(ErrorCode::UnknownProfile, "no profile named \"x\";\n  add it to the config"),
+            detail: Box::new(ErrorDetail::new(
+                ErrorCode::UnknownProfile,
+                "no profile named \"x\";\n  add it to the config",
+            )),
         };
         assert_eq!(error.to_string(), "no profile named \"x\"; add it to the config (unknown_profile)");
         assert_eq!(error.code(), Some(ErrorCode::UnknownProfile));

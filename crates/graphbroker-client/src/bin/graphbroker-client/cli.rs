@@ -1,0 +1,234 @@
+//! The command line: flags, subcommands, and how they become protocol queries.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use graphbroker_client::{SignInFlow, TokenQuery, split_scopes};
+
+use crate::exit_status::EXIT_STATUS_HELP;
+
+/// The default `--timeout`: a device code lives 15 minutes, so waiting that long lets a user finish any sign-in
+/// the daemon started on this command's behalf.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 900;
+
+const ABOUT: &str = "Get Microsoft Entra ID access tokens from graphbrokerd";
+
+const LONG_ABOUT: &str = "\
+Get Microsoft Entra ID access tokens from graphbrokerd, the per-user token broker.
+
+The token (or header) is the only thing ever printed on stdout; prompts, progress and errors go to stderr.
+When a sign-in is needed, the instruction is shown on stderr and the command waits for it (see --timeout).
+When graphbrokerd is not running it is started (see --no-autostart): from next to this program, else from PATH,
+or the program named by GRAPHBROKERD_PATH.
+
+Examples:
+  graphbroker-client token --scopes User.Read
+  curl -H \"$(graphbroker-client header --scopes User.Read)\" https://graph.microsoft.com/v1.0/me";
+
+#[derive(Debug, Parser)]
+#[command(name = "graphbroker-client", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    /// The socket graphbrokerd listens on [default: $XDG_RUNTIME_DIR/graphbroker/graphbroker.sock, else
+    /// /tmp/graphbroker-UID/graphbroker.sock]
+    #[arg(long, global = true, env = graphbroker_client::protocol::SOCKET_ENV, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Do not start graphbrokerd when it is not running; fail with status 3 instead
+    #[arg(long, global = true)]
+    pub no_autostart: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print an access token (signing in first when needed)
+    Token {
+        #[command(flatten)]
+        request: TokenRequest,
+        /// What to print: the bare token, an `Authorization: Bearer …` line, or the daemon's JSON answer
+        #[arg(long, value_enum, default_value_t = TokenFormat::Token)]
+        format: TokenFormat,
+    },
+    /// Print the `Authorization: Bearer …` header line (for `curl -H "$(…)"`)
+    Header {
+        #[command(flatten)]
+        request: TokenRequest,
+        /// What to print: the header line, or the daemon's JSON headers
+        #[arg(long, value_enum, default_value_t = HeaderFormat::Header)]
+        format: HeaderFormat,
+    },
+    /// Sign in (or join the sign-in under way) and wait until it completes
+    Signin {
+        /// The profile [default: the daemon's default profile]
+        #[arg(long)]
+        profile: Option<String>,
+        /// How to sign in [default: the profile's flow]
+        #[arg(long, value_enum)]
+        flow: Option<FlowArg>,
+        /// Seconds to wait for the sign-in to complete
+        #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
+        timeout: u64,
+    },
+    /// Forget the profile's account: its keychain entry and cached tokens
+    Signout {
+        /// The profile [default: the daemon's default profile]
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Show profiles, accounts, pending sign-ins and cached token expiries (never token values)
+    Status {
+        /// Print the daemon's JSON answer instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the client's and the daemon's versions
+    Version,
+}
+
+/// The options shared by `token` and `header`.
+#[derive(Debug, Args)]
+pub struct TokenRequest {
+    /// Scopes, separated by spaces or commas; repeatable. Short names mean Microsoft Graph (User.Read).
+    /// [default: the profile's scopes]
+    #[arg(long = "scopes", visible_alias = "scope", value_name = "SCOPES")]
+    pub scopes: Vec<String>,
+    /// The profile [default: the daemon's default profile]
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Seconds the token must still be valid [default: the profile's min_valid]
+    #[arg(long, value_name = "SECS")]
+    pub min_valid: Option<u64>,
+    /// Seconds to wait for a sign-in when one is needed
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+    /// Do not wait for a sign-in: show its prompt and exit with status 4
+    #[arg(long)]
+    pub no_wait: bool,
+    /// A claims challenge from a resource's WWW-Authenticate header (JSON or base64); bypasses the cache
+    #[arg(long, value_name = "CLAIMS")]
+    pub claims: Option<String>,
+}
+
+impl TokenRequest {
+    /// The query to send, with `wait` left to the waiting logic.
+    pub fn query(&self) -> TokenQuery {
+        TokenQuery {
+            scopes: join_scopes(&self.scopes),
+            profile: self.profile.clone(),
+            min_valid: self.min_valid,
+            wait: None,
+            claims: self.claims.clone(),
+        }
+    }
+
+    /// How long to wait for a sign-in; zero means answer at once.
+    pub fn wait_limit(&self) -> Duration {
+        if self.no_wait { Duration::ZERO } else { Duration::from_secs(self.timeout) }
+    }
+}
+
+/// Joins every `--scopes` value into the one space-separated list the protocol takes; `None` when no scope was
+/// given, so that the daemon uses the profile's defaults.
+pub fn join_scopes(values: &[String]) -> Option<String> {
+    let scopes: Vec<String> = values.iter().flat_map(|value| split_scopes(value)).collect();
+    (!scopes.is_empty()).then(|| scopes.join(" "))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenFormat {
+    Token,
+    Header,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeaderFormat {
+    Header,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowArg {
+    Device,
+    Browser,
+}
+
+impl From<FlowArg> for SignInFlow {
+    fn from(flow: FlowArg) -> Self {
+        match flow {
+            FlowArg::Device => SignInFlow::Device,
+            FlowArg::Browser => SignInFlow::Browser,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("graphbroker-client").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn scopes_are_joined_from_every_flag_and_separator() {
+        let cli = parse(&["token", "--scopes", "User.Read,Mail.Read", "--scopes", " Calendars.Read  Files.Read,"]);
+        let Command::Token { request, format } = cli.command else { panic!("not token") };
+        assert_eq!(format, TokenFormat::Token);
+        assert_eq!(request.query().scopes.as_deref(), Some("User.Read Mail.Read Calendars.Read Files.Read"));
+    }
+
+    #[test]
+    fn no_scopes_leaves_the_choice_to_the_profile() {
+        let cli = parse(&["header", "--profile", "work", "--scopes", " , "]);
+        let Command::Header { request, format } = cli.command else { panic!("not header") };
+        assert_eq!(format, HeaderFormat::Header);
+        let query = request.query();
+        assert_eq!(query.scopes, None);
+        assert_eq!(query.profile.as_deref(), Some("work"));
+        assert_eq!(query.wait, None);
+    }
+
+    #[test]
+    fn waiting_is_bounded_by_timeout_and_off_with_no_wait() {
+        let cli = parse(&["token"]);
+        let Command::Token { request, .. } = cli.command else { panic!("not token") };
+        assert_eq!(request.wait_limit(), Duration::from_secs(900));
+        let cli = parse(&["token", "--timeout", "30", "--no-wait"]);
+        let Command::Token { request, .. } = cli.command else { panic!("not token") };
+        assert_eq!(request.wait_limit(), Duration::ZERO);
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = parse(&["token", "--socket", "/x.sock", "--no-autostart", "--min-valid", "600", "--claims", "{}"]);
+        assert_eq!(cli.socket.as_deref(), Some(std::path::Path::new("/x.sock")));
+        assert!(cli.no_autostart);
+        let Command::Token { request, .. } = cli.command else { panic!("not token") };
+        assert_eq!(request.query().min_valid, Some(600));
+        assert_eq!(request.query().claims.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn usage_errors_are_refused() {
+        let bad = [
+            &["token", "--format", "yaml"][..],
+            &["signin", "--flow", "auto"][..],
+            &["token", "--timeout", "-1"][..],
+            &["frobnicate"][..],
+        ];
+        for args in bad {
+            let parsed = Cli::try_parse_from(std::iter::once("graphbroker-client").chain(args.iter().copied()));
+            assert!(parsed.is_err(), "{args:?} parsed");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! One function per subcommand: ask the daemon, print the answer.
+
+use std::io::Write;
+use std::time::Duration;
+
+use graphbroker_client::{Client, Error, PROTOCOL_VERSION, SignInState, TokenQuery};
+
+use crate::autostart::ensure_daemon;
+use crate::cli::{Cli, Command, HeaderFormat, TokenFormat, TokenRequest};
+use crate::exit_status::{ExitStatus, Failure};
+use crate::status_view::render_status;
+use crate::ui::Ui;
+
+/// Runs the command the user asked for.
+pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
+    let client = match &cli.socket {
+        Some(socket) => Client::new(socket),
+        None => Client::from_env(),
+    };
+    // `status` and `version` report on the daemon rather than need it, so they never start one.
+    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version);
+    if wants_daemon && !cli.no_autostart {
+        ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
+    }
+    match &cli.command {
+        Command::Token { request, format } => token(&client, request, *format, ui).await,
+        Command::Header { request, format } => header(&client, request, *format, ui).await,
+        Command::Signin { profile, flow, timeout } => {
+            signin(&client, profile.as_deref(), flow.map(Into::into), Duration::from_secs(*timeout), ui).await
+        }
+        Command::Signout { profile } => signout(&client, profile.as_deref()).await,
+        Command::Status { json } => status(&client, *json).await,
+        Command::Version => version(&client).await,
+    }
+}
+
+async fn token(client: &Client, request: &TokenRequest, format: TokenFormat, ui: &Ui) -> Result<(), Failure> {
+    let limit = request.wait_limit();
+    let on_prompt = |prompt: &_, reason| ui.show_prompt(prompt, reason);
+    let token = ui
+        .while_waiting(client.token_with_signin(&request.query(), limit, on_prompt))
+        .await
+        .map_err(|error| Failure::after_wait(&error, limit))?;
+    let line = match format {
+        TokenFormat::Token => token.access_token.clone(),
+        TokenFormat::Header => format!("Authorization: {} {}", token.token_type, token.access_token),
+        TokenFormat::Json => to_json(&token)?,
+    };
+    print_line(&line)
+}
+
+async fn header(client: &Client, request: &TokenRequest, format: HeaderFormat, ui: &Ui) -> Result<(), Failure> {
+    let limit = request.wait_limit();
+    let on_prompt = |prompt: &_, reason| ui.show_prompt(prompt, reason);
+    let headers = ui
+        .while_waiting(client.header_with_signin(&request.query(), limit, on_prompt))
+        .await
+        .map_err(|error| Failure::after_wait(&error, limit))?;
+    let line = match format {
+        HeaderFormat::Header => format!("Authorization: {}", headers.authorization),
+        HeaderFormat::Json => to_json(&headers)?,
+    };
+    print_line(&line)
+}
+
+async fn signin(
+    client: &Client,
+    profile: Option<&str>,
+    flow: Option<graphbroker_client::SignInFlow>,
+    limit: Duration,
+    ui: &Ui,
+) -> Result<(), Failure> {
+    let started = client.signin(profile, flow).await?;
+    if started.state == SignInState::SignedIn {
+        let who = started.account.map(|account| account.username).unwrap_or_else(|| "an account".to_owned());
+        return print_line(&format!("already signed in as {who} (profile {})", started.profile));
+    }
+    let Some(shown) = started.signin else {
+        return Err(Failure::new(
+            ExitStatus::Other,
+            "graphbrokerd started a sign-in but sent no prompt; run `graphbroker-client status` to see it",
+        ));
+    };
+    ui.show_prompt(&shown, None);
+    // Waiting for a token with the profile's default scopes joins the sign-in just started: the daemon answers it
+    // when the sign-in completes. Its prompt is the one already shown, unless the daemon replaced the sign-in.
+    let query = TokenQuery { profile: Some(started.profile.clone()), ..TokenQuery::default() };
+    let on_prompt = |prompt: &_, reason| {
+        if *prompt != shown {
+            ui.show_prompt(prompt, reason);
+        }
+    };
+    let token = ui
+        .while_waiting(client.token_with_signin(&query, limit, on_prompt))
+        .await
+        .map_err(|error| Failure::after_wait(&error, limit))?;
+    print_line(&format!("signed in as {} (profile {})", token.account.username, token.profile))
+}
+
+async fn signout(client: &Client, profile: Option<&str>) -> Result<(), Failure> {
+    let answer = client.signout(profile).await?;
+    let line = match answer.account {
+        Some(account) => format!(
+            "signed out {} from profile {}; dropped {} cached token(s)",
+            account.username, answer.profile, answer.tokens_dropped
+        ),
+        None => format!("profile {} had no account; dropped {} cached token(s)", answer.profile, answer.tokens_dropped),
+    };
+    print_line(&line)
+}
+
+async fn status(client: &Client, json: bool) -> Result<(), Failure> {
+    let answer = client.status().await?;
+    if json {
+        print_line(
+            &serde_json::to_string_pretty(&answer)
+                .map_err(|error| Failure::new(ExitStatus::Other, error.to_string()))?,
+        )
+    } else {
+        print_line(render_status(&answer, std::time::SystemTime::now()).trim_end())
+    }
+}
+
+async fn version(client: &Client) -> Result<(), Failure> {
+    print_line(&format!("graphbroker-client {} (protocol {PROTOCOL_VERSION})", env!("CARGO_PKG_VERSION")))?;
+    let daemon = client.version().await?;
+    print_line(&format!("graphbrokerd {} (protocol {})", daemon.daemon, daemon.protocol))?;
+    if daemon.protocol != PROTOCOL_VERSION {
+        let _ = writeln!(
+            std::io::stderr(),
+            "graphbroker-client: warning: graphbrokerd speaks protocol {} and this client speaks {PROTOCOL_VERSION}; \
+             upgrade the older of the two",
+            daemon.protocol
+        );
+    }
+    Ok(())
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
+    serde_json::to_string(value).map_err(|error| Failure::from(Error::Protocol(error.to_string())))
+}
+
+/// One line on stdout. A closed stdout (e.g. `| head -0`) is an error to report, not a panic.
+fn print_line(line: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|error| Failure::new(ExitStatus::Other, format!("could not write to stdout: {error}")))
+}

@@ -1,0 +1,177 @@
+//! What the user sees on stderr: sign-in prompts, the "waiting for sign-in" line, notes.
+//!
+//! stdout is reserved for the token (or header) so that `$(graphbroker-client token …)` captures nothing else.
+//! On a terminal the waiting line is a spinner rewritten in place; elsewhere (a log, a pipe) it is a plain line
+//! now and then, so logs stay readable.
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use graphbroker_client::{SignInPrompt, SignInReason};
+use tokio::time::Instant;
+
+const SPINNER_FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+/// How often the spinner turns on a terminal.
+const SPINNER_TICK: Duration = Duration::from_millis(100);
+
+/// How often a plain "still waiting" line is written when stderr is not a terminal: often enough to show the
+/// command is alive in a CI log, rare enough not to flood it.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(60);
+
+/// Writes prompts and progress to stderr.
+#[derive(Debug)]
+pub struct Ui {
+    terminal: bool,
+    waiting: Mutex<WaitingLine>,
+}
+
+#[derive(Debug, Default)]
+struct WaitingLine {
+    /// Set once a prompt has been shown: only then is there something to wait for.
+    prompt_expires_at: Option<Option<SystemTime>>,
+    /// A spinner line is on screen and must be cleared before anything else is written.
+    drawn: bool,
+    frame: usize,
+    last_plain_line: Option<Instant>,
+}
+
+impl Ui {
+    /// `terminal`: whether stderr is a terminal (spinner) or not (plain lines).
+    pub fn new(terminal: bool) -> Self {
+        Self { terminal, waiting: Mutex::new(WaitingLine::default()) }
+    }
+
+    /// A short note on stderr, e.g. that the daemon is being started.
+    pub fn note(&self, text: &str) {
+        let mut waiting = self.lock();
+        self.clear(&mut waiting);
+        let _ = writeln!(std::io::stderr(), "graphbroker-client: {text}");
+    }
+
+    /// Shows what the user must do to sign in, and why.
+    pub fn show_prompt(&self, prompt: &SignInPrompt, reason: Option<SignInReason>) {
+        let mut waiting = self.lock();
+        self.clear(&mut waiting);
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{}", reason_sentence(reason));
+        let _ = writeln!(stderr, "{}", prompt.instruction());
+        waiting.prompt_expires_at = Some(humantime::parse_rfc3339_weak(prompt.expires_at()).ok());
+        waiting.last_plain_line = Some(Instant::now());
+    }
+
+    /// Runs `work` while showing that a sign-in is awaited (once a prompt has been shown), and clears the
+    /// waiting line when `work` ends.
+    pub async fn while_waiting<F: Future>(&self, work: F) -> F::Output {
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(if self.terminal { SPINNER_TICK } else { Duration::from_secs(1) });
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                output = &mut work => {
+                    self.clear_waiting_line();
+                    return output;
+                }
+                _ = tick.tick() => self.draw_waiting_line(),
+            }
+        }
+    }
+
+    /// Removes the spinner line, e.g. before an error is printed.
+    pub fn clear_waiting_line(&self) {
+        let mut waiting = self.lock();
+        self.clear(&mut waiting);
+    }
+
+    fn draw_waiting_line(&self) {
+        let mut waiting = self.lock();
+        let Some(expires_at) = waiting.prompt_expires_at else { return };
+        let left = expires_at.map(|at| format!(" ({} left)", format_time_left(time_left(at, SystemTime::now()))));
+        let left = left.unwrap_or_default();
+        let mut stderr = std::io::stderr().lock();
+        if self.terminal {
+            let frame = SPINNER_FRAMES[waiting.frame % SPINNER_FRAMES.len()];
+            waiting.frame = waiting.frame.wrapping_add(1);
+            let _ = write!(stderr, "\r{frame} waiting for sign-in{left}\x1b[K");
+            let _ = stderr.flush();
+            waiting.drawn = true;
+        } else if waiting.last_plain_line.is_none_or(|last| last.elapsed() >= PLAIN_PROGRESS_EVERY) {
+            let _ = writeln!(stderr, "waiting for sign-in{left}");
+            waiting.last_plain_line = Some(Instant::now());
+        }
+    }
+
+    fn clear(&self, waiting: &mut WaitingLine) {
+        if waiting.drawn {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+            waiting.drawn = false;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WaitingLine> {
+        // The state is a few display flags; one left half-updated by a panic is still fine to draw from.
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Why the user is asked to sign in, as one line.
+pub fn reason_sentence(reason: Option<SignInReason>) -> &'static str {
+    match reason {
+        None => "sign-in needed",
+        Some(SignInReason::NoAccount) => "sign-in needed: this profile has no account yet",
+        Some(SignInReason::SessionExpired) => "sign-in needed: the session has ended",
+        Some(SignInReason::ConsentRequired) => "sign-in needed: the scopes asked for need your consent",
+        Some(SignInReason::InteractionRequired) => {
+            "sign-in needed: your organization asks you to sign in again (MFA or Conditional Access)"
+        }
+    }
+}
+
+/// Time from `now` until `expires_at`, zero once it has passed.
+pub fn time_left(expires_at: SystemTime, now: SystemTime) -> Duration {
+    expires_at.duration_since(now).unwrap_or(Duration::ZERO)
+}
+
+/// `m:ss`, or `h:mm:ss` from an hour up; rounded down to the second.
+pub fn format_time_left(left: Duration) -> String {
+    let seconds = left.as_secs();
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if hours > 0 { format!("{hours}:{minutes:02}:{seconds:02}") } else { format!("{minutes}:{seconds:02}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_reads_like_a_clock() {
+        assert_eq!(format_time_left(Duration::from_millis(898_900)), "14:58");
+        assert_eq!(format_time_left(Duration::from_secs(59)), "0:59");
+        assert_eq!(format_time_left(Duration::ZERO), "0:00");
+        assert_eq!(format_time_left(Duration::from_secs(3600 + 2 * 60 + 3)), "1:02:03");
+    }
+
+    #[test]
+    fn time_left_stops_at_zero() {
+        let expires = humantime::parse_rfc3339_weak("2026-11-27T02:40:00Z").unwrap();
+        let before = humantime::parse_rfc3339_weak("2026-11-27T02:25:02Z").unwrap();
+        let after = humantime::parse_rfc3339_weak("2026-11-27T02:41:00Z").unwrap();
+        assert_eq!(format_time_left(time_left(expires, before)), "14:58");
+        assert_eq!(time_left(expires, after), Duration::ZERO);
+    }
+
+    #[test]
+    fn every_reason_has_a_sentence() {
+        for reason in [
+            None,
+            Some(SignInReason::NoAccount),
+            Some(SignInReason::SessionExpired),
+            Some(SignInReason::ConsentRequired),
+            Some(SignInReason::InteractionRequired),
+        ] {
+            assert!(reason_sentence(reason).starts_with("sign-in needed"));
+        }
+    }
+}
