@@ -1,1 +1,25 @@
-//! The graphbroker daemon. (Being built.)
+//! graphbrokerd: a per-user daemon that brokers Microsoft Entra ID delegated tokens to local programs over a
+//! Unix-domain socket, as ssh-agent brokers keys.
+//!
+//! Key design decision: **refresh tokens never leave this process.** Clients get short-lived access tokens (or a
+//! ready `Authorization` header) and nothing else; the refresh token lives in memory in a zeroizing secret type
+//! and in the OS keychain (through `graphbroker-store`), and only [`idp`] ever sends it anywhere — to the
+//! identity platform's token endpoint.
+//!
+//! The binary is a thin `main`; everything here is a library so that tests can build the router without a
+//! socket and start the server with their own shutdown future.
+//!
+//! - [`config`]: the TOML file, profiles and defaults.
+//! - [`scopes`]: scope normalization, the cache key.
+//! - [`idp`]: the identity platform through the `oauth2` crate; error classification and retries.
+//! - [`broker`]: cache, single-flight, sign-in on first demand, persistence; the token state machine.
+//! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
+
+pub mod broker;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod idp;
+pub mod scopes;
+pub mod server;
+pub mod socket;

@@ -1,0 +1,775 @@
+//! The broker: per-profile token lifecycle — cache, single-flight refresh, sign-in on first demand, persistence.
+//!
+//! # State machine of one profile
+//!
+//! [`ProfileState`] holds:
+//! - `account`: [`AccountState::Unloaded`] until the store has been read (or while it cannot be),
+//!   [`AccountState::Empty`] when no one is signed in, [`AccountState::Active`] with the refresh token (memory
+//!   copy of the keychain entry) and the account record.
+//! - `signin`: the sign-in under way, if any. It runs beside `Active` too (consent or MFA for one request keeps
+//!   the account for everything else). All requests that need the user join the one sign-in.
+//! - `cache`: access tokens by scope set.
+//! - `generation`: bumped whenever the account changes (sign-in completes, sign-out, dead grant). A refresh
+//!   that started under an older generation does not write its result back, so a refresh finishing after a
+//!   sign-out cannot resurrect the account.
+//! - `unsaved`: the refresh token in memory has not reached the store (the keychain was unavailable). No token
+//!   is served until it has, so a restart never loses a sign-in the user was told succeeded.
+//!
+//! Ordering rule: a rotated refresh token is written to the store before the access token that came with it is
+//! handed out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use graphbroker_protocol::{
+    AccountInfo, CachedTokenStatus, Counters, ErrorCode, ProfileStatus, SignInPrompt, SignInReason, SignInResponse,
+    SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery,
+};
+use graphbroker_store::{AccountRecord, KeyringStore, MemoryStore, SecretStore, StoreError, StoredAccount};
+use secrecy::SecretString;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::cache::{CachedToken, TokenCache};
+use crate::config::{Config, Profile};
+use crate::error::ApiError;
+use crate::idp::{Failure, IdentityPlatform, Tokens, request_claims};
+use crate::scopes::ScopeSet;
+
+/// The longest a request may be held waiting for a sign-in: a device code lives 15 minutes.
+pub const MAX_WAIT: Duration = Duration::from_secs(900);
+/// How many sign-in rounds one request may go through (first sign-in, then consent for its own scopes).
+const MAX_ROUNDS: usize = 3;
+
+/// A token ready to hand out.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: SecretString,
+    pub scopes: Vec<String>,
+    pub expires_at: SystemTime,
+    pub expires_in: Duration,
+    pub profile: String,
+    pub account: AccountInfo,
+}
+
+/// Where the account of a profile stands. See the module docs.
+#[derive(Debug)]
+enum AccountState {
+    Unloaded,
+    Empty,
+    Active { refresh_token: SecretString, record: AccountRecord },
+}
+
+#[derive(Debug)]
+struct ProfileState {
+    generation: u64,
+    account: AccountState,
+    cache: TokenCache,
+    signin: Option<Arc<SignIn>>,
+    store_error: Option<String>,
+    unsaved: bool,
+}
+
+/// One configured profile and its live state.
+#[derive(Debug)]
+struct ProfileSlot {
+    profile: Profile,
+    store: Arc<dyn SecretStore>,
+    state: Mutex<ProfileState>,
+    /// Single-flight locks per scope-set key: concurrent misses for one key make one platform request.
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A sign-in under way; every request that needs the user waits on `phase`.
+#[derive(Debug)]
+struct SignIn {
+    id: u64,
+    reason: SignInReason,
+    phase: watch::Receiver<Phase>,
+    task: tokio::task::AbortHandle,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Asking the platform for a device code.
+    Starting,
+    /// Waiting for the user.
+    Prompt(SignInPrompt),
+    /// Over: the account is signed in, or why not.
+    Done(Result<(), ApiError>),
+}
+
+/// What the silent path (cache, then refresh token) came to.
+enum Silent {
+    Token(IssuedToken),
+    NeedSignIn { reason: SignInReason, claims: Option<String> },
+}
+
+#[derive(Debug, Default)]
+struct AtomicCounters {
+    requests: AtomicU64,
+    cache_hits: AtomicU64,
+    refreshes: AtomicU64,
+    signins: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// The broker shared by every connection.
+#[derive(Debug)]
+pub struct Broker {
+    default_profile: String,
+    profiles: BTreeMap<String, Arc<ProfileSlot>>,
+    idp: IdentityPlatform,
+    counters: AtomicCounters,
+    next_signin: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Broker {
+    /// A broker for `config`. Accounts are read from the stores by [`Broker::load_accounts`].
+    pub fn new(config: &Config, idp: IdentityPlatform) -> Arc<Self> {
+        let keyring: Arc<dyn SecretStore> = Arc::new(KeyringStore::new(config.keyring_service.clone()));
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
+        let profiles = config
+            .profiles
+            .iter()
+            .map(|(name, profile)| {
+                let store = match profile.store {
+                    StoreKind::Keyring => keyring.clone(),
+                    StoreKind::Memory => memory.clone(),
+                };
+                let slot = ProfileSlot {
+                    profile: profile.clone(),
+                    store,
+                    state: Mutex::new(ProfileState {
+                        generation: 0,
+                        account: AccountState::Unloaded,
+                        cache: TokenCache::default(),
+                        signin: None,
+                        store_error: None,
+                        unsaved: false,
+                    }),
+                    flights: Mutex::new(HashMap::new()),
+                };
+                (name.clone(), Arc::new(slot))
+            })
+            .collect();
+        Arc::new(Self {
+            default_profile: config.default_profile.clone(),
+            profiles,
+            idp,
+            counters: AtomicCounters::default(),
+            next_signin: AtomicU64::new(1),
+            shutdown: watch::Sender::new(false),
+        })
+    }
+
+    /// Reads every profile's account from its store, once, at start. A store that cannot be read is recorded
+    /// (and reported in status); it is read again when a request needs it.
+    pub async fn load_accounts(&self) {
+        for slot in self.profiles.values() {
+            if let Err(e) = self.ensure_loaded(slot).await {
+                tracing::warn!(profile = %slot.profile.name, "{}", e.0.message);
+            }
+        }
+    }
+
+    /// Answers waiting requests and stops new waits: the daemon is stopping.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    fn slot(&self, name: Option<&str>) -> Result<&Arc<ProfileSlot>, ApiError> {
+        let name = name.unwrap_or(&self.default_profile);
+        self.profiles.get(name).ok_or_else(|| {
+            let known = self.profiles.keys().cloned().collect::<Vec<_>>().join(", ");
+            ApiError::new(
+                ErrorCode::UnknownProfile,
+                format!("no profile named {name:?} is configured (known: {known}); add it to the config file"),
+            )
+        })
+    }
+
+    /// Serves `GET /v1/token` and `/v1/header`.
+    pub async fn token(&self, query: &TokenQuery) -> Result<IssuedToken, ApiError> {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.token_inner(query).await;
+        if result.is_err() {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn token_inner(&self, query: &TokenQuery) -> Result<IssuedToken, ApiError> {
+        let started = Instant::now();
+        let slot = self.slot(query.profile.as_deref())?;
+        let profile = &slot.profile;
+        let requested = match query.scopes.as_deref() {
+            Some(list) => graphbroker_protocol::split_scopes(list),
+            None => profile.scopes.clone(),
+        };
+        let scopes = ScopeSet::normalize(&requested, &profile.graph_resource)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
+        let min_valid = query.min_valid.map(Duration::from_secs).unwrap_or(profile.min_valid);
+        let wait = query.wait.map(Duration::from_secs).unwrap_or_default().min(MAX_WAIT);
+        let claims = query.claims.as_deref();
+        let platform_claims = request_claims(claims, profile.cae)
+            .map_err(|e| ApiError::bad_request(format!("{e}: pass the claims challenge as sent by the resource")))?;
+        let bypass_cache = claims.is_some();
+
+        for _ in 0..MAX_ROUNDS {
+            match self.silent(slot, &scopes, min_valid, platform_claims.as_deref(), bypass_cache).await? {
+                Silent::Token(token) => return Ok(token),
+                Silent::NeedSignIn { reason, claims } => {
+                    let signin_claims = match claims {
+                        Some(platform) => request_claims(Some(&platform), profile.cae).ok().flatten(),
+                        None => platform_claims.clone(),
+                    };
+                    let signin = self.start_or_join_signin(slot, reason, &scopes, signin_claims);
+                    let remaining = wait.saturating_sub(started.elapsed());
+                    self.wait_signin(&signin, remaining).await?;
+                }
+            }
+        }
+        Err(ApiError::internal("the sign-in completed but no token could be issued for these scopes; ask again"))
+    }
+
+    /// Waits for `signin` to finish, up to `wait`. Answers `signin_required` at once when `wait` is zero.
+    async fn wait_signin(&self, signin: &SignIn, wait: Duration) -> Result<(), ApiError> {
+        let mut phase = signin.phase.clone();
+        // The prompt first: it is what every error below carries.
+        let prompt = loop {
+            match phase.borrow_and_update().clone() {
+                Phase::Prompt(prompt) => break prompt,
+                Phase::Done(result) => return result,
+                Phase::Starting => {}
+            }
+            if phase.changed().await.is_err() {
+                return Err(ApiError::internal("the sign-in stopped unexpectedly; ask again to start a new one"));
+            }
+        };
+        if wait.is_zero() {
+            return Err(ApiError::signin_required(signin.reason, prompt));
+        }
+        let mut shutdown = self.shutdown.subscribe();
+        let done = async {
+            loop {
+                if let Phase::Done(result) = phase.borrow_and_update().clone() {
+                    return result;
+                }
+                if phase.changed().await.is_err() {
+                    return Err(ApiError::internal("the sign-in stopped unexpectedly; ask again to start a new one"));
+                }
+            }
+        };
+        tokio::select! {
+            result = done => result,
+            _ = tokio::time::sleep(wait) => {
+                let mut error = ApiError::new(
+                    ErrorCode::SigninTimeout,
+                    format!("the sign-in is still waiting for you: {}; ask again to keep waiting", crate::error::prompt_action(&prompt)),
+                );
+                error.0.reason = Some(signin.reason);
+                error.0.signin = Some(prompt);
+                Err(error)
+            }
+            _ = shutdown.wait_for(|stopping| *stopping) => {
+                Err(ApiError::new(ErrorCode::IdentityProviderUnavailable, "the daemon is stopping; ask again once it is back").with_retry_after(Some(1)))
+            }
+        }
+    }
+
+    /// Cache, then refresh token. Never starts a sign-in itself.
+    async fn silent(
+        &self,
+        slot: &ProfileSlot,
+        scopes: &ScopeSet,
+        min_valid: Duration,
+        claims: Option<&str>,
+        bypass_cache: bool,
+    ) -> Result<Silent, ApiError> {
+        self.ensure_loaded(slot).await?;
+        self.ensure_saved(slot).await?;
+        if !bypass_cache && let Some(token) = self.cached(slot, scopes, min_valid) {
+            return Ok(Silent::Token(token));
+        }
+        let flight = {
+            let mut flights = slot.flights.lock().expect("flights lock");
+            flights.entry(scopes.key().to_owned()).or_default().clone()
+        };
+        let _guard = flight.lock().await;
+        if !bypass_cache && let Some(token) = self.cached(slot, scopes, min_valid) {
+            return Ok(Silent::Token(token));
+        }
+        let (refresh_token, generation) = {
+            let state = slot.state.lock().expect("state lock");
+            match &state.account {
+                AccountState::Active { refresh_token, .. } => (refresh_token.clone(), state.generation),
+                _ => {
+                    let reason = if state.signin.is_some() {
+                        state.signin.as_ref().map(|s| s.reason).unwrap_or(SignInReason::NoAccount)
+                    } else {
+                        SignInReason::NoAccount
+                    };
+                    return Ok(Silent::NeedSignIn { reason, claims: None });
+                }
+            }
+        };
+        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing access token");
+        match self.idp.refresh(&slot.profile, &refresh_token, scopes, claims).await {
+            Ok(tokens) => self.accept_refresh(slot, scopes, tokens, generation).await.map(Silent::Token),
+            Err(Failure::AccountDead { detail, .. }) => {
+                tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
+                self.forget_account(slot, Some(generation)).await;
+                Ok(Silent::NeedSignIn { reason: SignInReason::SessionExpired, claims: None })
+            }
+            Err(Failure::NeedsUser { reason, claims, detail, .. }) => {
+                tracing::info!(profile = %slot.profile.name, scopes = %scopes, "the platform wants the user: {detail}");
+                Ok(Silent::NeedSignIn { reason, claims })
+            }
+            Err(failure) => Err(failure_to_api(failure, &slot.profile)),
+        }
+    }
+
+    fn cached(&self, slot: &ProfileSlot, scopes: &ScopeSet, min_valid: Duration) -> Option<IssuedToken> {
+        let mut state = slot.state.lock().expect("state lock");
+        let token = state.cache.get(scopes.key(), min_valid)?;
+        let AccountState::Active { record, .. } = &state.account else { return None };
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(issued(&slot.profile, record, token))
+    }
+
+    /// Persists the rotated refresh token, then caches and returns the access token.
+    async fn accept_refresh(
+        &self,
+        slot: &ProfileSlot,
+        scopes: &ScopeSet,
+        tokens: Tokens,
+        generation: u64,
+    ) -> Result<IssuedToken, ApiError> {
+        let granted = scopes.granted_from_response(&tokens.granted, &slot.profile.graph_resource);
+        let token = CachedToken::issued_now(tokens.access_token, granted, tokens.expires_in);
+        let to_save = {
+            let mut state = slot.state.lock().expect("state lock");
+            if state.generation != generation {
+                // Signed out or signed in anew while this refresh ran: its refresh token belongs to the past.
+                return Err(ApiError::new(
+                    ErrorCode::SigninRequired,
+                    "the account changed while this token was being fetched; ask again",
+                ));
+            }
+            let AccountState::Active { refresh_token, record } = &mut state.account else {
+                return Err(ApiError::internal("the account vanished during a refresh; ask again"));
+            };
+            if let Some(rotated) = tokens.refresh_token {
+                *refresh_token = rotated;
+            }
+            StoredAccount { refresh_token: refresh_token.clone(), account: record.clone() }
+        };
+        self.save(slot, to_save).await?;
+        let mut state = slot.state.lock().expect("state lock");
+        let AccountState::Active { record, .. } = &state.account else {
+            return Err(ApiError::internal("the account vanished during a refresh; ask again"));
+        };
+        let out = issued(&slot.profile, record, token.clone());
+        if state.generation == generation {
+            state.cache.insert(scopes.key().to_owned(), token);
+        }
+        Ok(out)
+    }
+
+    /// Writes `account` to the profile's store; on failure marks the state unsaved and answers
+    /// `keychain_unavailable` (the refresh token stays in memory, so nothing is lost).
+    async fn save(&self, slot: &ProfileSlot, account: StoredAccount) -> Result<(), ApiError> {
+        let store = slot.store.clone();
+        let name = slot.profile.name.clone();
+        let result = tokio::task::spawn_blocking(move || store.save(&name, &account))
+            .await
+            .map_err(|e| ApiError::internal(format!("the keychain task failed: {e}")))?;
+        let mut state = slot.state.lock().expect("state lock");
+        match result {
+            Ok(()) => {
+                state.unsaved = false;
+                state.store_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                state.unsaved = true;
+                let error = store_error_to_api(&e);
+                state.store_error = Some(error.0.message.clone());
+                tracing::error!(profile = %slot.profile.name, "could not save the refresh token: {e}");
+                Err(error)
+            }
+        }
+    }
+
+    /// Retries writing a refresh token that could not be saved before.
+    async fn ensure_saved(&self, slot: &ProfileSlot) -> Result<(), ApiError> {
+        let pending = {
+            let state = slot.state.lock().expect("state lock");
+            match (&state.account, state.unsaved) {
+                (AccountState::Active { refresh_token, record }, true) => {
+                    Some(StoredAccount { refresh_token: refresh_token.clone(), account: record.clone() })
+                }
+                _ => None,
+            }
+        };
+        match pending {
+            Some(account) => self.save(slot, account).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the profile's account from its store unless already read.
+    async fn ensure_loaded(&self, slot: &ProfileSlot) -> Result<(), ApiError> {
+        if !matches!(slot.state.lock().expect("state lock").account, AccountState::Unloaded) {
+            return Ok(());
+        }
+        let store = slot.store.clone();
+        let name = slot.profile.name.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.load(&name))
+            .await
+            .map_err(|e| ApiError::internal(format!("the keychain task failed: {e}")))?;
+        let mut state = slot.state.lock().expect("state lock");
+        if !matches!(state.account, AccountState::Unloaded) {
+            return Ok(());
+        }
+        match loaded {
+            Ok(Some(stored)) if account_matches(&slot.profile, &stored.account) => {
+                tracing::info!(profile = %slot.profile.name, account = %stored.account.username, "account loaded from the store");
+                state.account = AccountState::Active { refresh_token: stored.refresh_token, record: stored.account };
+                state.store_error = None;
+                Ok(())
+            }
+            Ok(Some(stored)) => {
+                tracing::warn!(
+                    profile = %slot.profile.name,
+                    "the stored account was signed in with another client id or authority ({} at {}); it will be replaced at the next sign-in",
+                    stored.account.client_id,
+                    stored.account.authority
+                );
+                state.account = AccountState::Empty;
+                state.store_error = None;
+                Ok(())
+            }
+            Ok(None) => {
+                state.account = AccountState::Empty;
+                state.store_error = None;
+                Ok(())
+            }
+            Err(StoreError::Corrupt { message, .. }) => {
+                tracing::warn!(profile = %slot.profile.name, "the stored account is unreadable ({message}); it will be replaced at the next sign-in");
+                state.account = AccountState::Empty;
+                Ok(())
+            }
+            Err(e) => {
+                let error = store_error_to_api(&e);
+                state.store_error = Some(error.0.message.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// Forgets the account (memory and store). With `only_generation`, only if nothing changed since.
+    async fn forget_account(&self, slot: &ProfileSlot, only_generation: Option<u64>) -> (Option<AccountInfo>, usize) {
+        let (record, dropped) = {
+            let mut state = slot.state.lock().expect("state lock");
+            if only_generation.is_some_and(|g| g != state.generation) {
+                return (None, 0);
+            }
+            state.generation += 1;
+            state.unsaved = false;
+            let dropped = state.cache.clear();
+            let record = match std::mem::replace(&mut state.account, AccountState::Empty) {
+                AccountState::Active { record, .. } => Some(record),
+                _ => None,
+            };
+            (record, dropped)
+        };
+        let store = slot.store.clone();
+        let name = slot.profile.name.clone();
+        match tokio::task::spawn_blocking(move || store.delete(&name)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(profile = %slot.profile.name, "could not delete the stored account: {e}"),
+            Err(e) => tracing::error!(profile = %slot.profile.name, "the keychain task failed: {e}"),
+        }
+        (record.map(|r| account_info(&r)), dropped)
+    }
+
+    /// Joins the profile's sign-in, or starts one for `scopes`.
+    fn start_or_join_signin(
+        &self,
+        slot: &Arc<ProfileSlot>,
+        reason: SignInReason,
+        scopes: &ScopeSet,
+        claims: Option<String>,
+    ) -> Arc<SignIn> {
+        let mut state = slot.state.lock().expect("state lock");
+        if let Some(existing) = &state.signin {
+            return existing.clone();
+        }
+        let id = self.next_signin.fetch_add(1, Ordering::Relaxed);
+        self.counters.signins.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(Phase::Starting);
+        let task = tokio::spawn(run_device_signin(self.idp.clone(), slot.clone(), id, scopes.clone(), claims, tx));
+        let signin = Arc::new(SignIn { id, reason, phase: rx, task: task.abort_handle() });
+        tracing::info!(profile = %slot.profile.name, ?reason, scopes = %scopes, "starting a device-code sign-in");
+        state.signin = Some(signin.clone());
+        signin
+    }
+
+    /// Serves `POST /v1/signin`: starts (or joins) a sign-in for the profile's default scopes.
+    pub async fn signin(&self, profile: Option<&str>) -> Result<SignInResponse, ApiError> {
+        let slot = self.slot(profile)?;
+        self.ensure_loaded(slot).await?;
+        let scopes = ScopeSet::normalize(&slot.profile.scopes, &slot.profile.graph_resource)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
+        let reason = match &slot.state.lock().expect("state lock").account {
+            AccountState::Active { .. } => SignInReason::InteractionRequired,
+            _ => SignInReason::NoAccount,
+        };
+        let claims = request_claims(None, slot.profile.cae).ok().flatten();
+        let signin = self.start_or_join_signin(slot, reason, &scopes, claims);
+        match self.wait_signin(&signin, Duration::ZERO).await {
+            Err(ApiError(detail)) if detail.code == ErrorCode::SigninRequired => Ok(SignInResponse {
+                profile: slot.profile.name.clone(),
+                state: SignInState::Pending,
+                signin: detail.signin,
+                account: None,
+            }),
+            Err(e) => Err(e),
+            Ok(()) => Ok(SignInResponse {
+                profile: slot.profile.name.clone(),
+                state: SignInState::SignedIn,
+                signin: None,
+                account: self.account_of(slot),
+            }),
+        }
+    }
+
+    fn account_of(&self, slot: &ProfileSlot) -> Option<AccountInfo> {
+        match &slot.state.lock().expect("state lock").account {
+            AccountState::Active { record, .. } => Some(account_info(record)),
+            _ => None,
+        }
+    }
+
+    /// Serves `POST /v1/signout`: cancels a pending sign-in, drops cached tokens and deletes the stored account.
+    pub async fn signout(&self, profile: Option<&str>) -> Result<SignoutResponse, ApiError> {
+        let slot = self.slot(profile)?;
+        if let Some(signin) = slot.state.lock().expect("state lock").signin.take() {
+            signin.task.abort();
+        }
+        let (account, tokens_dropped) = self.forget_account(slot, None).await;
+        tracing::info!(profile = %slot.profile.name, "signed out");
+        Ok(SignoutResponse { profile: slot.profile.name.clone(), account, tokens_dropped })
+    }
+
+    /// Serves `GET /v1/status`. Never includes a token value.
+    pub fn status(&self) -> StatusResponse {
+        let profiles = self
+            .profiles
+            .values()
+            .map(|slot| {
+                let state = slot.state.lock().expect("state lock");
+                let prompt = state.signin.as_ref().and_then(|s| match &*s.phase.borrow() {
+                    Phase::Prompt(p) => Some(p.clone()),
+                    _ => None,
+                });
+                let mut tokens: Vec<CachedTokenStatus> = state
+                    .cache
+                    .live()
+                    .map(|t| CachedTokenStatus { scopes: t.scopes.clone(), expires_at: rfc3339(t.expires_at) })
+                    .collect();
+                tokens.sort_by(|a, b| a.scopes.cmp(&b.scopes));
+                ProfileStatus {
+                    name: slot.profile.name.clone(),
+                    authority: slot.profile.authority.to_string(),
+                    client_id: slot.profile.client_id.clone(),
+                    flow: slot.profile.flow,
+                    store: slot.store.kind(),
+                    store_error: state.store_error.clone(),
+                    account: match &state.account {
+                        AccountState::Active { record, .. } => Some(account_info(record)),
+                        _ => None,
+                    },
+                    signin: prompt,
+                    tokens,
+                }
+            })
+            .collect();
+        let c = &self.counters;
+        StatusResponse {
+            protocol: graphbroker_protocol::PROTOCOL_VERSION,
+            daemon: env!("CARGO_PKG_VERSION").into(),
+            default_profile: self.default_profile.clone(),
+            profiles,
+            counters: Counters {
+                requests: c.requests.load(Ordering::Relaxed),
+                cache_hits: c.cache_hits.load(Ordering::Relaxed),
+                refreshes: c.refreshes.load(Ordering::Relaxed),
+                signins: c.signins.load(Ordering::Relaxed),
+                errors: c.errors.load(Ordering::Relaxed),
+            },
+        }
+    }
+}
+
+/// The sign-in task: device code, prompt, poll, then the account is stored and the first token cached.
+async fn run_device_signin(
+    idp: IdentityPlatform,
+    slot: Arc<ProfileSlot>,
+    id: u64,
+    scopes: ScopeSet,
+    claims: Option<String>,
+    phase: watch::Sender<Phase>,
+) {
+    let result = async {
+        let start = idp
+            .start_device(&slot.profile, &scopes, claims.as_deref())
+            .await
+            .map_err(|f| failure_to_api(f, &slot.profile))?;
+        let prompt = SignInPrompt::Device {
+            verification_uri: start.verification_uri(),
+            user_code: start.user_code(),
+            message: start.message(),
+            expires_at: rfc3339(SystemTime::now() + start.expires_in()),
+        };
+        tracing::info!(profile = %slot.profile.name, verification_uri = %start.verification_uri(), "waiting for the user to complete the sign-in");
+        phase.send_replace(Phase::Prompt(prompt));
+        let tokens = idp.poll_device(&slot.profile, &start).await.map_err(|f| failure_to_api(f, &slot.profile))?;
+        complete_signin(&slot, &scopes, tokens).await
+    }
+    .await;
+    match &result {
+        Ok(()) => tracing::info!(profile = %slot.profile.name, "sign-in complete"),
+        Err(e) => tracing::warn!(profile = %slot.profile.name, "sign-in failed: {}", e.0.message),
+    }
+    {
+        let mut state = slot.state.lock().expect("state lock");
+        if state.signin.as_ref().is_some_and(|s| s.id == id) {
+            state.signin = None;
+        }
+    }
+    phase.send_replace(Phase::Done(result));
+}
+
+/// Makes the signed-in account the profile's: stored first, then in memory with its first token cached.
+async fn complete_signin(slot: &ProfileSlot, scopes: &ScopeSet, tokens: Tokens) -> Result<(), ApiError> {
+    let Some(refresh_token) = tokens.refresh_token else {
+        return Err(ApiError::new(
+            ErrorCode::IdentityProviderError,
+            "the identity platform issued no refresh token (offline_access was refused); check the app registration's permissions",
+        ));
+    };
+    let identity = tokens.identity.unwrap_or(crate::idp::Identity {
+        username: "unknown".into(),
+        home_account_id: String::new(),
+        tenant_id: String::new(),
+    });
+    let granted = scopes.granted_from_response(&tokens.granted, &slot.profile.graph_resource);
+    let record = AccountRecord {
+        username: identity.username,
+        home_account_id: identity.home_account_id,
+        tenant_id: identity.tenant_id,
+        authority: slot.profile.authority.to_string(),
+        client_id: slot.profile.client_id.clone(),
+        granted_scopes: granted.clone(),
+    };
+    let stored = StoredAccount { refresh_token: refresh_token.clone(), account: record.clone() };
+    let store = slot.store.clone();
+    let name = slot.profile.name.clone();
+    let saved = tokio::task::spawn_blocking(move || store.save(&name, &stored))
+        .await
+        .map_err(|e| ApiError::internal(format!("the keychain task failed: {e}")))?;
+    let mut state = slot.state.lock().expect("state lock");
+    state.generation += 1;
+    state.cache.clear();
+    state.account = AccountState::Active { refresh_token, record };
+    state
+        .cache
+        .insert(scopes.key().to_owned(), CachedToken::issued_now(tokens.access_token, granted, tokens.expires_in));
+    match saved {
+        Ok(()) => {
+            state.unsaved = false;
+            state.store_error = None;
+            Ok(())
+        }
+        Err(e) => {
+            // Keep the sign-in in memory; no token is served until the store takes it (see `ensure_saved`).
+            state.unsaved = true;
+            let error = store_error_to_api(&e);
+            state.store_error = Some(error.0.message.clone());
+            Err(error)
+        }
+    }
+}
+
+fn account_matches(profile: &Profile, record: &AccountRecord) -> bool {
+    record.client_id == profile.client_id
+        && record.authority.trim_end_matches('/') == profile.authority.as_str().trim_end_matches('/')
+}
+
+fn account_info(record: &AccountRecord) -> AccountInfo {
+    AccountInfo {
+        username: record.username.clone(),
+        home_account_id: record.home_account_id.clone(),
+        tenant_id: record.tenant_id.clone(),
+    }
+}
+
+fn issued(profile: &Profile, record: &AccountRecord, token: CachedToken) -> IssuedToken {
+    IssuedToken {
+        expires_in: token.remaining(),
+        access_token: token.access_token,
+        scopes: token.scopes,
+        expires_at: token.expires_at,
+        profile: profile.name.clone(),
+        account: account_info(record),
+    }
+}
+
+/// RFC 3339 UTC, whole seconds.
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+fn store_error_to_api(error: &StoreError) -> ApiError {
+    ApiError::new(ErrorCode::KeychainUnavailable, error.to_string())
+}
+
+/// What a platform failure means for the client.
+fn failure_to_api(failure: Failure, profile: &Profile) -> ApiError {
+    match failure {
+        Failure::Declined => {
+            ApiError::new(ErrorCode::SigninDeclined, "the sign-in was declined; ask again to start a new sign-in")
+        }
+        Failure::Expired => ApiError::new(
+            ErrorCode::SigninExpired,
+            "the sign-in code expired before the sign-in was completed; ask again to get a new code",
+        ),
+        Failure::Transient { retry_after, detail } => ApiError::new(
+            ErrorCode::IdentityProviderUnavailable,
+            format!("the identity platform is unavailable ({detail}); try again later"),
+        )
+        .with_retry_after(retry_after.map(|d| d.as_secs().max(1))),
+        Failure::Refused { detail, codes, hint } => {
+            let action = hint.map(|h| format!("; {h} (profile {:?})", profile.name)).unwrap_or_default();
+            ApiError::new(ErrorCode::IdentityProviderError, format!("the identity platform refused: {detail}{action}"))
+                .with_error_codes(codes)
+        }
+        Failure::AccountDead { detail, codes } => ApiError::new(
+            ErrorCode::IdentityProviderError,
+            format!("the identity platform refused the sign-in: {detail}; ask again to sign in anew"),
+        )
+        .with_error_codes(codes),
+        Failure::NeedsUser { detail, codes, .. } => ApiError::new(
+            ErrorCode::IdentityProviderError,
+            format!("the identity platform wants more from the user: {detail}; ask again to sign in anew"),
+        )
+        .with_error_codes(codes),
+    }
+}

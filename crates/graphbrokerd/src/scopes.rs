@@ -1,0 +1,217 @@
+//! Scope normalization: what a caller asks for becomes one resource's scope set, the key of the token cache.
+//!
+//! Rules (entra-protocol.md §4): a scope without a resource prefix means Microsoft Graph; `openid profile
+//! offline_access` are the daemon's business and are dropped from the caller's list (they are added to every
+//! request to the platform); a token is for one resource, so scopes of two resources are refused here, before
+//! anything reaches the network; order, case and duplicates do not change the key.
+
+use std::fmt;
+
+/// OIDC scopes the daemon adds itself. `email` is left to the caller: it is optional and changes the id token.
+const DAEMON_OIDC_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
+
+/// The scopes the daemon adds to every request to the identity platform: an id token with the user's name
+/// (`openid profile`) and a refresh token (`offline_access`).
+pub const OIDC_SCOPES: &str = "openid profile offline_access";
+
+/// One resource's scopes, resource-qualified, sorted and without duplicates (compared case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScopeSet {
+    resource: String,
+    scopes: Vec<String>,
+    key: String,
+}
+
+/// Why a scope list cannot make one token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error("no scopes were asked for and the profile has no default scopes: pass scopes, e.g. scopes=User.Read")]
+    Empty,
+    #[error("scope {0:?} is malformed: use a Graph permission such as User.Read or a resource URI and permission")]
+    Malformed(String),
+    #[error(
+        "scopes name two resources ({0} and {1}); a token is for one resource: ask for each resource's scopes separately"
+    )]
+    TwoResources(String, String),
+    #[error("{0}/.default cannot be combined with other scopes of the same resource: ask for .default alone")]
+    DefaultMixed(String),
+}
+
+impl ScopeSet {
+    /// Normalizes `requested` (already split into single scopes). `graph_resource` is what short names mean
+    /// for the profile's cloud, e.g. `https://graph.microsoft.com`.
+    pub fn normalize<S: AsRef<str>>(requested: &[S], graph_resource: &str) -> Result<Self, ScopeError> {
+        let mut resource: Option<String> = None;
+        let mut scopes: Vec<String> = Vec::new();
+        for raw in requested {
+            let raw = raw.as_ref().trim();
+            if raw.is_empty() || DAEMON_OIDC_SCOPES.iter().any(|oidc| raw.eq_ignore_ascii_case(oidc)) {
+                continue;
+            }
+            if raw.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\')) {
+                return Err(ScopeError::Malformed(raw.to_owned()));
+            }
+            let (this_resource, qualified) = qualify(raw, graph_resource)?;
+            match &resource {
+                Some(existing) if !existing.eq_ignore_ascii_case(&this_resource) => {
+                    return Err(ScopeError::TwoResources(existing.clone(), this_resource));
+                }
+                Some(_) => {}
+                None => resource = Some(this_resource),
+            }
+            if !scopes.iter().any(|s| s.eq_ignore_ascii_case(&qualified)) {
+                scopes.push(qualified);
+            }
+        }
+        let resource = resource.ok_or(ScopeError::Empty)?;
+        if scopes.len() > 1 && scopes.iter().any(|s| s.to_ascii_lowercase().ends_with("/.default")) {
+            return Err(ScopeError::DefaultMixed(resource));
+        }
+        scopes.sort_by_key(|s| s.to_ascii_lowercase());
+        let key = scopes.iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
+        Ok(Self { resource, scopes, key })
+    }
+
+    /// The resource the token is for, e.g. `https://graph.microsoft.com`.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The scopes, resource-qualified, in normalized order.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// The cache key: lowercase scopes joined by spaces.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// What goes into the platform request's `scope`: these scopes plus the daemon's OIDC scopes.
+    pub fn request_scopes(&self) -> Vec<String> {
+        self.scopes.iter().cloned().chain(DAEMON_OIDC_SCOPES.iter().map(|s| (*s).to_owned())).collect()
+    }
+
+    /// Resource-qualifies the scopes a token response says were granted, keeping those of this resource.
+    /// Entra writes Graph scopes short and adds OIDC scopes; both are handled here.
+    pub fn granted_from_response(&self, granted: &[String], graph_resource: &str) -> Vec<String> {
+        let mut out: Vec<String> = granted
+            .iter()
+            .filter(|s| {
+                !DAEMON_OIDC_SCOPES.iter().any(|o| s.eq_ignore_ascii_case(o)) && !s.eq_ignore_ascii_case("email")
+            })
+            .filter_map(|s| qualify(s, graph_resource).ok())
+            .filter(|(resource, _)| resource.eq_ignore_ascii_case(&self.resource))
+            .map(|(_, qualified)| qualified)
+            .collect();
+        if out.is_empty() {
+            return self.scopes.clone();
+        }
+        out.sort_by_key(|s| s.to_ascii_lowercase());
+        out.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        out
+    }
+}
+
+impl fmt::Display for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.scopes.join(" "))
+    }
+}
+
+/// Splits a scope into (resource, resource-qualified scope). A scope with no `/` is a Graph permission.
+/// The resource is everything before the last `/`, which keeps `https://management.azure.com//.default`
+/// (a resource whose URI ends in a slash) intact.
+fn qualify(scope: &str, graph_resource: &str) -> Result<(String, String), ScopeError> {
+    match scope.rfind('/') {
+        None => Ok((graph_resource.to_owned(), format!("{graph_resource}/{scope}"))),
+        Some(at) => {
+            let (resource, permission) = (&scope[..at], &scope[at + 1..]);
+            let looks_like_resource = resource.contains("://") || resource.starts_with("api:");
+            if permission.is_empty() || !looks_like_resource {
+                return Err(ScopeError::Malformed(scope.to_owned()));
+            }
+            Ok((resource.to_owned(), scope.to_owned()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRAPH: &str = "https://graph.microsoft.com";
+
+    #[test]
+    fn short_names_mean_graph() {
+        let set = ScopeSet::normalize(&["User.Read"], GRAPH).unwrap();
+        assert_eq!(set.resource(), GRAPH);
+        assert_eq!(set.scopes(), ["https://graph.microsoft.com/User.Read"]);
+    }
+
+    #[test]
+    fn order_case_and_duplicates_do_not_change_the_key() {
+        let a = ScopeSet::normalize(&["Mail.Read", "User.Read"], GRAPH).unwrap();
+        let b =
+            ScopeSet::normalize(&["user.read", "https://graph.microsoft.com/Mail.Read", "User.Read"], GRAPH).unwrap();
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.key(), "https://graph.microsoft.com/mail.read https://graph.microsoft.com/user.read");
+    }
+
+    #[test]
+    fn oidc_scopes_are_dropped_and_added_back_for_the_request() {
+        let set = ScopeSet::normalize(&["openid", "User.Read", "offline_access", "PROFILE"], GRAPH).unwrap();
+        assert_eq!(set.scopes(), ["https://graph.microsoft.com/User.Read"]);
+        assert_eq!(
+            set.request_scopes(),
+            ["https://graph.microsoft.com/User.Read", "openid", "profile", "offline_access"]
+        );
+    }
+
+    #[test]
+    fn two_resources_are_refused() {
+        let err =
+            ScopeSet::normalize(&["User.Read", "https://outlook.office.com/IMAP.AccessAsUser.All"], GRAPH).unwrap_err();
+        assert_eq!(err, ScopeError::TwoResources(GRAPH.into(), "https://outlook.office.com".into()));
+    }
+
+    #[test]
+    fn other_resources_pass_through() {
+        let set = ScopeSet::normalize(&["https://outlook.office.com/IMAP.AccessAsUser.All"], GRAPH).unwrap();
+        assert_eq!(set.resource(), "https://outlook.office.com");
+        let set = ScopeSet::normalize(&["api://1234/access"], GRAPH).unwrap();
+        assert_eq!(set.resource(), "api://1234");
+        let set = ScopeSet::normalize(&["https://management.azure.com//.default"], GRAPH).unwrap();
+        assert_eq!(set.resource(), "https://management.azure.com/");
+    }
+
+    #[test]
+    fn empty_and_malformed_are_refused() {
+        assert_eq!(ScopeSet::normalize::<&str>(&[], GRAPH).unwrap_err(), ScopeError::Empty);
+        assert_eq!(ScopeSet::normalize(&["openid"], GRAPH).unwrap_err(), ScopeError::Empty);
+        assert!(matches!(ScopeSet::normalize(&["User.Read\"x"], GRAPH), Err(ScopeError::Malformed(_))));
+        assert!(matches!(ScopeSet::normalize(&["foo/bar"], GRAPH), Err(ScopeError::Malformed(_))));
+        assert!(matches!(ScopeSet::normalize(&["https://x.example/"], GRAPH), Err(ScopeError::Malformed(_))));
+    }
+
+    #[test]
+    fn dot_default_stands_alone() {
+        assert!(ScopeSet::normalize(&[".default"], GRAPH).is_ok());
+        assert_eq!(
+            ScopeSet::normalize(&[".default", "Mail.Read"], GRAPH).unwrap_err(),
+            ScopeError::DefaultMixed(GRAPH.into())
+        );
+    }
+
+    #[test]
+    fn granted_scopes_are_qualified_and_filtered_to_the_resource() {
+        let set = ScopeSet::normalize(&["User.Read"], GRAPH).unwrap();
+        let granted: Vec<String> =
+            ["User.Read", "Mail.Read", "openid", "profile", "email"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            set.granted_from_response(&granted, GRAPH),
+            ["https://graph.microsoft.com/Mail.Read", "https://graph.microsoft.com/User.Read"]
+        );
+        assert_eq!(set.granted_from_response(&[], GRAPH), ["https://graph.microsoft.com/User.Read"]);
+    }
+}
