@@ -1,0 +1,234 @@
+//! Fault injection: make the next N requests to an endpoint fail, stall or answer nonsense, so clients'
+//! retry and error paths can be exercised.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{EntraError, authorize_error_page, graph_error};
+use crate::state::Shared;
+
+/// The endpoints a fault can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    Token,
+    Devicecode,
+    /// `GET …/authorize` (the sign-in page), not the consent form post.
+    Authorize,
+    /// Graph `GET /v1.0/me`.
+    Me,
+    Discovery,
+}
+
+impl Endpoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Devicecode => "devicecode",
+            Self::Authorize => "authorize",
+            Self::Me => "me",
+            Self::Discovery => "discovery",
+        }
+    }
+
+    fn classify(path: &str) -> Option<Self> {
+        if path == "/v1.0/me" {
+            return Some(Self::Me);
+        }
+        if path.ends_with("/v2.0/.well-known/openid-configuration") {
+            return Some(Self::Discovery);
+        }
+        // Tenant-scoped OAuth endpoints: `/{tenant}/oauth2/v2.0/{name}` exactly.
+        let mut segments = path.trim_start_matches('/').split('/');
+        let (Some(_tenant), Some("oauth2"), Some("v2.0"), Some(name), None) =
+            (segments.next(), segments.next(), segments.next(), segments.next(), segments.next())
+        else {
+            return None;
+        };
+        match name {
+            "token" => Some(Self::Token),
+            "devicecode" => Some(Self::Devicecode),
+            "authorize" => Some(Self::Authorize),
+            _ => None,
+        }
+    }
+}
+
+/// What an injected fault does. In JSON (the control API) each variant is recognised by its field:
+/// `{"status":503,"retry_after":2}`, `{"delay_ms":500}`, `{"garbage":true}`, `{"error_200":"temporarily_unavailable"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Fault {
+    /// Answer with this HTTP status and an endpoint-shaped error body (Entra's `temporarily_unavailable`
+    /// for the OAuth endpoints, Graph's OData error for `me`), or `body` verbatim (a JSON string is sent raw).
+    Status {
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<serde_json::Value>,
+    },
+    /// Sleep, then answer normally.
+    Delay { delay_ms: u64 },
+    /// HTTP 200 with a body that is not JSON.
+    Garbage { garbage: bool },
+    /// HTTP 200 carrying an error body with this `error`; Entra has been seen doing this on /devicecode.
+    Error200 { error_200: String },
+}
+
+impl Fault {
+    /// An HTTP error status with the endpoint's usual body and an optional `Retry-After` in seconds.
+    pub fn status(status: u16, retry_after: Option<u64>) -> Self {
+        Self::Status { status, retry_after, body: None }
+    }
+
+    pub fn delay(delay: Duration) -> Self {
+        Self::Delay { delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX) }
+    }
+
+    pub fn garbage() -> Self {
+        Self::Garbage { garbage: true }
+    }
+
+    pub fn error_200(error: &str) -> Self {
+        Self::Error200 { error_200: error.to_owned() }
+    }
+}
+
+/// A fault armed for the next `remaining` requests to `endpoint`.
+#[derive(Debug, Clone)]
+pub(crate) struct FaultRule {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) remaining: u32,
+    pub(crate) fault: Fault,
+}
+
+/// Counts every request to a known endpoint, and answers it with an armed fault if there is one.
+pub(crate) async fn fault_layer(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let Some(endpoint) = Endpoint::classify(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let fault = {
+        let mut state = shared.lock();
+        state.stats.count_request(endpoint);
+        let fault = take_fault(&mut state.faults, endpoint);
+        if fault.is_some() {
+            state.stats.count_fault(endpoint);
+        }
+        fault
+    };
+    match fault {
+        None | Some(Fault::Garbage { garbage: false }) => next.run(request).await,
+        Some(Fault::Delay { delay_ms }) => {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            next.run(request).await
+        }
+        Some(fault) => {
+            tracing::info!(endpoint = endpoint.name(), ?fault, "answering with injected fault");
+            render(endpoint, fault)
+        }
+    }
+}
+
+fn take_fault(faults: &mut Vec<FaultRule>, endpoint: Endpoint) -> Option<Fault> {
+    let index = faults.iter().position(|rule| rule.endpoint == endpoint && rule.remaining > 0)?;
+    let rule = &mut faults[index];
+    rule.remaining -= 1;
+    let fault = rule.fault.clone();
+    if rule.remaining == 0 {
+        faults.remove(index);
+    }
+    Some(fault)
+}
+
+/// AADSTS90024 "A transient error has occurred" stands in for whatever code Entra puts on an outage.
+const TRANSIENT_CODE: u32 = 90024;
+
+fn render(endpoint: Endpoint, fault: Fault) -> Response {
+    match fault {
+        Fault::Status { status, retry_after, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut response = match body {
+                Some(serde_json::Value::String(raw)) => (status, raw).into_response(),
+                Some(json) => (status, axum::Json(json)).into_response(),
+                None => error_body(endpoint, status, "temporarily_unavailable"),
+            };
+            if let Some(seconds) = retry_after {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
+        }
+        Fault::Garbage { .. } => {
+            Html("<!DOCTYPE html><html><body><h1>Service Unavailable</h1>this is not JSON</body></html>")
+                .into_response()
+        }
+        Fault::Error200 { error_200 } => error_body(endpoint, StatusCode::OK, &error_200),
+        Fault::Delay { .. } => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn error_body(endpoint: Endpoint, status: StatusCode, error: &str) -> Response {
+    match endpoint {
+        Endpoint::Me => {
+            let (code, message) = if status == StatusCode::TOO_MANY_REQUESTS {
+                ("TooManyRequests", "Please retry again later.")
+            } else {
+                ("serviceNotAvailable", "The service is temporarily unavailable. Please retry later.")
+            };
+            graph_error(status, code, message)
+        }
+        Endpoint::Authorize => {
+            let entra = EntraError::new(error, TRANSIENT_CODE, "A transient error has occurred. Try again.")
+                .with_status(status);
+            authorize_error_page(&entra)
+        }
+        Endpoint::Token | Endpoint::Devicecode | Endpoint::Discovery => {
+            EntraError::new(error, TRANSIENT_CODE, "A transient error has occurred. Try again.")
+                .with_status(status)
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_paths() {
+        assert_eq!(Endpoint::classify("/common/oauth2/v2.0/token"), Some(Endpoint::Token));
+        assert_eq!(Endpoint::classify("/x/oauth2/v2.0/devicecode"), Some(Endpoint::Devicecode));
+        assert_eq!(Endpoint::classify("/x/oauth2/v2.0/authorize"), Some(Endpoint::Authorize));
+        assert_eq!(Endpoint::classify("/x/oauth2/v2.0/authorize/consent"), None);
+        assert_eq!(Endpoint::classify("/x/v2.0/.well-known/openid-configuration"), Some(Endpoint::Discovery));
+        assert_eq!(Endpoint::classify("/v1.0/me"), Some(Endpoint::Me));
+        assert_eq!(Endpoint::classify("/_control/stats"), None);
+    }
+
+    #[test]
+    fn fault_json_shapes() {
+        let parse = |s: &str| serde_json::from_str::<Fault>(s).unwrap();
+        assert_eq!(parse(r#"{"status":503,"retry_after":2}"#), Fault::status(503, Some(2)));
+        assert_eq!(parse(r#"{"delay_ms":250}"#), Fault::delay(Duration::from_millis(250)));
+        assert_eq!(parse(r#"{"garbage":true}"#), Fault::garbage());
+        assert_eq!(parse(r#"{"error_200":"temporarily_unavailable"}"#), Fault::error_200("temporarily_unavailable"));
+    }
+
+    #[test]
+    fn faults_fire_count_times_in_order() {
+        let mut faults = vec![
+            FaultRule { endpoint: Endpoint::Token, remaining: 2, fault: Fault::garbage() },
+            FaultRule { endpoint: Endpoint::Me, remaining: 1, fault: Fault::status(503, None) },
+        ];
+        assert_eq!(take_fault(&mut faults, Endpoint::Token), Some(Fault::garbage()));
+        assert_eq!(take_fault(&mut faults, Endpoint::Token), Some(Fault::garbage()));
+        assert_eq!(take_fault(&mut faults, Endpoint::Token), None);
+        assert_eq!(faults.len(), 1);
+    }
+}

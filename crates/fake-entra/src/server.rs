@@ -1,0 +1,91 @@
+//! The HTTP surface (one axum router) and the dedicated server thread that runs it, so the fake keeps
+//! serving whatever runtime (or none) its caller uses.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::state::Shared;
+use crate::{authorize, control, device, discovery, faults, graph, tokens};
+
+/// Every route the fake serves. Unknown paths get axum's 404; wrong methods its 405.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(device::devicecode))
+        .route("/{tenant}/oauth2/v2.0/token", post(tokens::token))
+        .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize))
+        .route("/{tenant}/oauth2/v2.0/authorize/consent", post(authorize::consent_submit))
+        .route("/{tenant}/oauth2/v2.0/logout", get(discovery::logout))
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys))
+        .route("/devicelogin", get(device::login_page).post(device::login_submit))
+        .route("/v1.0/me", get(graph::me))
+        .merge(control::routes())
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), faults::fault_layer))
+        .with_state(shared)
+}
+
+/// The server thread. Dropping it stops the server: open connections are cut, not drained, because a
+/// test tearing the fake down must never hang on a client's idle keep-alive connection.
+#[derive(Debug)]
+pub(crate) struct ServerThread {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Serves `router` on `listener` from a new thread with its own current-thread runtime. Returns
+    /// once the runtime is up; the listener is already bound, so clients can connect immediately.
+    pub(crate) fn spawn(listener: TcpListener, router: Router) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
+        let thread = std::thread::Builder::new().name("fake-entra".to_owned()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = ready_tx.send(Err(error));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                tokio::select! {
+                    result = axum::serve(listener, router) => {
+                        if let Err(error) = result {
+                            tracing::error!(%error, "fake-entra server stopped");
+                        }
+                    }
+                    _ = shutdown_rx => {}
+                }
+            });
+        })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self { shutdown: Some(shutdown), thread: Some(thread) }),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(std::io::Error::other("fake-entra server thread exited before it was ready")),
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
