@@ -98,17 +98,20 @@ impl Failure {
     /// except where the client knows more: that it stopped waiting, or that the user chose not to wait.
     pub fn after_wait(error: &Error, waited: Duration) -> Self {
         match error.code() {
-            Some(ErrorCode::SigninTimeout) => Self::new(
+            // Without a prompt there is nothing the user could have done: keep the daemon's sentence.
+            Some(ErrorCode::SigninRequired) if error.signin_prompt().is_none() => Self::from(error),
+            Some(ErrorCode::SigninRequired) if waited.is_zero() => Self::new(
+                ExitStatus::SigninRequired,
+                "sign-in required; complete the sign-in shown above, then run the command again",
+            ),
+            // `signin_required` after a non-zero wait: the time ran out before a request could be held.
+            Some(ErrorCode::SigninRequired | ErrorCode::SigninTimeout) => Self::new(
                 ExitStatus::SigninIncomplete,
                 format!(
                     "the sign-in did not complete within {}s; it goes on in graphbrokerd, run the command again to \
                      keep waiting",
                     waited.as_secs()
                 ),
-            ),
-            Some(ErrorCode::SigninRequired) if error.signin_prompt().is_some() => Self::new(
-                ExitStatus::SigninRequired,
-                "sign-in required; complete the sign-in shown above, then run the command again",
             ),
             _ => Self::from(error),
         }
@@ -177,6 +180,18 @@ mod tests {
             "the sign-in did not complete within 900s; it goes on in graphbrokerd, run the command again to keep \
              waiting"
         );
+    }
+
+    #[test]
+    fn signin_required_means_not_waiting_or_out_of_time() {
+        let mut detail = ErrorDetail::new(ErrorCode::SigninRequired, "sign in");
+        detail.signin = Some(graphbroker_client::SignInPrompt::Browser {
+            url: "https://login.example/authorize".into(),
+            expires_at: "2026-11-27T02:40:00Z".into(),
+        });
+        let error = Error::Daemon { status: 401, detail: Box::new(detail) };
+        assert_eq!(Failure::after_wait(&error, Duration::ZERO).status, ExitStatus::SigninRequired);
+        assert_eq!(Failure::after_wait(&error, Duration::from_secs(1)).status, ExitStatus::SigninIncomplete);
     }
 
     #[test]

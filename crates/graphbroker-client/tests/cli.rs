@@ -1,0 +1,184 @@
+//! The `graphbroker-client` binary against a scripted daemon: what goes to stdout, what to stderr, which status.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use support::{
+    ACCESS_TOKEN, DEVICE_MESSAGE, MockDaemon, Reply, daemon_error, header_body, signin_required, token_body,
+};
+
+/// Runs the binary with `args` against `socket`, with no inherited socket or daemon settings.
+async fn run(socket: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_graphbroker-client"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("GRAPHBROKER_SOCKET")
+        .env_remove("GRAPHBROKERD_PATH")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// The one error line every failure ends with.
+fn error_line(output: &Output) -> String {
+    let stderr = text(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("graphbroker-client: "), "stderr: {stderr}");
+    last
+}
+
+#[tokio::test]
+async fn token_goes_to_stdout_and_the_prompt_to_stderr() {
+    let daemon = MockDaemon::start(|_, index| if index == 0 { signin_required() } else { Reply::ok(token_body()) });
+    let output = run(daemon.socket(), &["token", "--scopes", "User.Read", "--profile", "work"]).await;
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    assert_eq!(text(&output.stdout), format!("{ACCESS_TOKEN}\n"));
+    assert!(stderr.contains(DEVICE_MESSAGE), "stderr: {stderr}");
+    assert!(!stderr.contains(ACCESS_TOKEN), "stderr: {stderr}");
+    let requests = daemon.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].param("wait").as_deref(), Some("60"));
+    assert_eq!(requests[1].param("profile").as_deref(), Some("work"));
+}
+
+#[tokio::test]
+async fn header_prints_one_authorization_line() {
+    let daemon = MockDaemon::start(|_, _| Reply::ok(header_body()));
+    let output = run(daemon.socket(), &["header", "--scopes", "User.Read,Mail.Read"]).await;
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), format!("Authorization: Bearer {ACCESS_TOKEN}\n"));
+    assert_eq!(daemon.requests()[0].path, "/v1/header");
+    assert_eq!(daemon.requests()[0].param("scopes").as_deref(), Some("User.Read Mail.Read"));
+}
+
+#[tokio::test]
+async fn token_formats_as_header_or_json() {
+    let daemon = MockDaemon::start(|_, _| Reply::ok(token_body()));
+    let output = run(daemon.socket(), &["token", "--format", "header"]).await;
+    assert_eq!(text(&output.stdout), format!("Authorization: Bearer {ACCESS_TOKEN}\n"));
+    let output = run(daemon.socket(), &["token", "--format", "json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json, token_body());
+    // No scopes given: the daemon chooses the profile's.
+    assert!(daemon.requests().iter().all(|request| request.param("scopes").is_none()));
+}
+
+#[tokio::test]
+async fn no_wait_shows_the_prompt_and_exits_4() {
+    let daemon = MockDaemon::start(|_, _| signin_required());
+    let output = run(daemon.socket(), &["token", "--scopes", "User.Read", "--no-wait"]).await;
+    assert_eq!(output.status.code(), Some(4));
+    assert_eq!(text(&output.stdout), "");
+    assert!(text(&output.stderr).contains(DEVICE_MESSAGE), "stderr: {}", text(&output.stderr));
+    assert!(error_line(&output).contains("sign-in required"));
+    assert_eq!(daemon.requests().len(), 1);
+    assert_eq!(daemon.requests()[0].param("wait").as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn no_daemon_and_no_autostart_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&dir.path().join("graphbroker.sock"), &["token", "--no-autostart"]).await;
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(text(&output.stdout), "");
+    assert_eq!(text(&output.stderr).lines().count(), 1, "stderr: {}", text(&output.stderr));
+    assert!(error_line(&output).starts_with("graphbroker-client: graphbrokerd is not running"));
+}
+
+#[tokio::test]
+async fn an_unknown_profile_exits_8_with_the_daemons_sentence() {
+    let daemon = MockDaemon::start(|_, _| daemon_error(404, "unknown_profile", "no profile named \"home\"; add it"));
+    let output = run(daemon.socket(), &["token", "--profile", "home"]).await;
+    assert_eq!(output.status.code(), Some(8));
+    assert_eq!(text(&output.stdout), "");
+    assert_eq!(error_line(&output), "graphbroker-client: no profile named \"home\"; add it (unknown_profile)");
+}
+
+#[tokio::test]
+async fn a_keychain_problem_exits_7() {
+    let daemon = MockDaemon::start(|_, _| daemon_error(503, "keychain_unavailable", "unlock the keychain"));
+    let output = run(daemon.socket(), &["header"]).await;
+    assert_eq!(output.status.code(), Some(7));
+}
+
+#[tokio::test]
+async fn a_declined_sign_in_exits_5() {
+    let daemon = MockDaemon::start(|_, index| match index {
+        0 => signin_required(),
+        _ => daemon_error(401, "signin_declined", "the sign-in was declined; run the command again to retry"),
+    });
+    let output = run(daemon.socket(), &["token"]).await;
+    assert_eq!(output.status.code(), Some(5));
+    assert!(error_line(&output).contains("declined"));
+}
+
+#[tokio::test]
+async fn signin_waits_for_the_sign_in_it_started() {
+    let daemon = MockDaemon::start(|request, _| match request.path.as_str() {
+        "/v1/signin" => Reply::ok(serde_json::json!({
+            "profile": "work", "state": "pending", "signin": support::device_prompt(),
+        })),
+        "/v1/token" if request.param("wait").as_deref() == Some("0") => signin_required(),
+        _ => Reply::ok(token_body()),
+    });
+    let output = run(daemon.socket(), &["signin", "--flow", "device"]).await;
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    assert_eq!(text(&output.stdout), "signed in as adele@contoso.com (profile work)\n");
+    // Shown once, although the token request that followed answered the same prompt again.
+    assert_eq!(stderr.matches(DEVICE_MESSAGE).count(), 1, "stderr: {stderr}");
+    let requests = daemon.requests();
+    assert_eq!(requests[0].query, "flow=device");
+    assert!(requests[1..].iter().all(|request| request.param("profile").as_deref() == Some("work")));
+}
+
+#[tokio::test]
+async fn status_never_starts_a_daemon_and_version_reports_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&dir.path().join("graphbroker.sock"), &["status"]).await;
+    assert_eq!(output.status.code(), Some(3));
+
+    let daemon = MockDaemon::start(|_, _| Reply::ok(serde_json::json!({"protocol": 2, "daemon": "9.9.9"})));
+    let output = run(daemon.socket(), &["version"]).await;
+    assert!(output.status.success());
+    let stdout = text(&output.stdout);
+    assert!(stdout.ends_with("graphbrokerd 9.9.9 (protocol 2)\n"), "{stdout}");
+    assert!(text(&output.stderr).contains("warning: graphbrokerd speaks protocol 2"), "{}", text(&output.stderr));
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&dir.path().join("graphbroker.sock"), &["token", "--format", "yaml"]).await;
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn a_daemon_program_that_cannot_start_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("graphbroker.sock");
+    for (program, expected) in
+        [("/bin/false", "stopped as it started"), ("/nonexistent/graphbrokerd", "could not start")]
+    {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_graphbroker-client"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("token")
+            .env("GRAPHBROKERD_PATH", program)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(3), "{program}");
+        assert_eq!(text(&output.stdout), "");
+        assert!(error_line(&output).contains(expected), "{}", text(&output.stderr));
+    }
+}
