@@ -42,9 +42,10 @@ pub(crate) fn verifier_matches(method: ChallengeMethod, challenge: &str, verifie
 mod tests {
     use super::*;
 
-    /// RFC 7636 Appendix B.
+    /// RFC 7636 Appendix B. (The shared protocol notes print a different challenge ending
+    /// `…JvHyQoLh7k`; that value is wrong, this one is the RFC's.)
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbJvHyQoLh7k";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
     #[test]
     fn rfc7636_appendix_b_vector() {
