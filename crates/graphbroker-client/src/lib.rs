@@ -41,3 +41,8 @@ pub use graphbroker_protocol::{
     SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, TokenQuery, TokenResponse,
     VersionResponse, split_scopes,
 };
+
+/// The README's library example, compiled as a doc test so it cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -23,9 +23,10 @@ const DAEMON_PROGRAM: &str = "graphbrokerd";
 /// Environment variable naming the daemon program outright, for installs that put it somewhere unusual.
 pub const DAEMON_PROGRAM_ENV: &str = "GRAPHBROKERD_PATH";
 
-/// How long a freshly started daemon has to answer `/healthz`. It binds its socket before it touches the keychain
-/// or the network, so a healthy start takes milliseconds; seconds mean something is wrong.
-const STARTUP_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a freshly started daemon has to answer `/healthz`. It binds its socket at once but serves only after
+/// loading accounts from the keychain, which on a desktop may first wake the Secret Service over D-Bus; that can
+/// take seconds, never ten.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How often readiness is polled while the daemon starts.
 const READINESS_POLL: Duration = Duration::from_millis(25);

@@ -81,7 +81,7 @@ async fn signin(
             "graphbrokerd started a sign-in but sent no prompt; run `graphbroker-client status` to see it",
         ));
     };
-    ui.show_prompt(&shown, None);
+    ui.show_prompt_under(&format!("signing in to profile {}", started.profile), &shown);
     // Waiting for a token with the profile's default scopes joins the sign-in just started: the daemon answers it
     // when the sign-in completes. Its prompt is the one already shown, unless the daemon replaced the sign-in.
     let query = TokenQuery { profile: Some(started.profile.clone()), ..TokenQuery::default() };

@@ -53,10 +53,15 @@ impl Ui {
 
     /// Shows what the user must do to sign in, and why.
     pub fn show_prompt(&self, prompt: &SignInPrompt, reason: Option<SignInReason>) {
+        self.show_prompt_under(reason_sentence(reason), prompt);
+    }
+
+    /// Shows what the user must do to sign in, under a headline of the caller's.
+    pub fn show_prompt_under(&self, headline: &str, prompt: &SignInPrompt) {
         let mut waiting = self.lock();
         self.clear(&mut waiting);
         let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{}", reason_sentence(reason));
+        let _ = writeln!(stderr, "{headline}");
         let _ = writeln!(stderr, "{}", prompt.instruction());
         waiting.prompt_expires_at = Some(humantime::parse_rfc3339_weak(prompt.expires_at()).ok());
         waiting.last_plain_line = Some(Instant::now());
