@@ -98,14 +98,19 @@ impl Daemon {
 
     /// Starts the daemon, letting the caller adjust the command (environment, uid) first.
     pub fn start_with(config: &str, adjust: impl FnOnce(&mut Command)) -> Daemon {
+        let mut daemon = Self::unstarted(config);
+        daemon.spawn(adjust);
+        daemon
+    }
+
+    /// A daemon's directory and config, not started yet (see [`Daemon::spawn`]).
+    pub fn unstarted(config: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).expect("write config");
         let socket = dir.path().join("run").join("graphbroker.sock");
         let log_path = dir.path().join("daemon.log");
-        let mut daemon = Daemon { child: None, dir, socket, config_path, log_path, binary: None };
-        daemon.spawn(adjust);
-        daemon
+        Daemon { child: None, dir, socket, config_path, log_path, binary: None }
     }
 
     /// Starts the daemon as another user: its directory and a copy of the binary are handed to that user, so
@@ -130,7 +135,8 @@ impl Daemon {
         daemon
     }
 
-    fn spawn(&mut self, adjust: impl FnOnce(&mut Command)) {
+    /// Starts the binary and waits until its socket answers.
+    pub fn spawn(&mut self, adjust: impl FnOnce(&mut Command)) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
         let binary = self.binary.clone().unwrap_or_else(|| PathBuf::from(graphbrokerd_bin()));
         let mut command = Command::new(binary);
