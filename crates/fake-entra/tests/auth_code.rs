@@ -76,14 +76,18 @@ async fn redirect_uri_rules_loopback_port_agnostic_path_exact() {
         assert!(reply.header("location").is_none());
         assert!(reply.text.contains("AADSTS50011"), "{}", reply.text);
     }
-    let accepted = [(CLIENT, "http://localhost:1234"), (CLIENT, "http://localhost"), (OTHER_CLIENT, "http://127.0.0.1:5000/cb")];
+    let accepted =
+        [(CLIENT, "http://localhost:1234"), (CLIENT, "http://localhost"), (OTHER_CLIENT, "http://127.0.0.1:5000/cb")];
     for (client, uri) in accepted {
         let reply = get(&authorize_url(&fake, &[("client_id", client), ("redirect_uri", uri)])).await;
         assert_eq!(reply.status, StatusCode::OK, "{uri} must be accepted: {}", reply.text);
     }
 }
 
-async fn redirect_error(fake: &fake_entra::FakeEntra, extra: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+async fn redirect_error(
+    fake: &fake_entra::FakeEntra,
+    extra: &[(&str, &str)],
+) -> std::collections::HashMap<String, String> {
     let reply = get(&authorize_url(fake, extra)).await;
     assert_eq!(reply.status, StatusCode::FOUND, "{}", reply.text);
     let location = reply.location();
@@ -103,7 +107,10 @@ async fn missing_pkce_challenge_redirects_invalid_request_with_state() {
 #[tokio::test]
 async fn bad_challenge_method_and_size_redirect_invalid_request() {
     let fake = fake();
-    assert!(redirect_error(&fake, &[("code_challenge_method", "S512")]).await["error_description"].starts_with("AADSTS90100:"));
+    assert!(
+        redirect_error(&fake, &[("code_challenge_method", "S512")]).await["error_description"]
+            .starts_with("AADSTS90100:")
+    );
     let short = redirect_error(&fake, &[("code_challenge", "tooshort")]).await;
     assert_eq!(short["error"], "invalid_request");
     assert!(short["error_description"].starts_with("AADSTS501491:"));
@@ -234,7 +241,8 @@ async fn authorize_may_span_resources_but_redemption_names_one() {
     assert_eq!(get(&authorize_url(&fake, &[("scope", scope)])).await.status, StatusCode::OK);
     let code = query_of(&fake.approve_browser("st-123", ALICE).unwrap())["code"].clone();
     assert_entra_error(&redeem(&fake, &code, &[("scope", scope)]).await, 400, "invalid_scope", 28000);
-    let outlook = redeem(&fake, &code, &[("scope", "https://outlook.office.com/IMAP.AccessAsUser.All offline_access")]).await;
+    let outlook =
+        redeem(&fake, &code, &[("scope", "https://outlook.office.com/IMAP.AccessAsUser.All offline_access")]).await;
     assert_eq!(outlook.status, StatusCode::OK, "{}", outlook.text);
     let body = outlook.json();
     assert_eq!(body["scope"], "https://outlook.office.com/IMAP.AccessAsUser.All");

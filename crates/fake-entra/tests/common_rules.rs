@@ -41,7 +41,11 @@ async fn unregistered_client_is_700016() {
         "AADSTS700016: Application with identifier '{stranger}' was not found in the directory '{}'",
         fake_entra::TENANT_ID
     )));
-    let reply = token(&fake, &[("grant_type", "refresh_token"), ("client_id", stranger), ("refresh_token", "x"), ("scope", "User.Read")]).await;
+    let reply = token(
+        &fake,
+        &[("grant_type", "refresh_token"), ("client_id", stranger), ("refresh_token", "x"), ("scope", "User.Read")],
+    )
+    .await;
     assert_entra_error(&reply, 400, "unauthorized_client", 700016);
 }
 
@@ -49,7 +53,12 @@ async fn unregistered_client_is_700016() {
 async fn public_client_presenting_a_secret_or_assertion_is_401_invalid_client() {
     let fake = fake();
     let rt = device_sign_in(&fake, CLIENT, ALICE, GRAPH_SCOPES).await["refresh_token"].as_str().unwrap().to_owned();
-    let base = [("grant_type", "refresh_token"), ("client_id", CLIENT), ("refresh_token", rt.as_str()), ("scope", GRAPH_SCOPES)];
+    let base = [
+        ("grant_type", "refresh_token"),
+        ("client_id", CLIENT),
+        ("refresh_token", rt.as_str()),
+        ("scope", GRAPH_SCOPES),
+    ];
     for extra in [("client_secret", "s3cret"), ("client_assertion", "eyJ.x.y")] {
         let mut form = base.to_vec();
         form.push(extra);
@@ -103,7 +112,9 @@ async fn discovery_document_points_at_the_fake() {
     assert_eq!(doc["msgraph_host"], "graph.microsoft.com");
     assert_eq!(get(doc["jwks_uri"].as_str().unwrap()).await.status, StatusCode::OK);
 
-    let tenant = get(&format!("{}/v2.0/.well-known/openid-configuration", fake.authority(fake_entra::TENANT_DOMAIN))).await.json();
+    let tenant = get(&format!("{}/v2.0/.well-known/openid-configuration", fake.authority(fake_entra::TENANT_DOMAIN)))
+        .await
+        .json();
     assert_eq!(tenant["issuer"], format!("https://login.microsoftonline.com/{}/v2.0", fake_entra::TENANT_ID));
     let unknown = get(&format!("{}/v2.0/.well-known/openid-configuration", fake.authority("fabrikam.com"))).await;
     assert_entra_error(&unknown, 400, "invalid_request", 90002);

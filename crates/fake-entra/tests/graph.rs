@@ -46,8 +46,14 @@ async fn accepts_a_graph_token_with_user_read() {
 async fn missing_and_unknown_tokens_are_401() {
     let fake = fake();
     assert_graph_401(&get(&me_url(&fake)).await, "Access token is empty.");
-    assert_graph_401(&get_bearer(&me_url(&fake), "opaque-token").await, "CompactToken parsing failed with error code: 80049217");
-    assert_graph_401(&get_bearer(&me_url(&fake), "eyJ0.eyJ1.c2ln").await, "Access token validation failure. Invalid signature.");
+    assert_graph_401(
+        &get_bearer(&me_url(&fake), "opaque-token").await,
+        "CompactToken parsing failed with error code: 80049217",
+    );
+    assert_graph_401(
+        &get_bearer(&me_url(&fake), "eyJ0.eyJ1.c2ln").await,
+        "Access token validation failure. Invalid signature.",
+    );
 }
 
 #[tokio::test]

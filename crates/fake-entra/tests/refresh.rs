@@ -214,11 +214,13 @@ async fn token_response_fields_and_claims() {
     assert_eq!(body["ext_expires_in"], 3599);
     assert_eq!(body["scope"], "User.Read profile openid email offline_access");
 
-    let info: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body["client_info"].as_str().unwrap()).unwrap()).unwrap();
+    let info: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body["client_info"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(info, json!({"uid": alice.oid, "utid": fake_entra::TENANT_ID}));
 
     let id_token = body["id_token"].as_str().unwrap();
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(id_token.split('.').next().unwrap()).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(id_token.split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(header, json!({"typ": "JWT", "alg": "RS256", "kid": "fake"}));
     let id = claims(id_token);
     assert_eq!(id["aud"], CLIENT);
