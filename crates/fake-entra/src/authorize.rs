@@ -182,11 +182,12 @@ fn params_tenant(tenant: TenantSegment) -> &'static str {
 pub(crate) async fn consent_submit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let params = Params::parse(&body);
     let request_id = params.get("request_id").unwrap_or_default();
-    let result = if params.get("action") == Some("cancel") {
-        finish(&shared, |p| p.id == request_id, Decision::Cancel)
-    } else {
-        finish(&shared, |p| p.id == request_id, Decision::Accept(params.get("user").unwrap_or_default()))
+    let decision = match params.get("action") {
+        Some("cancel") => Decision::Cancel,
+        _ => Decision::Accept(params.get("user").unwrap_or_default()),
     };
+    let not_found = ControlError::BadRequest("this sign-in request is no longer pending; start again".to_owned());
+    let result = finish(&shared, |p| p.id == request_id, decision, not_found);
     match result {
         Ok(location) => found(&location),
         Err(ControlError::UnknownUser(user)) => {
@@ -214,14 +215,14 @@ fn finish(
     shared: &Shared,
     select: impl Fn(&PendingAuthorize) -> bool,
     decision: Decision<'_>,
+    not_found: ControlError,
 ) -> Result<String, ControlError> {
     let user = match decision {
         Decision::Accept(email) => Some(shared.config.user(email)?),
         Decision::Cancel => None,
     };
     let mut state = shared.lock();
-    let index =
-        state.authorizations.iter().rposition(select).ok_or_else(|| ControlError::UnknownState(String::new()))?;
+    let index = state.authorizations.iter().rposition(select).ok_or(not_found)?;
     let pending = state.authorizations.remove(index);
     let Some(user) = user else {
         tracing::info!(client_id = %pending.client_id, "authorize request cancelled");
@@ -257,19 +258,14 @@ fn finish(
     Ok(redirect::with_query(&pending.redirect_uri, &params).unwrap_or_else(|| pending.redirect_uri.clone()))
 }
 
-fn with_state_context(result: Result<String, ControlError>, state: &str) -> Result<String, ControlError> {
-    result.map_err(|e| match e {
-        ControlError::UnknownState(_) => ControlError::UnknownState(state.to_owned()),
-        other => other,
-    })
-}
-
 pub(crate) fn approve_browser(shared: &Shared, state: &str, user: &str) -> Result<String, ControlError> {
-    with_state_context(finish(shared, |p| p.state.as_deref() == Some(state), Decision::Accept(user)), state)
+    let not_found = ControlError::UnknownState(state.to_owned());
+    finish(shared, |p| p.state.as_deref() == Some(state), Decision::Accept(user), not_found)
 }
 
 pub(crate) fn decline_browser(shared: &Shared, state: &str) -> Result<String, ControlError> {
-    with_state_context(finish(shared, |p| p.state.as_deref() == Some(state), Decision::Cancel), state)
+    let not_found = ControlError::UnknownState(state.to_owned());
+    finish(shared, |p| p.state.as_deref() == Some(state), Decision::Cancel, not_found)
 }
 
 pub(crate) fn pending_authorizations(shared: &Shared) -> Vec<PendingAuthorization> {

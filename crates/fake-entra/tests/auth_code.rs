@@ -270,3 +270,26 @@ async fn control_browser_routes_list_and_approve() {
     assert_eq!(query_of(&redirect)["state"], "s-1");
     assert_eq!(redeem(&fake, &query_of(&redirect)["code"], &[]).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn consent_form_cancel_unknown_user_and_stale_request() {
+    let fake = fake();
+    let page = get(&authorize_url(&fake, &[])).await;
+    let request_id = hidden_request_id(&page.text);
+    let consent_url = format!("{}/oauth2/v2.0/authorize/consent", fake.authority("common"));
+
+    let stranger =
+        post_form(&consent_url, &[("request_id", &request_id), ("user", "eve@contoso.com"), ("action", "accept")])
+            .await;
+    assert_eq!(stranger.status, StatusCode::BAD_REQUEST);
+    assert!(stranger.text.contains("AADSTS50034"));
+    assert_eq!(fake.pending_browser().len(), 1, "a mistyped user leaves the request pending");
+
+    let cancel = post_form(&consent_url, &[("request_id", &request_id), ("action", "cancel")]).await;
+    assert_eq!(cancel.status, StatusCode::FOUND);
+    assert_eq!(query_of(&cancel.location())["error"], "access_denied");
+
+    let stale = post_form(&consent_url, &[("request_id", &request_id), ("user", ALICE), ("action", "accept")]).await;
+    assert_eq!(stale.status, StatusCode::BAD_REQUEST);
+    assert!(stale.header("location").is_none());
+}
