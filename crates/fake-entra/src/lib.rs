@@ -304,6 +304,20 @@ impl FakeEntra {
         self.shared.stats()
     }
 
+    /// Every secret value the fake has issued so far: device codes, authorization codes, refresh tokens and
+    /// access tokens. For tests that prove a client never leaks one (into a log, an error, a status page).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let state = self.shared.lock();
+        state
+            .device_flows
+            .keys()
+            .chain(state.auth_codes.keys())
+            .chain(state.refresh_tokens.keys())
+            .chain(state.access_tokens.keys())
+            .cloned()
+            .collect()
+    }
+
     /// Moves the fake's clock forward, expiring codes and tokens without sleeping. Affects only the
     /// fake's own validity checks and the timestamps it issues.
     pub fn advance_clock(&self, by: Duration) {

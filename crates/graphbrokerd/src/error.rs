@@ -13,13 +13,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use graphbroker_protocol::{ErrorBody, ErrorCode, ErrorDetail, SignInPrompt, SignInReason};
 
-/// An error answered to a client.
+/// An error answered to a client. Boxed: it travels in every `Result` of the request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError(pub ErrorDetail);
+pub struct ApiError(pub Box<ErrorDetail>);
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self(ErrorDetail::new(code, message))
+        Self(Box::new(ErrorDetail::new(code, message)))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -44,7 +44,7 @@ impl ApiError {
         );
         detail.reason = Some(reason);
         detail.signin = Some(prompt);
-        Self(detail)
+        Self(Box::new(detail))
     }
 
     pub fn with_retry_after(mut self, retry_after: Option<u64>) -> Self {
@@ -85,7 +85,7 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, Json(ErrorBody { error: self.0.clone() })).into_response();
+        let mut response = (status, Json(ErrorBody { error: (*self.0).clone() })).into_response();
         if let Some(seconds) = self.0.retry_after
             && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
         {

@@ -426,3 +426,33 @@ async fn a_stale_socket_file_is_replaced() {
     daemon.client().version().await.expect("the new daemon answers on the replaced socket");
     assert!(daemon.log().contains("replacing a stale socket"), "{}", daemon.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_level_log_of_sign_in_refresh_and_consent_holds_no_secret() {
+    if !keychain_available("trace_log") {
+        return;
+    }
+    let fake = fake();
+    let daemon = Daemon::start(&config(&fake, "keyring", &unique_service("trace"), "")); // RUST_LOG=trace
+    let client = daemon.client();
+    fake.set_access_token_lifetime(Duration::from_secs(120));
+    let mut served = vec![sign_in(&client, &fake, "User.Read", ALICE).await.access_token];
+    served.push(client.token(&query("User.Read")).await.expect("refresh").access_token);
+    served.push(client.header(&query("User.Read")).await.expect("refresh").authorization);
+    let consent = client.token(&query("Mail.Read")).await.expect_err("consent");
+    fake.approve_device(&device_code_of(&consent), ALICE).expect("approve");
+    served.push(client.token(&with_wait("Mail.Read", 30)).await.expect("after consent").access_token);
+    client.signout(None).await.expect("signout");
+    drop(client);
+
+    let log = daemon.log();
+    assert!(log.contains("TRACE") && log.contains("refreshing access token"), "the log is at trace level:\n{log}");
+    let secrets = fake.issued_secrets();
+    assert!(secrets.len() >= 8, "device codes, refresh and access tokens issued: {}", secrets.len());
+    for secret in secrets.iter().chain(&served) {
+        let secret = secret.trim_start_matches("Bearer ");
+        assert!(!log.contains(secret), "a secret value reached the log ({} bytes of log)", log.len());
+        // Nor its tail (a JWT's signature, unique to it), which a log that cut a token short would still show.
+        assert!(!log.contains(&secret[secret.len().saturating_sub(40)..]), "part of a secret value reached the log");
+    }
+}
