@@ -82,6 +82,69 @@ struct ProfileSlot {
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+impl ProfileSlot {
+    fn new(profile: Profile, keyring: &Arc<dyn SecretStore>, memory: &Arc<dyn SecretStore>) -> Self {
+        let store = match profile.store {
+            StoreKind::Keyring => keyring.clone(),
+            StoreKind::Memory => memory.clone(),
+        };
+        Self {
+            profile,
+            store,
+            state: Mutex::new(ProfileState {
+                generation: 0,
+                account: AccountState::Unloaded,
+                cache: TokenCache::default(),
+                signin: None,
+                store_error: None,
+                unsaved: false,
+            }),
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for `profile` (same identity as this one) that keeps this slot's account and drops its cached
+    /// tokens, which may have been issued under settings that no longer hold. A sign-in under way is cancelled:
+    /// its result would land in the old slot.
+    fn carry_over(&self, profile: Profile) -> Self {
+        self.cancel_signin();
+        let mut old = self.state.lock().expect("state lock");
+        let account = match &old.account {
+            AccountState::Active { refresh_token, record } => {
+                AccountState::Active { refresh_token: refresh_token.clone(), record: record.clone() }
+            }
+            AccountState::Empty => AccountState::Empty,
+            AccountState::Unloaded => AccountState::Unloaded,
+        };
+        // Requests still holding the old slot must not write a refresh result back into it as if current.
+        old.generation += 1;
+        Self {
+            profile,
+            store: self.store.clone(),
+            state: Mutex::new(ProfileState {
+                generation: old.generation,
+                account,
+                cache: TokenCache::default(),
+                signin: None,
+                store_error: old.store_error.clone(),
+                unsaved: old.unsaved,
+            }),
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cancel_signin(&self) {
+        if let Some(signin) = self.state.lock().expect("state lock").signin.take() {
+            signin.task.abort();
+        }
+    }
+}
+
+/// Whether two versions of a profile sign in to the same place as the same app, so an account carries over.
+fn same_identity(a: &Profile, b: &Profile) -> bool {
+    a.authority == b.authority && a.client_id == b.client_id && a.store == b.store
+}
+
 /// A sign-in under way; every request that needs the user waits on `phase`.
 #[derive(Debug)]
 struct SignIn {
@@ -116,15 +179,38 @@ struct AtomicCounters {
     errors: AtomicU64,
 }
 
+/// The configured profiles, replaced as a whole when the config is reloaded.
+#[derive(Debug)]
+struct ProfileSet {
+    default_profile: String,
+    slots: BTreeMap<String, Arc<ProfileSlot>>,
+    keyring: Arc<dyn SecretStore>,
+    memory: Arc<dyn SecretStore>,
+    keyring_service: String,
+}
+
 /// The broker shared by every connection.
 #[derive(Debug)]
 pub struct Broker {
-    default_profile: String,
-    profiles: BTreeMap<String, Arc<ProfileSlot>>,
-    idp: IdentityPlatform,
+    profiles: std::sync::RwLock<Arc<ProfileSet>>,
+    idp: std::sync::RwLock<IdentityPlatform>,
     counters: AtomicCounters,
     next_signin: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// Bumped whenever an account or a sign-in changes, for whoever reports the daemon's state (sd_notify).
+    changes: watch::Sender<u64>,
+}
+
+/// What a reload did, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Settings changed; the account stays (same tenant and client id), cached tokens are dropped.
+    pub changed: Vec<String>,
+    /// Tenant, authority, client id or store changed: the profile starts over (its stored account is read again
+    /// and used only if it matches).
+    pub replaced: Vec<String>,
 }
 
 impl Broker {
@@ -132,44 +218,129 @@ impl Broker {
     pub fn new(config: &Config, idp: IdentityPlatform) -> Arc<Self> {
         let keyring: Arc<dyn SecretStore> = Arc::new(KeyringStore::new(config.keyring_service.clone()));
         let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
-        let profiles = config
+        let slots = config
             .profiles
             .iter()
-            .map(|(name, profile)| {
-                let store = match profile.store {
-                    StoreKind::Keyring => keyring.clone(),
-                    StoreKind::Memory => memory.clone(),
-                };
-                let slot = ProfileSlot {
-                    profile: profile.clone(),
-                    store,
-                    state: Mutex::new(ProfileState {
-                        generation: 0,
-                        account: AccountState::Unloaded,
-                        cache: TokenCache::default(),
-                        signin: None,
-                        store_error: None,
-                        unsaved: false,
-                    }),
-                    flights: Mutex::new(HashMap::new()),
-                };
-                (name.clone(), Arc::new(slot))
-            })
+            .map(|(name, profile)| (name.clone(), Arc::new(ProfileSlot::new(profile.clone(), &keyring, &memory))))
             .collect();
-        Arc::new(Self {
+        let profiles = ProfileSet {
             default_profile: config.default_profile.clone(),
-            profiles,
-            idp,
+            slots,
+            keyring,
+            memory,
+            keyring_service: config.keyring_service.clone(),
+        };
+        Arc::new(Self {
+            profiles: std::sync::RwLock::new(Arc::new(profiles)),
+            idp: std::sync::RwLock::new(idp),
             counters: AtomicCounters::default(),
             next_signin: AtomicU64::new(1),
             shutdown: watch::Sender::new(false),
+            changes: watch::Sender::new(0),
         })
+    }
+
+    fn profile_set(&self) -> Arc<ProfileSet> {
+        self.profiles.read().expect("profiles lock").clone()
+    }
+
+    fn idp(&self) -> IdentityPlatform {
+        self.idp.read().expect("idp lock").clone()
+    }
+
+    /// Subscribes to state changes (accounts signed in or out, sign-ins started or ended, reloads).
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Applies a reloaded config. Profiles whose tenant, authority, client id and store are unchanged keep their
+    /// account (and a sign-in under way); changed settings drop their cached tokens. Profiles whose identity
+    /// changed start over: their pending sign-in is cancelled and the stored account is read again.
+    pub fn reload(&self, config: &Config, idp: IdentityPlatform) -> ReloadSummary {
+        let old = self.profile_set();
+        let same_keyring = old.keyring_service == config.keyring_service;
+        let keyring: Arc<dyn SecretStore> = if same_keyring {
+            old.keyring.clone()
+        } else {
+            Arc::new(KeyringStore::new(config.keyring_service.clone()))
+        };
+        let mut summary = ReloadSummary::default();
+        let mut slots = BTreeMap::new();
+        for (name, profile) in &config.profiles {
+            let slot = match old.slots.get(name) {
+                Some(existing) if existing.profile == *profile && same_keyring => existing.clone(),
+                Some(existing) if same_identity(&existing.profile, profile) && same_keyring => {
+                    summary.changed.push(name.clone());
+                    Arc::new(existing.carry_over(profile.clone()))
+                }
+                Some(existing) => {
+                    summary.replaced.push(name.clone());
+                    existing.cancel_signin();
+                    Arc::new(ProfileSlot::new(profile.clone(), &keyring, &old.memory))
+                }
+                None => {
+                    summary.added.push(name.clone());
+                    Arc::new(ProfileSlot::new(profile.clone(), &keyring, &old.memory))
+                }
+            };
+            slots.insert(name.clone(), slot);
+        }
+        for (name, slot) in &old.slots {
+            if !config.profiles.contains_key(name) {
+                summary.removed.push(name.clone());
+                slot.cancel_signin();
+            }
+        }
+        let set = ProfileSet {
+            default_profile: config.default_profile.clone(),
+            slots,
+            keyring,
+            memory: old.memory.clone(),
+            keyring_service: config.keyring_service.clone(),
+        };
+        *self.profiles.write().expect("profiles lock") = Arc::new(set);
+        *self.idp.write().expect("idp lock") = idp;
+        self.changed();
+        summary
+    }
+
+    /// Whether stopping now would lose nothing: no sign-in under way, no account that lives only in memory or
+    /// that the store has not taken yet, no cached token of a memory-only account.
+    pub fn has_state_to_lose(&self) -> bool {
+        self.profile_set().slots.values().any(|slot| {
+            let state = slot.state.lock().expect("state lock");
+            state.signin.is_some()
+                || state.unsaved
+                || (slot.store.kind() == StoreKind::Memory && matches!(state.account, AccountState::Active { .. }))
+        })
+    }
+
+    /// One line for a service manager's status: accounts signed in, sign-ins pending.
+    pub fn status_line(&self) -> String {
+        let set = self.profile_set();
+        let mut accounts = Vec::new();
+        let mut pending = Vec::new();
+        for (name, slot) in &set.slots {
+            let state = slot.state.lock().expect("state lock");
+            if let AccountState::Active { record, .. } = &state.account {
+                accounts.push(format!("{name}: {}", record.username));
+            }
+            if state.signin.is_some() {
+                pending.push(name.clone());
+            }
+        }
+        let accounts = if accounts.is_empty() { "no account signed in".to_owned() } else { accounts.join(", ") };
+        if pending.is_empty() { accounts } else { format!("{accounts}; sign-in pending for {}", pending.join(", ")) }
     }
 
     /// Reads every profile's account from its store, once, at start. A store that cannot be read is recorded
     /// (and reported in status); it is read again when a request needs it.
     pub async fn load_accounts(&self) {
-        for slot in self.profiles.values() {
+        for slot in self.profile_set().slots.values() {
             if let Err(e) = self.ensure_loaded(slot).await {
                 tracing::warn!(profile = %slot.profile.name, "{}", e.0.message);
             }
@@ -181,10 +352,11 @@ impl Broker {
         self.shutdown.send_replace(true);
     }
 
-    fn slot(&self, name: Option<&str>) -> Result<&Arc<ProfileSlot>, ApiError> {
-        let name = name.unwrap_or(&self.default_profile);
-        self.profiles.get(name).ok_or_else(|| {
-            let known = self.profiles.keys().cloned().collect::<Vec<_>>().join(", ");
+    fn slot(&self, name: Option<&str>) -> Result<Arc<ProfileSlot>, ApiError> {
+        let set = self.profile_set();
+        let name = name.unwrap_or(&set.default_profile);
+        set.slots.get(name).cloned().ok_or_else(|| {
+            let known = set.slots.keys().cloned().collect::<Vec<_>>().join(", ");
             ApiError::new(
                 ErrorCode::UnknownProfile,
                 format!("no profile named {name:?} is configured (known: {known}); add it to the config file"),
@@ -220,14 +392,14 @@ impl Broker {
         let bypass_cache = claims.is_some();
 
         for _ in 0..MAX_ROUNDS {
-            match self.silent(slot, &scopes, min_valid, platform_claims.as_deref(), bypass_cache).await? {
+            match self.silent(&slot, &scopes, min_valid, platform_claims.as_deref(), bypass_cache).await? {
                 Silent::Token(token) => return Ok(token),
                 Silent::NeedSignIn { reason, claims } => {
                     let signin_claims = match claims {
                         Some(platform) => request_claims(Some(&platform), profile.cae).ok().flatten(),
                         None => platform_claims.clone(),
                     };
-                    let signin = self.start_or_join_signin(slot, reason, &scopes, signin_claims);
+                    let signin = self.start_or_join_signin(&slot, reason, &scopes, signin_claims);
                     let remaining = wait.saturating_sub(started.elapsed());
                     self.wait_signin(&signin, remaining).await?;
                 }
@@ -319,7 +491,7 @@ impl Broker {
         };
         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing access token");
-        match self.idp.refresh(&slot.profile, &refresh_token, scopes, claims).await {
+        match self.idp().refresh(&slot.profile, &refresh_token, scopes, claims).await {
             Ok(tokens) => self.accept_refresh(slot, scopes, tokens, generation).await.map(Silent::Token),
             Err(Failure::AccountDead { detail, .. }) => {
                 tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
@@ -496,6 +668,7 @@ impl Broker {
             Ok(Err(e)) => tracing::error!(profile = %slot.profile.name, "could not delete the stored account: {e}"),
             Err(e) => tracing::error!(profile = %slot.profile.name, "the keychain task failed: {e}"),
         }
+        self.changed();
         (record.map(|r| account_info(&r)), dropped)
     }
 
@@ -514,17 +687,27 @@ impl Broker {
         let id = self.next_signin.fetch_add(1, Ordering::Relaxed);
         self.counters.signins.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Phase::Starting);
-        let task = tokio::spawn(run_device_signin(self.idp.clone(), slot.clone(), id, scopes.clone(), claims, tx));
+        let task = tokio::spawn(run_device_signin(
+            self.idp(),
+            slot.clone(),
+            id,
+            scopes.clone(),
+            claims,
+            tx,
+            self.changes.clone(),
+        ));
         let signin = Arc::new(SignIn { id, reason, phase: rx, task: task.abort_handle() });
         tracing::info!(profile = %slot.profile.name, ?reason, scopes = %scopes, "starting a device-code sign-in");
         state.signin = Some(signin.clone());
+        drop(state);
+        self.changed();
         signin
     }
 
     /// Serves `POST /v1/signin`: starts (or joins) a sign-in for the profile's default scopes.
     pub async fn signin(&self, profile: Option<&str>) -> Result<SignInResponse, ApiError> {
         let slot = self.slot(profile)?;
-        self.ensure_loaded(slot).await?;
+        self.ensure_loaded(&slot).await?;
         let scopes = ScopeSet::normalize(&slot.profile.scopes, &slot.profile.graph_resource)
             .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
         let reason = match &slot.state.lock().expect("state lock").account {
@@ -532,7 +715,7 @@ impl Broker {
             _ => SignInReason::NoAccount,
         };
         let claims = request_claims(None, slot.profile.cae).ok().flatten();
-        let signin = self.start_or_join_signin(slot, reason, &scopes, claims);
+        let signin = self.start_or_join_signin(&slot, reason, &scopes, claims);
         match self.wait_signin(&signin, Duration::ZERO).await {
             Err(ApiError(detail)) if detail.code == ErrorCode::SigninRequired => Ok(SignInResponse {
                 profile: slot.profile.name.clone(),
@@ -545,7 +728,7 @@ impl Broker {
                 profile: slot.profile.name.clone(),
                 state: SignInState::SignedIn,
                 signin: None,
-                account: self.account_of(slot),
+                account: self.account_of(&slot),
             }),
         }
     }
@@ -560,18 +743,17 @@ impl Broker {
     /// Serves `POST /v1/signout`: cancels a pending sign-in, drops cached tokens and deletes the stored account.
     pub async fn signout(&self, profile: Option<&str>) -> Result<SignoutResponse, ApiError> {
         let slot = self.slot(profile)?;
-        if let Some(signin) = slot.state.lock().expect("state lock").signin.take() {
-            signin.task.abort();
-        }
-        let (account, tokens_dropped) = self.forget_account(slot, None).await;
+        slot.cancel_signin();
+        let (account, tokens_dropped) = self.forget_account(&slot, None).await;
         tracing::info!(profile = %slot.profile.name, "signed out");
         Ok(SignoutResponse { profile: slot.profile.name.clone(), account, tokens_dropped })
     }
 
     /// Serves `GET /v1/status`. Never includes a token value.
     pub fn status(&self) -> StatusResponse {
-        let profiles = self
-            .profiles
+        let set = self.profile_set();
+        let profiles = set
+            .slots
             .values()
             .map(|slot| {
                 let state = slot.state.lock().expect("state lock");
@@ -605,7 +787,7 @@ impl Broker {
         StatusResponse {
             protocol: graphbroker_protocol::PROTOCOL_VERSION,
             daemon: env!("CARGO_PKG_VERSION").into(),
-            default_profile: self.default_profile.clone(),
+            default_profile: set.default_profile.clone(),
             profiles,
             counters: Counters {
                 requests: c.requests.load(Ordering::Relaxed),
@@ -626,6 +808,7 @@ async fn run_device_signin(
     scopes: ScopeSet,
     claims: Option<String>,
     phase: watch::Sender<Phase>,
+    changes: watch::Sender<u64>,
 ) {
     let result = async {
         let start = idp
@@ -655,6 +838,7 @@ async fn run_device_signin(
         }
     }
     phase.send_replace(Phase::Done(result));
+    changes.send_modify(|n| *n += 1);
 }
 
 /// Makes the signed-in account the profile's: stored first, then in memory with its first token cached.

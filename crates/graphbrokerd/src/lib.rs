@@ -14,7 +14,9 @@
 //! - [`idp`]: the identity platform through the `oauth2` crate; error classification and retries.
 //! - [`broker`]: cache, single-flight, sign-in on first demand, persistence; the token state machine.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
+//! - [`activation`]: socket activation (systemd, launchd) and readiness notification.
 
+pub mod activation;
 pub mod broker;
 pub mod cache;
 pub mod config;

@@ -1,6 +1,7 @@
-//! `graphbrokerd`: parses flags, loads the config, binds the socket, serves until SIGTERM or SIGINT.
+//! `graphbrokerd`: parses flags, loads the config, takes or binds the socket, serves until SIGTERM or SIGINT,
+//! reloads on SIGHUP.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +9,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use graphbroker_protocol::{SOCKET_ENV, resolve_socket_path};
+use graphbrokerd::activation::{self, Activation};
 use graphbrokerd::broker::Broker;
 use graphbrokerd::config::{CONFIG_ENV, Config};
 use graphbrokerd::idp::IdentityPlatform;
-use graphbrokerd::server::{self, PeerPolicy};
+use graphbrokerd::server::{self, Activity, PeerPolicy};
+use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// How long in-flight requests get to finish after SIGTERM before the daemon exits anyway.
@@ -24,12 +27,18 @@ struct Args {
     /// Config file (default: $GRAPHBROKER_CONFIG, else the platform config dir's graphbroker/config.toml).
     #[arg(long, env = CONFIG_ENV)]
     config: Option<PathBuf>,
-    /// Socket path (default: $XDG_RUNTIME_DIR/graphbroker/graphbroker.sock).
+    /// Socket path (default: $XDG_RUNTIME_DIR/graphbroker/graphbroker.sock). Ignored when the service manager
+    /// passes the socket (socket activation).
     #[arg(long, env = SOCKET_ENV)]
     socket: Option<PathBuf>,
     /// Log level when RUST_LOG is unset: error, warn, info, debug or trace. Token values are never logged.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Under socket activation, exit after this many seconds without a request when nothing would be lost
+    /// (no sign-in pending, no memory-only account); the service manager starts the daemon again on the next
+    /// connection. 0 (the default) never exits.
+    #[arg(long, env = "GRAPHBROKER_IDLE_EXIT", default_value_t = 0, value_name = "SECONDS")]
+    idle_exit: u64,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +48,15 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
+    // Before the runtime starts its threads: taking the inherited socket also clears LISTEN_* from the
+    // environment, which is only sound while the process is single-threaded.
+    let inherited = match activation::inherited_listener() {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            eprintln!("graphbrokerd: failed to take the socket passed by the service manager: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -46,30 +64,44 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, inherited)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("graphbrokerd: {e:#}");
+            activation::notify(&[NotifyState::Status(&format!("failed: {e:#}"))]);
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Activation)>) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref()).context("failed to load the configuration")?;
-    let socket_path = args
-        .socket
-        .unwrap_or_else(|| resolve_socket_path(|name| std::env::var_os(name), nix::unistd::getuid().as_raw()));
-    // Signal handlers first: a SIGTERM that arrives once the socket answers must stop us cleanly.
+    // Signal handlers first: a signal that arrives once the socket answers must be handled, not kill us.
     let mut terminate = signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("failed to install the SIGHUP handler")?;
 
-    let listener = graphbrokerd::socket::bind(&socket_path)?;
+    let (listener, activation, socket_path) = match inherited {
+        Some((listener, activation)) => {
+            listener.set_nonblocking(true).context("failed to prepare the inherited socket")?;
+            let path = listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf));
+            (tokio::net::UnixListener::from_std(listener)?, Some(activation), path)
+        }
+        None => {
+            let path = args
+                .socket
+                .clone()
+                .unwrap_or_else(|| resolve_socket_path(|name| std::env::var_os(name), nix::unistd::getuid().as_raw()));
+            (graphbrokerd::socket::bind(&path)?, None, Some(path))
+        }
+    };
     let idp = IdentityPlatform::new(config.http_timeout).context("failed to build the HTTP client")?;
     let broker = Broker::new(&config, idp);
     broker.load_accounts().await;
+    let shown_path = socket_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(unnamed)".into());
     tracing::info!(
-        socket = %socket_path.display(),
+        socket = %shown_path,
+        activation = ?activation,
         config = %config.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(defaults)".into()),
         profiles = config.profiles.len(),
         "graphbrokerd {} ready",
@@ -77,19 +109,49 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let stopping = Arc::new(tokio::sync::Notify::new());
+    let activity = Arc::new(Activity::default());
+    let idle_exit = (activation.is_some() && args.idle_exit > 0).then(|| Duration::from_secs(args.idle_exit));
+    if args.idle_exit > 0 && activation.is_none() {
+        tracing::warn!("--idle-exit applies only under socket activation; ignoring it");
+    }
     let shutdown = {
         let broker = broker.clone();
         let stopping = stopping.clone();
+        let activity = activity.clone();
+        let config_path = args.config.clone();
         async move {
-            tokio::select! {
-                _ = terminate.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
-                _ = interrupt.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
+            let mut changes = broker.subscribe_changes();
+            let mut idle_check = tokio::time::interval(
+                idle_exit.map(|d| (d / 4).max(Duration::from_millis(250))).unwrap_or(Duration::from_secs(3600)),
+            );
+            loop {
+                tokio::select! {
+                    _ = terminate.recv() => { tracing::info!("SIGTERM: finishing in-flight requests"); break; }
+                    _ = interrupt.recv() => { tracing::info!("SIGINT: finishing in-flight requests"); break; }
+                    _ = hangup.recv() => reload(&broker, config_path.as_deref()),
+                    Ok(()) = changes.changed() => {
+                        activation::notify(&[NotifyState::Status(&broker.status_line())]);
+                    }
+                    _ = idle_check.tick() => {
+                        if let Some(limit) = idle_exit
+                            && activity.idle_for() >= limit
+                            && !broker.has_state_to_lose()
+                        {
+                            tracing::info!("idle for {limit:?} with nothing to lose: exiting until the next connection");
+                            break;
+                        }
+                    }
+                }
             }
+            activation::notify(&[NotifyState::Stopping]);
             broker.begin_shutdown();
             stopping.notify_one();
         }
     };
-    let serving = server::serve(listener, broker, PeerPolicy::current_user(), shutdown);
+    // Ready only now: the listener accepts, the accounts are loaded, the signal handlers are in place.
+    activation::notify(&[NotifyState::Ready, NotifyState::Status(&broker.status_line())]);
+
+    let serving = server::serve(listener, broker, PeerPolicy::current_user(), activity, shutdown);
     tokio::pin!(serving);
     let result = tokio::select! {
         result = &mut serving => result.context("the server failed"),
@@ -98,11 +160,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
     };
-    if let Err(e) = std::fs::remove_file(&socket_path)
+    // A socket the service manager passed is the manager's to remove; our own is ours.
+    if activation.is_none()
+        && let Some(path) = &socket_path
+        && let Err(e) = std::fs::remove_file(path)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        tracing::warn!(socket = %socket_path.display(), "could not remove the socket: {e}");
+        tracing::warn!(socket = %path.display(), "could not remove the socket: {e}");
     }
     tracing::info!("stopped");
     result
+}
+
+/// SIGHUP: reads the config again and applies it. A config that does not load leaves everything as it was.
+fn reload(broker: &Broker, config_path: Option<&Path>) {
+    // systemd 253+ wants the monotonic time with RELOADING=1 to match it with the READY=1 that ends the reload.
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => activation::notify(&[NotifyState::Reloading, now]),
+        Err(_) => activation::notify(&[NotifyState::Reloading]),
+    }
+    let outcome = Config::load(config_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| Ok((IdentityPlatform::new(config.http_timeout)?, config)));
+    match outcome {
+        Ok((idp, config)) => {
+            let summary = broker.reload(&config, idp);
+            tracing::info!(
+                added = ?summary.added,
+                removed = ?summary.removed,
+                changed = ?summary.changed,
+                replaced = ?summary.replaced,
+                "configuration reloaded"
+            );
+        }
+        Err(e) => tracing::error!("SIGHUP: the configuration was not reloaded, the old one stays: {e:#}"),
+    }
+    activation::notify(&[NotifyState::Ready, NotifyState::Status(&broker.status_line())]);
 }

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{RawQuery, Request, State};
@@ -60,9 +61,58 @@ struct AppState {
     broker: Arc<Broker>,
 }
 
+/// Requests in flight and the time of the last one, for exiting when idle under socket activation.
+#[derive(Debug)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+    last: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self { in_flight: AtomicUsize::new(0), last: std::sync::Mutex::new(tokio::time::Instant::now()) }
+    }
+}
+
+impl Activity {
+    /// How long no request has been in flight (zero while one is).
+    pub fn idle_for(&self) -> std::time::Duration {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return std::time::Duration::ZERO;
+        }
+        self.last.lock().expect("activity lock").elapsed()
+    }
+
+    fn touch(&self) {
+        *self.last.lock().expect("activity lock") = tokio::time::Instant::now();
+    }
+}
+
+/// Counts a request in and out, whatever its outcome.
+struct InFlight<'a>(&'a Activity);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn track(State(activity): State<Arc<Activity>>, request: Request, next: Next) -> Response {
+    activity.in_flight.fetch_add(1, Ordering::SeqCst);
+    activity.touch();
+    let _guard = InFlight(&activity);
+    next.run(request).await
+}
+
 /// The whole API. Connections must carry [`Peer`] info (`into_make_service_with_connect_info::<Peer>()`);
 /// without it every request is refused.
 pub fn router(broker: Arc<Broker>, policy: PeerPolicy) -> Router {
+    router_with_activity(broker, policy, Arc::new(Activity::default()))
+}
+
+/// [`router`], counting requests in `activity`.
+pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: Arc<Activity>) -> Router {
     Router::new()
         .route(routes::VERSION, get(version))
         .route(routes::TOKEN, get(token))
@@ -76,6 +126,7 @@ pub fn router(broker: Arc<Broker>, policy: PeerPolicy) -> Router {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")
         })
         .layer(middleware::from_fn_with_state(policy, peer_check))
+        .layer(middleware::from_fn_with_state(activity, track))
         .with_state(AppState { broker })
 }
 
@@ -84,9 +135,10 @@ pub async fn serve(
     listener: UnixListener,
     broker: Arc<Broker>,
     policy: PeerPolicy,
+    activity: Arc<Activity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(broker, policy).into_make_service_with_connect_info::<Peer>();
+    let app = router_with_activity(broker, policy, activity).into_make_service_with_connect_info::<Peer>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
