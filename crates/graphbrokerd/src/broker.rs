@@ -24,14 +24,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use graphbroker_protocol::{
-    AccountInfo, CachedTokenStatus, Counters, ErrorCode, ProfileStatus, SignInPrompt, SignInReason, SignInResponse,
-    SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery,
+    AccountInfo, CachedTokenStatus, Counters, ErrorCode, ProfileStatus, SignInFlow, SignInPrompt, SignInReason,
+    SignInResponse, SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery,
 };
 use graphbroker_store::{AccountRecord, KeyringStore, MemoryStore, SecretStore, StoreError, StoredAccount};
 use secrecy::SecretString;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::browser::{self, BrowserSettings};
 use crate::cache::{CachedToken, TokenCache};
 use crate::config::{Config, Profile};
 use crate::error::ApiError;
@@ -187,6 +188,7 @@ struct ProfileSet {
     keyring: Arc<dyn SecretStore>,
     memory: Arc<dyn SecretStore>,
     keyring_service: String,
+    browser: BrowserSettings,
 }
 
 /// The broker shared by every connection.
@@ -229,6 +231,7 @@ impl Broker {
             keyring,
             memory,
             keyring_service: config.keyring_service.clone(),
+            browser: browser_settings(config),
         };
         Arc::new(Self {
             profiles: std::sync::RwLock::new(Arc::new(profiles)),
@@ -301,6 +304,7 @@ impl Broker {
             keyring,
             memory: old.memory.clone(),
             keyring_service: config.keyring_service.clone(),
+            browser: browser_settings(config),
         };
         *self.profiles.write().expect("profiles lock") = Arc::new(set);
         *self.idp.write().expect("idp lock") = idp;
@@ -399,7 +403,7 @@ impl Broker {
                         Some(platform) => request_claims(Some(&platform), profile.cae).ok().flatten(),
                         None => platform_claims.clone(),
                     };
-                    let signin = self.start_or_join_signin(&slot, reason, &scopes, signin_claims);
+                    let signin = self.start_or_join_signin(&slot, reason, &scopes, signin_claims, None);
                     let remaining = wait.saturating_sub(started.elapsed());
                     self.wait_signin(&signin, remaining).await?;
                 }
@@ -679,33 +683,45 @@ impl Broker {
         reason: SignInReason,
         scopes: &ScopeSet,
         claims: Option<String>,
+        flow: Option<SignInFlow>,
     ) -> Arc<SignIn> {
         let mut state = slot.state.lock().expect("state lock");
         if let Some(existing) = &state.signin {
+            // Joiners see the sign-in under way, whatever flow they would have chosen.
             return existing.clone();
         }
+        let flow = match flow.unwrap_or(slot.profile.flow) {
+            SignInFlow::Auto if browser::graphical_session(|name| std::env::var_os(name)) => SignInFlow::Browser,
+            SignInFlow::Auto => SignInFlow::Device,
+            chosen => chosen,
+        };
         let id = self.next_signin.fetch_add(1, Ordering::Relaxed);
         self.counters.signins.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Phase::Starting);
-        let task = tokio::spawn(run_device_signin(
-            self.idp(),
-            slot.clone(),
-            id,
-            scopes.clone(),
-            claims,
+        let task = tokio::spawn(run_signin(
+            SignInJob {
+                idp: self.idp(),
+                slot: slot.clone(),
+                id,
+                scopes: scopes.clone(),
+                claims,
+                flow,
+                browser: self.profile_set().browser.clone(),
+            },
             tx,
             self.changes.clone(),
         ));
         let signin = Arc::new(SignIn { id, reason, phase: rx, task: task.abort_handle() });
-        tracing::info!(profile = %slot.profile.name, ?reason, scopes = %scopes, "starting a device-code sign-in");
+        tracing::info!(profile = %slot.profile.name, ?reason, ?flow, scopes = %scopes, "starting a sign-in");
         state.signin = Some(signin.clone());
         drop(state);
         self.changed();
         signin
     }
 
-    /// Serves `POST /v1/signin`: starts (or joins) a sign-in for the profile's default scopes.
-    pub async fn signin(&self, profile: Option<&str>) -> Result<SignInResponse, ApiError> {
+    /// Serves `POST /v1/signin`: starts (or joins) a sign-in for the profile's default scopes, with the
+    /// profile's flow unless `flow` overrides it.
+    pub async fn signin(&self, profile: Option<&str>, flow: Option<SignInFlow>) -> Result<SignInResponse, ApiError> {
         let slot = self.slot(profile)?;
         self.ensure_loaded(&slot).await?;
         let scopes = ScopeSet::normalize(&slot.profile.scopes, &slot.profile.graph_resource)
@@ -715,7 +731,7 @@ impl Broker {
             _ => SignInReason::NoAccount,
         };
         let claims = request_claims(None, slot.profile.cae).ok().flatten();
-        let signin = self.start_or_join_signin(&slot, reason, &scopes, claims);
+        let signin = self.start_or_join_signin(&slot, reason, &scopes, claims, flow);
         match self.wait_signin(&signin, Duration::ZERO).await {
             Err(ApiError(detail)) if detail.code == ErrorCode::SigninRequired => Ok(SignInResponse {
                 profile: slot.profile.name.clone(),
@@ -800,30 +816,51 @@ impl Broker {
     }
 }
 
-/// The sign-in task: device code, prompt, poll, then the account is stored and the first token cached.
-async fn run_device_signin(
+/// Everything a sign-in task needs.
+struct SignInJob {
     idp: IdentityPlatform,
     slot: Arc<ProfileSlot>,
     id: u64,
     scopes: ScopeSet,
     claims: Option<String>,
-    phase: watch::Sender<Phase>,
-    changes: watch::Sender<u64>,
-) {
+    flow: SignInFlow,
+    browser: BrowserSettings,
+}
+
+/// The sign-in task: the prompt (device code or browser URL) for the waiting clients, the user's part, then
+/// the account is stored and the first token cached.
+async fn run_signin(job: SignInJob, phase: watch::Sender<Phase>, changes: watch::Sender<u64>) {
+    let SignInJob { idp, slot, id, scopes, claims, flow, browser } = job;
+    let profile = &slot.profile;
     let result = async {
-        let start = idp
-            .start_device(&slot.profile, &scopes, claims.as_deref())
-            .await
-            .map_err(|f| failure_to_api(f, &slot.profile))?;
-        let prompt = SignInPrompt::Device {
-            verification_uri: start.verification_uri(),
-            user_code: start.user_code(),
-            message: start.message(),
-            expires_at: rfc3339(SystemTime::now() + start.expires_in()),
+        let tokens = match flow {
+            SignInFlow::Browser => {
+                let signin = browser::start(&idp, profile, &scopes, claims.as_deref(), &browser)
+                    .await
+                    .map_err(|f| failure_to_api(f, profile))?;
+                phase.send_replace(Phase::Prompt(SignInPrompt::Browser {
+                    url: signin.url.clone(),
+                    expires_at: rfc3339(SystemTime::now() + browser.timeout),
+                }));
+                tracing::info!(profile = %profile.name, port = signin.port, "waiting for the browser sign-in");
+                browser::open_browser(&signin.url, &browser);
+                signin.finish(&idp, profile, &scopes).await.map_err(|f| failure_to_api(f, profile))?
+            }
+            SignInFlow::Device | SignInFlow::Auto => {
+                let start = idp
+                    .start_device(profile, &scopes, claims.as_deref())
+                    .await
+                    .map_err(|f| failure_to_api(f, profile))?;
+                phase.send_replace(Phase::Prompt(SignInPrompt::Device {
+                    verification_uri: start.verification_uri(),
+                    user_code: start.user_code(),
+                    message: start.message(),
+                    expires_at: rfc3339(SystemTime::now() + start.expires_in()),
+                }));
+                tracing::info!(profile = %profile.name, verification_uri = %start.verification_uri(), "waiting for the user to complete the sign-in");
+                idp.poll_device(profile, &start).await.map_err(|f| failure_to_api(f, profile))?
+            }
         };
-        tracing::info!(profile = %slot.profile.name, verification_uri = %start.verification_uri(), "waiting for the user to complete the sign-in");
-        phase.send_replace(Phase::Prompt(prompt));
-        let tokens = idp.poll_device(&slot.profile, &start).await.map_err(|f| failure_to_api(f, &slot.profile))?;
         complete_signin(&slot, &scopes, tokens).await
     }
     .await;
@@ -892,6 +929,10 @@ async fn complete_signin(slot: &ProfileSlot, scopes: &ScopeSet, tokens: Tokens) 
     }
 }
 
+fn browser_settings(config: &Config) -> BrowserSettings {
+    BrowserSettings { command: config.browser_command.clone(), timeout: config.browser_timeout }
+}
+
 fn account_matches(profile: &Profile, record: &AccountRecord) -> bool {
     record.client_id == profile.client_id
         && record.authority.trim_end_matches('/') == profile.authority.as_str().trim_end_matches('/')
@@ -933,7 +974,7 @@ fn failure_to_api(failure: Failure, profile: &Profile) -> ApiError {
         }
         Failure::Expired => ApiError::new(
             ErrorCode::SigninExpired,
-            "the sign-in code expired before the sign-in was completed; ask again to get a new code",
+            "the sign-in expired before it was completed; ask again to start a new one",
         ),
         Failure::Transient { retry_after, detail } => ApiError::new(
             ErrorCode::IdentityProviderUnavailable,

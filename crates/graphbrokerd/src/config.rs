@@ -51,6 +51,13 @@ pub const MAX_MIN_VALID: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest `http_timeout` accepted: a request that has not been answered in ten minutes never will be.
 pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How long a browser sign-in waits for the redirect: long enough to type a password and pass MFA, short enough
+/// that a forgotten tab does not hold a loopback port for long.
+pub const DEFAULT_BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The `prompt` values the identity platform accepts on the authorize request.
+pub const PROMPTS: [&str; 4] = ["login", "none", "consent", "select_account"];
+
 /// The resolved configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -63,6 +70,11 @@ pub struct Config {
     pub keyring_service: String,
     /// Timeout of one HTTP request to the identity platform.
     pub http_timeout: Duration,
+    /// The program (and its arguments) that opens a URL for a browser sign-in; the URL is appended. `None`:
+    /// the desktop's default browser.
+    pub browser_command: Option<Vec<String>>,
+    /// How long a browser sign-in waits for the redirect (key `browser_timeout`, seconds).
+    pub browser_timeout: Duration,
     /// The file this was read from; `None` for the built-in defaults.
     pub source: Option<PathBuf>,
 }
@@ -91,6 +103,8 @@ pub struct Profile {
     pub store: StoreKind,
     /// Pre-fills the username on the sign-in page.
     pub login_hint: Option<String>,
+    /// `prompt` on the authorize request (browser sign-in): login, none, consent or select_account.
+    pub prompt: Option<String>,
     /// Declare client capability `cp1` (continuous access evaluation), so the platform may issue long-lived
     /// tokens and revoke them by claims challenge.
     pub cae: bool,
@@ -134,6 +148,7 @@ impl Profile {
             min_valid: DEFAULT_MIN_VALID,
             store: StoreKind::Keyring,
             login_hint: None,
+            prompt: None,
             cae: false,
         }
     }
@@ -250,6 +265,9 @@ struct RawConfig {
     keyring_service: Option<String>,
     /// Seconds.
     http_timeout: Option<u64>,
+    browser_command: Option<Vec<String>>,
+    /// Seconds.
+    browser_timeout: Option<u64>,
     #[serde(default)]
     profiles: BTreeMap<String, RawProfile>,
 }
@@ -267,6 +285,7 @@ struct RawProfile {
     min_valid: Option<u64>,
     store: Option<String>,
     login_hint: Option<String>,
+    prompt: Option<String>,
     cae: Option<bool>,
 }
 
@@ -287,6 +306,8 @@ impl Config {
             profiles: BTreeMap::from([(DEFAULT_PROFILE.to_owned(), profile)]),
             keyring_service: graphbroker_store::DEFAULT_SERVICE.to_owned(),
             http_timeout: DEFAULT_HTTP_TIMEOUT,
+            browser_command: None,
+            browser_timeout: DEFAULT_BROWSER_TIMEOUT,
             source: None,
         }
     }
@@ -438,7 +459,32 @@ impl Resolver<'_> {
             None => DEFAULT_HTTP_TIMEOUT,
         };
 
-        Ok(Config { default_profile, profiles, keyring_service, http_timeout, source: Some(self.path.to_path_buf()) })
+        let browser_command = match raw.browser_command {
+            Some(command) if command.first().is_none_or(|program| program.trim().is_empty()) => {
+                return Err(self.invalid(
+                    "browser_command",
+                    "must name a program, e.g. [\"firefox\", \"--new-window\"]; the URL is appended",
+                ));
+            }
+            command => command,
+        };
+        let browser_timeout = match raw.browser_timeout.map(Duration::from_secs) {
+            Some(timeout) if !(10..=3600).contains(&timeout.as_secs()) => {
+                return Err(self.invalid("browser_timeout", "must be between 10 and 3600 seconds"));
+            }
+            Some(timeout) => timeout,
+            None => DEFAULT_BROWSER_TIMEOUT,
+        };
+
+        Ok(Config {
+            default_profile,
+            profiles,
+            keyring_service,
+            http_timeout,
+            browser_command,
+            browser_timeout,
+            source: Some(self.path.to_path_buf()),
+        })
     }
 
     /// Profile names become keychain entry names and query parameters, so they are kept plain.
@@ -548,6 +594,14 @@ impl Resolver<'_> {
             }
             hint => hint,
         };
+        let prompt = match raw.prompt {
+            Some(prompt) if !PROMPTS.contains(&prompt.as_str()) => {
+                return Err(
+                    self.invalid(key("prompt"), format!("{prompt:?} is not a prompt: use {}", PROMPTS.join(", ")))
+                );
+            }
+            prompt => prompt,
+        };
 
         Ok(Profile {
             name: name.to_owned(),
@@ -561,6 +615,7 @@ impl Resolver<'_> {
             min_valid,
             store,
             login_hint,
+            prompt,
             cae: raw.cae.unwrap_or(false),
         })
     }
@@ -890,6 +945,9 @@ min_valid = 0
             ("[profiles.\"my work\"]\n", "profiles.my work", "letters, digits"),
             ("default_profile = \"a.b\"\n", "default_profile", "letters, digits"),
             ("http_timeout = 0\n", "http_timeout", "between 1 and 600"),
+            ("browser_timeout = 5\n", "browser_timeout", "between 10 and 3600"),
+            ("browser_command = []\n", "browser_command", "must name a program"),
+            ("[profiles.default]\nprompt = \"always\"\n", "profiles.default.prompt", "select_account"),
             ("http_timeout = 601\n", "http_timeout", "between 1 and 600"),
             ("keyring_service = \" \"\n", "keyring_service", "must not be empty"),
             ("[profiles.default]\ncae = \"yes\"\n", "profiles.default.cae", "invalid type"),

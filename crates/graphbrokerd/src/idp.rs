@@ -12,10 +12,11 @@ use base64::Engine as _;
 use graphbroker_protocol::SignInReason;
 use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
 use oauth2::{
-    AsyncHttpClient, AuthUrl, ClientId, DeviceAuthorizationResponse, DeviceAuthorizationUrl,
-    DeviceCodeErrorResponseType, EndpointNotSet, EndpointSet, ErrorResponse, ExtraDeviceAuthorizationFields,
-    ExtraTokenFields, HttpRequest, HttpResponse, RefreshToken, RequestTokenError, Scope, StandardRevocableToken,
-    StandardTokenResponse, TokenResponse as _, TokenUrl,
+    AsyncHttpClient, AuthUrl, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationResponse,
+    DeviceAuthorizationUrl, DeviceCodeErrorResponseType, EndpointNotSet, EndpointSet, ErrorResponse,
+    ExtraDeviceAuthorizationFields, ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse,
+    TokenResponse as _, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -454,6 +455,58 @@ impl IdentityPlatform {
         .await
     }
 
+    /// The authorize URL of a browser sign-in, with PKCE (S256) and a random `state`; returns the URL, the state
+    /// to expect on the redirect and the verifier for [`IdentityPlatform::redeem_code`].
+    pub fn authorize_url(
+        &self,
+        profile: &Profile,
+        scopes: &ScopeSet,
+        claims: Option<&str>,
+        redirect_uri: &str,
+    ) -> Result<(String, String, PkceCodeVerifier), Failure> {
+        let client = Self::client(profile)?.set_redirect_uri(redirect_url(redirect_uri)?);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(scopes.request_scopes().into_iter().map(Scope::new))
+            .set_pkce_challenge(challenge);
+        if let Some(hint) = &profile.login_hint {
+            request = request.add_extra_param("login_hint", hint.as_str());
+        }
+        if let Some(prompt) = &profile.prompt {
+            request = request.add_extra_param("prompt", prompt.as_str());
+        }
+        if let Some(claims) = claims {
+            request = request.add_extra_param("claims", claims);
+        }
+        let (url, state) = request.url();
+        Ok((url.to_string(), state.secret().clone(), verifier))
+    }
+
+    /// Redeems an authorization code from the loopback redirect (one try: a code is single-use, so a retry
+    /// after a lost answer could only fail).
+    pub async fn redeem_code(
+        &self,
+        profile: &Profile,
+        scopes: &ScopeSet,
+        code: &str,
+        verifier: PkceCodeVerifier,
+        redirect_uri: &str,
+    ) -> Result<Tokens, Failure> {
+        let client = Self::client(profile)?.set_redirect_uri(redirect_url(redirect_uri)?);
+        client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(verifier)
+            // `scope` on the code grant is Microsoft's extension (RFC 6749 has none there; oauth2 has no setter):
+            // Entra wants the one resource the token is for, and refuses an empty one (AADSTS28003).
+            .add_extra_param("scope", scopes.request_scopes().join(" "))
+            .add_extra_param("client_info", "1")
+            .request_async(&self.http)
+            .await
+            .map(Tokens::from_response)
+            .map_err(token_failure)
+    }
+
     /// Polls until the user completes (or declines) the device-code sign-in or the code expires. oauth2 honours
     /// `interval` and `slow_down`, and backs off on transport errors while the code is valid.
     pub async fn poll_device(&self, profile: &Profile, start: &DeviceStart) -> Result<Tokens, Failure> {
@@ -490,6 +543,14 @@ impl IdentityPlatform {
             Err(other) => Err(request_failure(other)),
         }
     }
+}
+
+fn redirect_url(uri: &str) -> Result<RedirectUrl, Failure> {
+    RedirectUrl::new(uri.to_owned()).map_err(|e| Failure::Refused {
+        detail: format!("the loopback redirect URI is invalid: {e}"),
+        codes: vec![],
+        hint: None,
+    })
 }
 
 /// The AADSTS number at the start of a description, for errors whose body oauth2 parsed into its own type.

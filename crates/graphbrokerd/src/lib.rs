@@ -12,12 +12,14 @@
 //! - [`config`]: the TOML file, profiles and defaults.
 //! - [`scopes`]: scope normalization, the cache key.
 //! - [`idp`]: the identity platform through the `oauth2` crate; error classification and retries.
+//! - [`browser`]: browser sign-in (authorization code + PKCE, loopback redirect).
 //! - [`broker`]: cache, single-flight, sign-in on first demand, persistence; the token state machine.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification.
 
 pub mod activation;
 pub mod broker;
+pub mod browser;
 pub mod cache;
 pub mod config;
 pub mod error;

@@ -214,12 +214,7 @@ struct SignInQuery {
 
 async fn signin(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let query: SignInQuery = parse_query(raw)?;
-    if query.flow == Some(SignInFlow::Browser) {
-        return Err(ApiError::bad_request(
-            "browser sign-in is not available in this version; use flow=device (the device code works everywhere)",
-        ));
-    }
-    Ok(Json(app.broker.signin(query.profile.as_deref()).await?).into_response())
+    Ok(Json(app.broker.signin(query.profile.as_deref(), query.flow).await?).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
