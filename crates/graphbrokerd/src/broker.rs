@@ -81,6 +81,8 @@ struct ProfileSlot {
     state: Mutex<ProfileState>,
     /// Single-flight locks per scope-set key: concurrent misses for one key make one platform request.
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Scope-set keys with a background refresh under way, so a hot key starts one, not one per hit.
+    refreshing_ahead: Mutex<std::collections::HashSet<String>>,
 }
 
 impl ProfileSlot {
@@ -101,6 +103,7 @@ impl ProfileSlot {
                 unsaved: false,
             }),
             flights: Mutex::new(HashMap::new()),
+            refreshing_ahead: Mutex::new(Default::default()),
         }
     }
 
@@ -131,6 +134,7 @@ impl ProfileSlot {
                 unsaved: old.unsaved,
             }),
             flights: Mutex::new(HashMap::new()),
+            refreshing_ahead: Mutex::new(Default::default()),
         }
     }
 
@@ -167,8 +171,16 @@ enum Phase {
 
 /// What the silent path (cache, then refresh token) came to.
 enum Silent {
-    Token(IssuedToken),
-    NeedSignIn { reason: SignInReason, claims: Option<String> },
+    /// A token; `refresh_ahead` when it came from the cache and is due for a background refresh (this request
+    /// has claimed that refresh).
+    Token {
+        token: IssuedToken,
+        refresh_ahead: bool,
+    },
+    NeedSignIn {
+        reason: SignInReason,
+        claims: Option<String>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -369,7 +381,7 @@ impl Broker {
     }
 
     /// Serves `GET /v1/token` and `/v1/header`.
-    pub async fn token(&self, query: &TokenQuery) -> Result<IssuedToken, ApiError> {
+    pub async fn token(self: &Arc<Self>, query: &TokenQuery) -> Result<IssuedToken, ApiError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let result = self.token_inner(query).await;
         if result.is_err() {
@@ -378,7 +390,7 @@ impl Broker {
         result
     }
 
-    async fn token_inner(&self, query: &TokenQuery) -> Result<IssuedToken, ApiError> {
+    async fn token_inner(self: &Arc<Self>, query: &TokenQuery) -> Result<IssuedToken, ApiError> {
         let started = Instant::now();
         let slot = self.slot(query.profile.as_deref())?;
         let profile = &slot.profile;
@@ -397,7 +409,12 @@ impl Broker {
 
         for _ in 0..MAX_ROUNDS {
             match self.silent(&slot, &scopes, min_valid, platform_claims.as_deref(), bypass_cache).await? {
-                Silent::Token(token) => return Ok(token),
+                Silent::Token { token, refresh_ahead } => {
+                    if refresh_ahead {
+                        self.refresh_ahead(slot.clone(), scopes.clone());
+                    }
+                    return Ok(token);
+                }
                 Silent::NeedSignIn { reason, claims } => {
                     let signin_claims = match claims {
                         Some(platform) => request_claims(Some(&platform), profile.cae).ok().flatten(),
@@ -468,16 +485,16 @@ impl Broker {
     ) -> Result<Silent, ApiError> {
         self.ensure_loaded(slot).await?;
         self.ensure_saved(slot).await?;
-        if !bypass_cache && let Some(token) = self.cached(slot, scopes, min_valid) {
-            return Ok(Silent::Token(token));
+        if !bypass_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
+            return Ok(Silent::Token { token, refresh_ahead });
         }
         let flight = {
             let mut flights = slot.flights.lock().expect("flights lock");
             flights.entry(scopes.key().to_owned()).or_default().clone()
         };
         let _guard = flight.lock().await;
-        if !bypass_cache && let Some(token) = self.cached(slot, scopes, min_valid) {
-            return Ok(Silent::Token(token));
+        if !bypass_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
+            return Ok(Silent::Token { token, refresh_ahead });
         }
         let (refresh_token, generation) = {
             let state = slot.state.lock().expect("state lock");
@@ -496,7 +513,10 @@ impl Broker {
         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing access token");
         match self.idp().refresh(&slot.profile, &refresh_token, scopes, claims).await {
-            Ok(tokens) => self.accept_refresh(slot, scopes, tokens, generation).await.map(Silent::Token),
+            Ok(tokens) => self
+                .accept_refresh(slot, scopes, tokens, generation)
+                .await
+                .map(|token| Silent::Token { token, refresh_ahead: false }),
             Err(Failure::AccountDead { detail, .. }) => {
                 tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
                 self.forget_account(slot, Some(generation)).await;
@@ -510,12 +530,33 @@ impl Broker {
         }
     }
 
-    fn cached(&self, slot: &ProfileSlot, scopes: &ScopeSet, min_valid: Duration) -> Option<IssuedToken> {
+    /// A cache hit, and whether this caller should start the token's background refresh.
+    fn cached(&self, slot: &ProfileSlot, scopes: &ScopeSet, min_valid: Duration) -> Option<(IssuedToken, bool)> {
         let mut state = slot.state.lock().expect("state lock");
         let token = state.cache.get(scopes.key(), min_valid)?;
         let AccountState::Active { record, .. } = &state.account else { return None };
         self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-        Some(issued(&slot.profile, record, token))
+        let refresh_ahead = token.refresh_due()
+            && slot.refreshing_ahead.lock().expect("refreshing lock").insert(scopes.key().to_owned());
+        Some((issued(&slot.profile, record, token), refresh_ahead))
+    }
+
+    /// Refreshes a token that is still being served, so that a hot client never waits on the network.
+    /// Failures are left to the next request that needs a refresh, which reports them.
+    fn refresh_ahead(self: &Arc<Self>, slot: Arc<ProfileSlot>, scopes: ScopeSet) {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing ahead of expiry");
+            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, None, true).await;
+            slot.refreshing_ahead.lock().expect("refreshing lock").remove(scopes.key());
+            match outcome {
+                Ok(Silent::Token { .. }) => {}
+                Ok(Silent::NeedSignIn { reason, .. }) => {
+                    tracing::info!(profile = %slot.profile.name, ?reason, "refresh ahead found that a sign-in is needed")
+                }
+                Err(e) => tracing::warn!(profile = %slot.profile.name, "refresh ahead failed: {}", e.0.message),
+            }
+        });
     }
 
     /// Persists the rotated refresh token, then caches and returns the access token.
@@ -527,7 +568,13 @@ impl Broker {
         generation: u64,
     ) -> Result<IssuedToken, ApiError> {
         let granted = scopes.granted_from_response(&tokens.granted, &slot.profile.graph_resource);
-        let token = CachedToken::issued_now(tokens.access_token, granted, tokens.expires_in);
+        let token = CachedToken::issued_now(
+            tokens.access_token,
+            granted,
+            tokens.expires_in,
+            tokens.refresh_in,
+            slot.profile.min_valid,
+        );
         let to_save = {
             let mut state = slot.state.lock().expect("state lock");
             if state.generation != generation {
@@ -910,9 +957,16 @@ async fn complete_signin(slot: &ProfileSlot, scopes: &ScopeSet, tokens: Tokens) 
     state.generation += 1;
     state.cache.clear();
     state.account = AccountState::Active { refresh_token, record };
-    state
-        .cache
-        .insert(scopes.key().to_owned(), CachedToken::issued_now(tokens.access_token, granted, tokens.expires_in));
+    state.cache.insert(
+        scopes.key().to_owned(),
+        CachedToken::issued_now(
+            tokens.access_token,
+            granted,
+            tokens.expires_in,
+            tokens.refresh_in,
+            slot.profile.min_valid,
+        ),
+    );
     match saved {
         Ok(()) => {
             state.unsaved = false;

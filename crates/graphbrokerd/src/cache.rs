@@ -9,6 +9,10 @@ use std::time::{Duration, SystemTime};
 use secrecy::SecretString;
 use tokio::time::Instant;
 
+/// How long before a caller would stop accepting a token (its `min_valid`) the daemon refreshes it in the
+/// background, so that a client asking often never waits on the network.
+pub const REFRESH_AHEAD: Duration = Duration::from_secs(120);
+
 /// One access token and what it is good for.
 #[derive(Debug, Clone)]
 pub struct CachedToken {
@@ -19,12 +23,38 @@ pub struct CachedToken {
     pub expires_at: SystemTime,
     /// Expiry on tokio's clock, used for every validity decision.
     pub valid_until: Instant,
+    /// From when a cache hit also refreshes the token in the background.
+    pub refresh_at: Instant,
 }
 
 impl CachedToken {
-    /// A token issued now that lives `lifetime`.
-    pub fn issued_now(access_token: SecretString, scopes: Vec<String>, lifetime: Duration) -> Self {
-        Self { access_token, scopes, expires_at: SystemTime::now() + lifetime, valid_until: Instant::now() + lifetime }
+    /// A token issued now that lives `lifetime`. It becomes due for a background refresh [`REFRESH_AHEAD`]
+    /// before it would fall short of `min_valid`, but not before half its life (a short-lived token would
+    /// otherwise be refreshed on every hit), or when the platform's `refresh_in` says, whichever comes first.
+    pub fn issued_now(
+        access_token: SecretString,
+        scopes: Vec<String>,
+        lifetime: Duration,
+        refresh_in: Option<Duration>,
+        min_valid: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        let mut refresh_after = lifetime.saturating_sub(min_valid + REFRESH_AHEAD).max(lifetime / 2);
+        if let Some(advised) = refresh_in {
+            refresh_after = refresh_after.min(advised);
+        }
+        Self {
+            access_token,
+            scopes,
+            expires_at: SystemTime::now() + lifetime,
+            valid_until: now + lifetime,
+            refresh_at: now + refresh_after,
+        }
+    }
+
+    /// Whether a hit should also refresh this token in the background.
+    pub fn refresh_due(&self) -> bool {
+        Instant::now() >= self.refresh_at
     }
 
     /// Time left before expiry (zero once expired).
@@ -77,7 +107,42 @@ mod tests {
     use super::*;
 
     fn token(lifetime: u64) -> CachedToken {
-        CachedToken::issued_now(SecretString::from("at"), vec!["s".into()], Duration::from_secs(lifetime))
+        CachedToken::issued_now(
+            SecretString::from("at"),
+            vec!["s".into()],
+            Duration::from_secs(lifetime),
+            None,
+            Duration::from_secs(300),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_ahead_comes_before_min_valid_is_reached() {
+        let hour = token(3600);
+        // Due at 3600 - (300 + 120) = 3180 s.
+        tokio::time::advance(Duration::from_secs(3179)).await;
+        assert!(!hour.refresh_due());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(hour.refresh_due());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_tokens_are_refreshed_ahead_at_half_life_and_refresh_in_wins_when_sooner() {
+        let short = token(400);
+        tokio::time::advance(Duration::from_secs(199)).await;
+        assert!(!short.refresh_due(), "not on every hit");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(short.refresh_due());
+
+        let advised = CachedToken::issued_now(
+            SecretString::from("at"),
+            vec![],
+            Duration::from_secs(3600),
+            Some(Duration::from_secs(1800)),
+            Duration::from_secs(300),
+        );
+        tokio::time::advance(Duration::from_secs(1800)).await;
+        assert!(advised.refresh_due());
     }
 
     #[tokio::test(start_paused = true)]

@@ -456,3 +456,34 @@ async fn a_trace_level_log_of_sign_in_refresh_and_consent_holds_no_secret() {
         assert!(!log.contains(&secret[secret.len().saturating_sub(40)..]), "part of a secret value reached the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_past_half_its_life_is_served_and_refreshed_in_the_background() {
+    let fake = fake();
+    let daemon = Daemon::start(&config(&fake, "memory", &unique_service("ahead"), "min_valid = 1"));
+    let client = daemon.client();
+    // A 4 s token with min_valid 1 s becomes due for a background refresh at half its life.
+    fake.set_access_token_lifetime(Duration::from_secs(4));
+    let first = sign_in(&client, &fake, "User.Read", ALICE).await;
+    // The token must age past half its life; nothing else can make that happen in a real process.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    let served = client.token(&query("User.Read")).await.expect("token");
+    assert!(served.access_token == first.access_token, "the cached token is served without waiting");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.stats().token.refresh_token < 1 {
+        assert!(std::time::Instant::now() < deadline, "no background refresh happened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Wait for the refreshed token to be in the cache (the refresh is answered before it is stored).
+    let renewed = loop {
+        let token = client.token(&query("User.Read")).await.expect("token");
+        if token.access_token != first.access_token {
+            break token;
+        }
+        assert!(std::time::Instant::now() < deadline, "the refreshed token never reached the cache");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(renewed.expires_in >= 3, "a fresh token: {} s", renewed.expires_in);
+    assert_eq!(fake.stats().token.refresh_token, 1, "one background refresh, no foreground one");
+}
