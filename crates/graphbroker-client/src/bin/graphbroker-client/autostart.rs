@@ -3,25 +3,22 @@
 //! The daemon is started detached (its own process group, standard streams on /dev/null) so that it outlives
 //! this command and a Ctrl-C in the terminal does not reach it; readiness is `GET /healthz` answering, polled
 //! with a deadline.
+//!
+//! Autostart is for machines without a service manager. When systemd or launchd owns the socket (`service
+//! install`), it is the one to start the daemon: the first request does, and autostart only waits for the answer.
 
-use std::ffi::OsStr;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use graphbroker_client::Client;
 use tokio::time::Instant;
 
+use crate::daemon_program::{DAEMON_PROGRAM_ENV, find_daemon_program};
 use crate::exit_status::{ExitStatus, Failure};
+use crate::service::managed_socket;
 use crate::ui::Ui;
-
-/// The daemon's program name.
-const DAEMON_PROGRAM: &str = "graphbrokerd";
-
-/// Environment variable naming the daemon program outright, for installs that put it somewhere unusual.
-pub const DAEMON_PROGRAM_ENV: &str = "GRAPHBROKERD_PATH";
 
 /// How long a freshly started daemon has to answer `/healthz`. It binds its socket at once but serves only after
 /// loading accounts from the keychain, which on a desktop may first wake the Secret Service over D-Bus; that can
@@ -37,6 +34,9 @@ const PROBE_MARGIN: Duration = Duration::from_secs(2);
 /// Makes sure a daemon answers on the client's socket, starting one when nothing listens there.
 /// `explicit_socket` is the socket the user chose (flag or environment), passed on to the daemon.
 pub async fn ensure_daemon(client: &Client, explicit_socket: Option<&Path>, ui: &Ui) -> Result<(), Failure> {
+    if let Some(start_hint) = managed_socket(client.socket_path()) {
+        return ensure_service_answers(client, &start_hint).await;
+    }
     let probe = client.clone().with_answer_margin(PROBE_MARGIN);
     match probe.healthz().await {
         Ok(()) => return Ok(()),
@@ -60,6 +60,22 @@ pub async fn ensure_daemon(client: &Client, explicit_socket: Option<&Path>, ui: 
         )
     })?;
     wait_until_ready(&probe, &mut child, &program).await
+}
+
+/// The socket belongs to a service manager, which starts the daemon on this first connection; the answer can take
+/// as long as a start. Nothing answering means the service manager stopped listening: say how to restart it.
+async fn ensure_service_answers(client: &Client, start_hint: &str) -> Result<(), Failure> {
+    let probe = client.clone().with_answer_margin(STARTUP_DEADLINE);
+    match probe.healthz().await {
+        Ok(()) => Ok(()),
+        Err(error) if error.is_unreachable() || matches!(error, graphbroker_client::Error::Timeout { .. }) => {
+            Err(Failure::new(
+                ExitStatus::Unreachable,
+                format!("graphbrokerd does not answer on {}: {start_hint}", client.socket_path().display()),
+            ))
+        }
+        Err(error) => Err(Failure::from(error)),
+    }
 }
 
 async fn wait_until_ready(probe: &Client, child: &mut Child, program: &Path) -> Result<(), Failure> {
@@ -96,50 +112,4 @@ fn spawn_detached(program: &Path, explicit_socket: Option<&Path>) -> std::io::Re
     }
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
     command.spawn()
-}
-
-/// `$GRAPHBROKERD_PATH`, else `graphbrokerd` beside this program (an unpacked release or `target/debug`), else
-/// the first on `PATH`.
-fn find_daemon_program() -> Option<PathBuf> {
-    if let Some(named) = std::env::var_os(DAEMON_PROGRAM_ENV).filter(|value| !value.is_empty()) {
-        return Some(PathBuf::from(named));
-    }
-    let beside_us = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join(DAEMON_PROGRAM)));
-    beside_us
-        .filter(|path| is_executable(path))
-        .or_else(|| find_on_path(DAEMON_PROGRAM, std::env::var_os("PATH").as_deref()?))
-}
-
-fn find_on_path(program: &str, path: &OsStr) -> Option<PathBuf> {
-    std::env::split_paths(path).map(|dir| dir.join(program)).find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-
-    #[test]
-    fn the_first_executable_on_path_wins() {
-        let root = tempfile::tempdir().unwrap();
-        let (plain, first, second) = (root.path().join("a"), root.path().join("b"), root.path().join("c"));
-        for dir in [&plain, &first, &second] {
-            fs::create_dir(dir).unwrap();
-        }
-        // Not executable: skipped.
-        fs::write(plain.join(DAEMON_PROGRAM), "").unwrap();
-        for dir in [&first, &second] {
-            let program = dir.join(DAEMON_PROGRAM);
-            fs::write(&program, "#!/bin/sh\n").unwrap();
-            fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let path = std::env::join_paths([&plain, &first, &second]).unwrap();
-        assert_eq!(find_on_path(DAEMON_PROGRAM, &path), Some(first.join(DAEMON_PROGRAM)));
-        let path = std::env::join_paths([&plain]).unwrap();
-        assert_eq!(find_on_path(DAEMON_PROGRAM, &path), None);
-    }
 }

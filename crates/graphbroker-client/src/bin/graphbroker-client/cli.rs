@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use graphbroker_client::{SignInFlow, TokenQuery, split_scopes};
 
 use crate::exit_status::EXIT_STATUS_HELP;
+use crate::service::ServiceAction;
 
 /// The default `--timeout`: a device code lives 15 minutes, so waiting that long lets a user finish any sign-in
 /// the daemon started on this command's behalf.
@@ -20,7 +21,8 @@ Get Microsoft Entra ID access tokens from graphbrokerd, the per-user token broke
 The token (or header) is the only thing ever printed on stdout; prompts, progress and errors go to stderr.
 When a sign-in is needed, the instruction is shown on stderr and the command waits for it (see --timeout).
 When graphbrokerd is not running it is started (see --no-autostart): from next to this program, else from PATH,
-or the program named by GRAPHBROKERD_PATH.
+or the program named by GRAPHBROKERD_PATH. After `graphbroker-client service install` the service manager starts
+it instead, on the first request.
 
 Examples:
   graphbroker-client token --scopes User.Read
@@ -86,6 +88,11 @@ pub enum Command {
     },
     /// Show the client's and the daemon's versions
     Version,
+    /// Run graphbrokerd as a user service (systemd, or launchd on macOS), started on the first request
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
 }
 
 /// The options shared by `token` and `header`.
@@ -216,6 +223,15 @@ mod tests {
         let Command::Token { request, .. } = cli.command else { panic!("not token") };
         assert_eq!(request.query().min_valid, Some(600));
         assert_eq!(request.query().claims.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn service_takes_an_action() {
+        let cli = parse(&["service", "install"]);
+        assert!(matches!(cli.command, Command::Service { action: ServiceAction::Install }));
+        let cli = parse(&["service", "status", "--socket", "/x.sock"]);
+        assert!(matches!(cli.command, Command::Service { action: ServiceAction::Status }));
+        assert!(Cli::try_parse_from(["graphbroker-client", "service"]).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use graphbroker_client::{Client, Error, PROTOCOL_VERSION, SignInState, TokenQuer
 use crate::autostart::ensure_daemon;
 use crate::cli::{Cli, Command, HeaderFormat, TokenFormat, TokenRequest};
 use crate::exit_status::{ExitStatus, Failure};
+use crate::service;
 use crate::status_view::render_status;
 use crate::ui::Ui;
 
@@ -17,8 +18,9 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Some(socket) => Client::new(socket),
         None => Client::from_env(),
     };
-    // `status` and `version` report on the daemon rather than need it, so they never start one.
-    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version);
+    // `status` and `version` report on the daemon rather than need it, so they never start one; `service` sets up
+    // what starts it.
+    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version | Command::Service { .. });
     if wants_daemon && !cli.no_autostart {
         ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
     }
@@ -31,6 +33,7 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Signout { profile } => signout(&client, profile.as_deref()).await,
         Command::Status { json } => status(&client, *json).await,
         Command::Version => version(&client).await,
+        Command::Service { action } => service::run(*action, cli.socket.as_deref(), ui),
     }
 }
 

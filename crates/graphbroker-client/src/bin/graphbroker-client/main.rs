@@ -7,7 +7,9 @@
 mod autostart;
 mod cli;
 mod commands;
+mod daemon_program;
 mod exit_status;
+mod service;
 mod status_view;
 mod ui;
 
