@@ -421,8 +421,9 @@ const ALICE: &str = "alice@contoso.com";
 /// How long the script gets for one step (start the manager, install, check…), and the test for one request.
 const STEP_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The graphbrokerd that `service install` finds beside the client, when it is there and built from the current
-/// sources (else the reason it is not usable).
+/// The graphbrokerd that `service install` finds beside the client, when it is there and no newer than its Rust
+/// sources (else the reason it is not usable). This crate cannot depend on the daemon's binary, so a plain
+/// `cargo test -p graphbroker-client` may find an old one; scripts/test builds every binary first.
 fn fresh_daemon() -> Result<PathBuf, String> {
     let daemon = Path::new(client_bin()).with_file_name("graphbrokerd");
     let built = std::fs::metadata(&daemon)
@@ -443,8 +444,10 @@ fn newest_change(dir: &Path) -> SystemTime {
         let path = entry.path();
         let time = if path.is_dir() {
             newest_change(&path)
-        } else {
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
             entry.metadata().and_then(|meta| meta.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+        } else {
+            continue;
         };
         newest = newest.max(time);
     }
