@@ -22,7 +22,7 @@ use crate::error::{Error, describe_parse_failure};
 /// How long the daemon may take to answer beyond any `wait` the request asked for. The daemon retries the
 /// identity platform with backoff before it gives up on a transient failure, so an answer can legitimately take
 /// tens of seconds; past this margin something is stuck and a script is better off with an error than a hang.
-pub const DEFAULT_ANSWER_MARGIN: Duration = Duration::from_secs(30);
+pub const DEFAULT_ANSWER_MARGIN: Duration = Duration::from_secs(90);
 
 /// A handle on graphbrokerd's socket. Cloning is cheap and clones share one connection pool.
 #[derive(Clone)]

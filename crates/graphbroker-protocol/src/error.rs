@@ -69,6 +69,8 @@ pub enum ErrorCode {
     IdentityProviderUnavailable,
     /// The OS keychain is locked or absent.
     KeychainUnavailable,
+    /// The daemon is stopping; ask again once it is back (a service manager restarts it on demand).
+    DaemonStopping,
     /// A fault inside the daemon; its log says more.
     Internal,
     /// A code this version of the protocol does not know.
@@ -87,7 +89,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::SigninTimeout => 408,
             Self::IdentityProviderError => 502,
-            Self::IdentityProviderUnavailable | Self::KeychainUnavailable => 503,
+            Self::IdentityProviderUnavailable | Self::KeychainUnavailable | Self::DaemonStopping => 503,
             Self::Internal | Self::Unknown => 500,
         }
     }
@@ -108,6 +110,7 @@ impl ErrorCode {
             Self::IdentityProviderError => "identity_provider_error",
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::KeychainUnavailable => "keychain_unavailable",
+            Self::DaemonStopping => "daemon_stopping",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }
@@ -140,6 +143,7 @@ mod tests {
             ErrorCode::IdentityProviderError,
             ErrorCode::IdentityProviderUnavailable,
             ErrorCode::KeychainUnavailable,
+            ErrorCode::DaemonStopping,
             ErrorCode::Internal,
         ];
         for code in all {

@@ -285,10 +285,41 @@ struct Sample {
     measured: Duration,
     errors: u64,
     first_error: Option<String>,
-    /// CPU the observed process and this program used inside the window, in cores.
-    observed_cores: Option<f64>,
-    own_cores: f64,
+    /// CPU used inside the window, in cores: by the observed process (the daemon), by this program (load
+    /// generator and echo server), and by everything else on the machine (noise; near zero on a quiet machine).
+    cpu: CpuUse,
     rss_max_kib: u64,
+}
+
+/// Cores busy over a window, by whom.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuUse {
+    observed: Option<f64>,
+    own: Option<f64>,
+    others: Option<f64>,
+}
+
+/// CPU seconds consumed so far: by the observed process, this one, and the whole machine.
+#[derive(Debug, Clone, Copy)]
+struct CpuClock {
+    observed: Option<f64>,
+    own: Option<f64>,
+    machine: Option<f64>,
+}
+
+impl CpuClock {
+    fn now(observe: Option<u32>) -> Self {
+        Self { observed: observe.and_then(cpu_seconds), own: cpu_seconds_self(), machine: machine_busy_seconds() }
+    }
+
+    fn since(&self, earlier: &Self, window: Duration) -> CpuUse {
+        let rate = |now: Option<f64>, then: Option<f64>| Some((now? - then?) / window.as_secs_f64());
+        let observed = rate(self.observed, earlier.observed);
+        let own = rate(self.own, earlier.own);
+        let machine = rate(self.machine, earlier.machine);
+        let others = machine.map(|m| (m - observed.unwrap_or(0.0) - own.unwrap_or(0.0)).max(0.0));
+        CpuUse { observed, own, others }
+    }
 }
 
 impl Sample {
@@ -336,7 +367,7 @@ async fn drive<W: RoundTrip>(workers: Vec<W>, measure: Duration, observe: Option
         .collect();
     let observer = tokio::spawn(async move {
         tokio::time::sleep_until(window_start.into()).await;
-        let before = (observe.and_then(cpu_seconds), cpu_seconds_self());
+        let before = CpuClock::now(observe);
         let mut rss_max_kib = 0;
         if let Some(pid) = observe {
             while Instant::now() < window_end {
@@ -346,16 +377,14 @@ async fn drive<W: RoundTrip>(workers: Vec<W>, measure: Duration, observe: Option
         } else {
             tokio::time::sleep_until(window_end.into()).await;
         }
-        let after = (observe.and_then(cpu_seconds), cpu_seconds_self());
-        (before, after, rss_max_kib)
+        (CpuClock::now(observe).since(&before, measure), rss_max_kib)
     });
     let mut sample = Sample {
         latencies: Vec::new(),
         measured: measure,
         errors: 0,
         first_error: None,
-        observed_cores: None,
-        own_cores: 0.0,
+        cpu: CpuUse::default(),
         rss_max_kib: 0,
     };
     for task in tasks {
@@ -366,12 +395,7 @@ async fn drive<W: RoundTrip>(workers: Vec<W>, measure: Duration, observe: Option
             sample.first_error = first_error;
         }
     }
-    let ((observed_before, own_before), (observed_after, own_after), rss_max_kib) =
-        observer.await.expect("observer panicked");
-    let seconds = measure.as_secs_f64();
-    sample.observed_cores = observed_before.zip(observed_after).map(|(before, after)| (after - before) / seconds);
-    sample.own_cores = own_after.zip(own_before).map(|(after, before)| (after - before) / seconds).unwrap_or(0.0);
-    sample.rss_max_kib = rss_max_kib;
+    (sample.cpu, sample.rss_max_kib) = observer.await.expect("observer panicked");
     sample.latencies.sort_unstable();
     sample
 }
@@ -392,6 +416,16 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 
 fn cpu_seconds_self() -> Option<f64> {
     cpu_seconds_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// Busy CPU time of the whole machine, all cores: everything in `/proc/stat`'s `cpu` line but idle and iowait.
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> =
+        stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user and nice]
+    let busy: u64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    Some(busy as f64 / USER_HZ)
 }
 
 fn cpu_seconds_of(stat: &str) -> Option<f64> {
@@ -497,13 +531,13 @@ impl Report {
             "cached GET /v1/token?scopes={SCOPES} through graphbroker_client::Client vs. the Unix-socket echo floor"
         );
         println!(
-            "{:>5} | {:>9} {:>9} {:>10} | {:>9} {:>9} {:>10} | {:>7} | {:>11} {:>11}",
-            "conns", "echo p50", "echo p99", "echo req/s", "p50", "p99", "req/s", "p50/echo", "daemon CPU", "bench CPU"
+            "{:>5} | {:>9} {:>9} {:>10} | {:>9} {:>9} {:>10} | {:>8}",
+            "conns", "echo p50", "echo p99", "echo req/s", "p50", "p99", "req/s", "p50/echo"
         );
         for (concurrency, floor, cached) in &self.rows {
             let ratio = cached.percentile(0.5).as_secs_f64() / floor.percentile(0.5).as_secs_f64();
             println!(
-                "{:>5} | {:>9} {:>9} {:>10.0} | {:>9} {:>9} {:>10.0} | {:>7.1}x | {:>11} {:>11}",
+                "{:>5} | {:>9} {:>9} {:>10.0} | {:>9} {:>9} {:>10.0} | {:>7.1}x",
                 concurrency,
                 micros(floor.percentile(0.5)),
                 micros(floor.percentile(0.99)),
@@ -512,15 +546,36 @@ impl Report {
                 micros(cached.percentile(0.99)),
                 cached.per_second(),
                 ratio,
-                cached.observed_cores.map(|c| format!("{c:.2} cores")).unwrap_or_else(|| "?".into()),
-                format!("{:.2} cores", cached.own_cores),
             );
         }
-        for (concurrency, _, cached) in &self.rows {
-            if let Some(cores) = cached.observed_cores {
-                let per_request = cores * cached.measured.as_secs_f64() / cached.latencies.len().max(1) as f64;
-                println!("  {concurrency:>2} conns: daemon CPU per request {:.1} µs", per_request * 1e6);
-            }
+        println!();
+        println!("CPU in cores over each measured window (bench = load generator + echo server; others = the rest");
+        println!("of the machine, steal included: noise, near 0 on a quiet machine)");
+        println!(
+            "{:>5} | {:>11} {:>12} | {:>13} {:>12} {:>13} | {:>18}",
+            "conns",
+            "echo: bench",
+            "echo: others",
+            "token: daemon",
+            "token: bench",
+            "token: others",
+            "daemon CPU/request"
+        );
+        for (concurrency, floor, cached) in &self.rows {
+            let per_request = cached
+                .cpu
+                .observed
+                .map(|cores| cores * cached.measured.as_secs_f64() / cached.latencies.len().max(1) as f64);
+            println!(
+                "{:>5} | {:>11} {:>12} | {:>13} {:>12} {:>13} | {:>18}",
+                concurrency,
+                cores(floor.cpu.own),
+                cores(floor.cpu.others),
+                cores(cached.cpu.observed),
+                cores(cached.cpu.own),
+                cores(cached.cpu.others),
+                per_request.map(|s| micros(Duration::from_secs_f64(s))).unwrap_or_else(|| "?".into()),
+            );
         }
         println!(
             "platform token requests during the load: {} (cache hits {}, refreshes {})",
@@ -620,6 +675,10 @@ fn micros(d: Duration) -> String {
 
 fn millis(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn cores(used: Option<f64>) -> String {
+    used.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into())
 }
 
 fn mib(kib: u64) -> String {

@@ -41,6 +41,8 @@ use crate::scopes::ScopeSet;
 
 /// The longest a request may be held waiting for a sign-in: a device code lives 15 minutes.
 pub const MAX_WAIT: Duration = Duration::from_secs(900);
+/// How many transient failures a device-code poll rides out before the sign-in is given up.
+const MAX_TRANSIENT_POLLS: u64 = 5;
 /// How many sign-in rounds one request may go through (first sign-in, then consent for its own scopes).
 const MAX_ROUNDS: usize = 3;
 
@@ -138,9 +140,14 @@ impl ProfileSlot {
         }
     }
 
+    /// Stops the sign-in under way; the requests waiting for it are told it was cancelled.
     fn cancel_signin(&self) {
         if let Some(signin) = self.state.lock().expect("state lock").signin.take() {
             signin.task.abort();
+            signin.announce.send_replace(Phase::Done(Err(ApiError::new(
+                ErrorCode::SigninDeclined,
+                "the sign-in was cancelled (signed out, or the profile's settings changed); ask again to start a new one",
+            ))));
         }
     }
 }
@@ -156,6 +163,8 @@ struct SignIn {
     id: u64,
     reason: SignInReason,
     phase: watch::Receiver<Phase>,
+    /// The task's sender too, so that cancelling can still tell the waiting requests why.
+    announce: Arc<watch::Sender<Phase>>,
     task: tokio::task::AbortHandle,
 }
 
@@ -181,6 +190,9 @@ enum Silent {
         reason: SignInReason,
         claims: Option<String>,
     },
+    /// The account changed (sign-out, new sign-in, reload) while a refresh ran; its result was dropped.
+    /// Asking again uses the current account.
+    Stale,
 }
 
 #[derive(Debug, Default)]
@@ -394,13 +406,25 @@ impl Broker {
         let started = Instant::now();
         let slot = self.slot(query.profile.as_deref())?;
         let profile = &slot.profile;
-        let requested = match query.scopes.as_deref() {
-            Some(list) => graphbroker_protocol::split_scopes(list),
-            None => profile.scopes.clone(),
-        };
+        // No scopes, or an empty list, means the profile's default scopes.
+        let requested = query
+            .scopes
+            .as_deref()
+            .map(graphbroker_protocol::split_scopes)
+            .filter(|list| !list.is_empty())
+            .unwrap_or_else(|| profile.scopes.clone());
         let scopes = ScopeSet::normalize(&requested, &profile.graph_resource)
             .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
-        let min_valid = query.min_valid.map(Duration::from_secs).unwrap_or(profile.min_valid);
+        let min_valid = match query.min_valid.map(Duration::from_secs) {
+            Some(asked) if asked > crate::config::MAX_MIN_VALID => {
+                return Err(ApiError::bad_request(format!(
+                    "min_valid may be at most {} seconds; no token lives longer than a day",
+                    crate::config::MAX_MIN_VALID.as_secs()
+                )));
+            }
+            Some(asked) => asked,
+            None => profile.min_valid,
+        };
         let wait = query.wait.map(Duration::from_secs).unwrap_or_default().min(MAX_WAIT);
         let claims = query.claims.as_deref();
         let platform_claims = request_claims(claims, profile.cae)
@@ -415,6 +439,7 @@ impl Broker {
                     }
                     return Ok(token);
                 }
+                Silent::Stale => continue,
                 Silent::NeedSignIn { reason, claims } => {
                     let signin_claims = match claims {
                         Some(platform) => request_claims(Some(&platform), profile.cae).ok().flatten(),
@@ -469,7 +494,7 @@ impl Broker {
                 Err(error)
             }
             _ = shutdown.wait_for(|stopping| *stopping) => {
-                Err(ApiError::new(ErrorCode::IdentityProviderUnavailable, "the daemon is stopping; ask again once it is back").with_retry_after(Some(1)))
+                Err(ApiError::new(ErrorCode::DaemonStopping, "the daemon is stopping; ask again once it is back").with_retry_after(Some(1)))
             }
         }
     }
@@ -516,7 +541,7 @@ impl Broker {
             Ok(tokens) => self
                 .accept_refresh(slot, scopes, tokens, generation)
                 .await
-                .map(|token| Silent::Token { token, refresh_ahead: false }),
+                .map(|token| token.map_or(Silent::Stale, |token| Silent::Token { token, refresh_ahead: false })),
             Err(Failure::AccountDead { detail, .. }) => {
                 tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
                 self.forget_account(slot, Some(generation)).await;
@@ -547,10 +572,11 @@ impl Broker {
         let broker = self.clone();
         tokio::spawn(async move {
             tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing ahead of expiry");
-            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, None, true).await;
+            let claims = request_claims(None, slot.profile.cae).ok().flatten();
+            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), true).await;
             slot.refreshing_ahead.lock().expect("refreshing lock").remove(scopes.key());
             match outcome {
-                Ok(Silent::Token { .. }) => {}
+                Ok(Silent::Token { .. } | Silent::Stale) => {}
                 Ok(Silent::NeedSignIn { reason, .. }) => {
                     tracing::info!(profile = %slot.profile.name, ?reason, "refresh ahead found that a sign-in is needed")
                 }
@@ -566,7 +592,7 @@ impl Broker {
         scopes: &ScopeSet,
         tokens: Tokens,
         generation: u64,
-    ) -> Result<IssuedToken, ApiError> {
+    ) -> Result<Option<IssuedToken>, ApiError> {
         let granted = scopes.granted_from_response(&tokens.granted, &slot.profile.graph_resource);
         let token = CachedToken::issued_now(
             tokens.access_token,
@@ -577,16 +603,12 @@ impl Broker {
         );
         let to_save = {
             let mut state = slot.state.lock().expect("state lock");
-            if state.generation != generation {
-                // Signed out or signed in anew while this refresh ran: its refresh token belongs to the past.
-                return Err(ApiError::new(
-                    ErrorCode::SigninRequired,
-                    "the account changed while this token was being fetched; ask again",
-                ));
+            let current = state.generation == generation;
+            // Signed out or signed in anew while this refresh ran: its refresh token belongs to the past.
+            let AccountState::Active { refresh_token, record } = &mut state.account else { return Ok(None) };
+            if !current {
+                return Ok(None);
             }
-            let AccountState::Active { refresh_token, record } = &mut state.account else {
-                return Err(ApiError::internal("the account vanished during a refresh; ask again"));
-            };
             if let Some(rotated) = tokens.refresh_token {
                 *refresh_token = rotated;
             }
@@ -594,14 +616,13 @@ impl Broker {
         };
         self.save(slot, to_save).await?;
         let mut state = slot.state.lock().expect("state lock");
-        let AccountState::Active { record, .. } = &state.account else {
-            return Err(ApiError::internal("the account vanished during a refresh; ask again"));
-        };
-        let out = issued(&slot.profile, record, token.clone());
-        if state.generation == generation {
-            state.cache.insert(scopes.key().to_owned(), token);
+        if state.generation != generation {
+            return Ok(None);
         }
-        Ok(out)
+        let AccountState::Active { record, .. } = &state.account else { return Ok(None) };
+        let out = issued(&slot.profile, record, token.clone());
+        state.cache.insert(scopes.key().to_owned(), token);
+        Ok(Some(out))
     }
 
     /// Writes `account` to the profile's store; on failure marks the state unsaved and answers
@@ -745,6 +766,7 @@ impl Broker {
         let id = self.next_signin.fetch_add(1, Ordering::Relaxed);
         self.counters.signins.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Phase::Starting);
+        let tx = Arc::new(tx);
         let task = tokio::spawn(run_signin(
             SignInJob {
                 idp: self.idp(),
@@ -755,10 +777,10 @@ impl Broker {
                 flow,
                 browser: self.profile_set().browser.clone(),
             },
-            tx,
+            tx.clone(),
             self.changes.clone(),
         ));
-        let signin = Arc::new(SignIn { id, reason, phase: rx, task: task.abort_handle() });
+        let signin = Arc::new(SignIn { id, reason, phase: rx, announce: tx, task: task.abort_handle() });
         tracing::info!(profile = %slot.profile.name, ?reason, ?flow, scopes = %scopes, "starting a sign-in");
         state.signin = Some(signin.clone());
         drop(state);
@@ -876,7 +898,7 @@ struct SignInJob {
 
 /// The sign-in task: the prompt (device code or browser URL) for the waiting clients, the user's part, then
 /// the account is stored and the first token cached.
-async fn run_signin(job: SignInJob, phase: watch::Sender<Phase>, changes: watch::Sender<u64>) {
+async fn run_signin(job: SignInJob, phase: Arc<watch::Sender<Phase>>, changes: watch::Sender<u64>) {
     let SignInJob { idp, slot, id, scopes, claims, flow, browser } = job;
     let profile = &slot.profile;
     let result = async {
@@ -905,7 +927,22 @@ async fn run_signin(job: SignInJob, phase: watch::Sender<Phase>, changes: watch:
                     expires_at: rfc3339(SystemTime::now() + start.expires_in()),
                 }));
                 tracing::info!(profile = %profile.name, verification_uri = %start.verification_uri(), "waiting for the user to complete the sign-in");
-                idp.poll_device(profile, &start).await.map_err(|f| failure_to_api(f, profile))?
+                let expires = tokio::time::Instant::now() + start.expires_in();
+                let mut transient = 0;
+                loop {
+                    match idp.poll_device(profile, &start).await {
+                        // An outage while the user is signing in must not cost the sign-in: poll again while
+                        // the code lives.
+                        Err(Failure::Transient { detail, .. })
+                            if transient < MAX_TRANSIENT_POLLS && tokio::time::Instant::now() < expires =>
+                        {
+                            transient += 1;
+                            tracing::warn!(profile = %profile.name, "polling failed transiently ({detail}); polling on");
+                            tokio::time::sleep(Duration::from_secs(2 * transient)).await;
+                        }
+                        other => break other.map_err(|f| failure_to_api(f, profile))?,
+                    }
+                }
             }
         };
         complete_signin(&slot, &scopes, tokens).await

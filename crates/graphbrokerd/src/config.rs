@@ -33,9 +33,9 @@ pub const DEFAULT_PROFILE: &str = "default";
 pub const DEFAULT_MIN_VALID: Duration = Duration::from_secs(300);
 
 /// Timeout of one HTTP request to the identity platform. The token endpoint normally answers within a second or
-/// two; thirty seconds rides out a slow network, yet a hung connection is abandoned (and retried) while a waiting
+/// two; ten seconds rides out a slow network, yet a hung connection is abandoned (and retried) while a waiting
 /// client is still there to get the answer.
-pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The environment variable naming the config file, when no path is given on the command line.
 pub const CONFIG_ENV: &str = "GRAPHBROKER_CONFIG";
@@ -721,7 +721,7 @@ mod tests {
         assert_eq!(config.source, None);
         assert_eq!(config.default_profile, "default");
         assert_eq!(config.keyring_service, "graphbroker");
-        assert_eq!(config.http_timeout, Duration::from_secs(30));
+        assert_eq!(config.http_timeout, Duration::from_secs(10));
 
         let profile = config.profile(None).unwrap();
         assert_eq!(profile.name, "default");

@@ -1,5 +1,6 @@
 //! The identity-platform client: Entra ID's v2.0 endpoints through the `oauth2` crate, with Entra's token fields
-//! and error shape as typed data, error classification (entra-protocol.md §5) and bounded retries.
+//! and error shape as typed data, error classification (after Microsoft's AADSTS error reference and the MSAL
+//! libraries' rules) and bounded retries.
 //!
 //! Only this module talks to the identity platform. It never logs a request or response body: bodies carry
 //! tokens. Errors keep the platform's `error`, `suberror`, AADSTS numbers and the first line of the description.
@@ -32,6 +33,9 @@ const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// The longest single wait between tries. A `Retry-After` beyond it ends the retries at once: holding a client
 /// longer is worse than telling it when to come back.
 pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+/// The most one call may spend across its tries before the failure is reported, so that a waiting client hears
+/// back well within its own patience.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(30);
 /// Lifetime assumed when a token response omits `expires_in` (it never should): short, so it is refreshed soon.
 const FALLBACK_EXPIRES_IN: Duration = Duration::from_secs(300);
 
@@ -69,7 +73,7 @@ impl ExtraTokenFields for EntraTokenFields {}
 /// A token response as Entra sends it.
 pub type EntraTokenResponse = StandardTokenResponse<EntraTokenFields, BasicTokenType>;
 
-/// Entra's error body (entra-protocol.md §5), kept typed so classification never parses strings it need not.
+/// Entra's error body (`error`, `error_description`, `error_codes`, `suberror`, `claims`, trace ids), kept typed so classification never parses strings it need not.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct EntraError {
     pub error: String,
@@ -140,7 +144,8 @@ pub enum Failure {
     Refused { detail: String, codes: Vec<u64>, hint: Option<&'static str> },
 }
 
-/// AADSTS numbers that mean the refresh token can never work again (entra-protocol.md §5).
+/// AADSTS numbers that mean the refresh token can never work again (Microsoft's error reference: expired,
+/// revoked, inactive, reused code, sign-in frequency).
 const DEAD_GRANT_CODES: &[u64] = &[70008, 700082, 50173, 70000, 50089, 700084, 54005, 9002313, 70043];
 /// AADSTS numbers that mean "ask the user", keeping the account.
 const INTERACTION_CODES: &[u64] = &[50076, 50079, 50078, 50058, 50072, 50074];
@@ -601,13 +606,14 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
+    let started = tokio::time::Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
         match call().await {
             Err(Failure::Transient { retry_after, detail }) if attempt < MAX_ATTEMPTS => {
                 let wait = backoff(attempt, retry_after);
-                if wait > MAX_RETRY_WAIT {
+                if wait > MAX_RETRY_WAIT || started.elapsed() + wait > RETRY_BUDGET {
                     return Err(Failure::Transient { retry_after, detail });
                 }
                 tracing::warn!(
@@ -638,7 +644,7 @@ pub fn request_claims(challenge: Option<&str>, cae: bool) -> Result<Option<Strin
     let mut merged = match challenge.map(str::trim).filter(|c| !c.is_empty()) {
         None => serde_json::Value::Object(Default::default()),
         Some(text) => {
-            let json = if text.starts_with('{') {
+            let json = if text.starts_with(['{', '[']) {
                 text.as_bytes().to_vec()
             } else {
                 base64::engine::general_purpose::STANDARD

@@ -1,6 +1,6 @@
 //! Scope normalization: what a caller asks for becomes one resource's scope set, the key of the token cache.
 //!
-//! Rules (entra-protocol.md §4): a scope without a resource prefix means Microsoft Graph; `openid profile
+//! Rules (Microsoft's scopes and permissions reference): a scope without a resource prefix means Microsoft Graph; `openid profile
 //! offline_access` are the daemon's business and are dropped from the caller's list (they are added to every
 //! request to the platform); a token is for one resource, so scopes of two resources are refused here, before
 //! anything reaches the network; order, case and duplicates do not change the key.
@@ -25,7 +25,9 @@ pub struct ScopeSet {
 /// Why a scope list cannot make one token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
-    #[error("no scopes were asked for and the profile has no default scopes: pass scopes, e.g. scopes=User.Read")]
+    #[error(
+        "no resource scopes were asked for (openid, profile and offline_access are added by the daemon): pass scopes, e.g. scopes=User.Read"
+    )]
     Empty,
     #[error("scope {0:?} is malformed: use a Graph permission such as User.Read or a resource URI and permission")]
     Malformed(String),

@@ -125,8 +125,9 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")
         })
-        .layer(middleware::from_fn_with_state(policy, peer_check))
+        // Inner layer: only requests that passed the peer check count as activity.
         .layer(middleware::from_fn_with_state(activity, track))
+        .layer(middleware::from_fn_with_state(policy, peer_check))
         .with_state(AppState { broker })
 }
 

@@ -268,8 +268,10 @@ async fn bad_requests_get_their_codes() {
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
     let (status, body) = raw_get(socket, "/v1/token?scopes=User.Read&wait=soon").await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
-    let (status, body) = raw_get(socket, "/v1/header?scopes=").await;
+    let (status, body) = raw_get(socket, "/v1/header?scopes=openid%20offline_access").await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_scopes")), "{body}");
+    let (status, body) = raw_get(socket, "/v1/token?scopes=User.Read&min_valid=999999").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
     let (status, body) = raw_get(socket, "/v2/token").await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
     let (status, body) =
@@ -390,7 +392,7 @@ async fn sigterm_answers_waiting_requests_exits_zero_and_removes_the_socket() {
     let status = daemon.stop_with(nix::sys::signal::Signal::SIGTERM);
     assert!(status.success(), "exit status {status}:\n{}", daemon.log());
     let answer = waiting.await.expect("task").expect_err("no token: the daemon stopped");
-    assert_eq!(answer.code(), Some(ErrorCode::IdentityProviderUnavailable), "{answer}");
+    assert_eq!(answer.code(), Some(ErrorCode::DaemonStopping), "{answer}");
     assert!(!daemon.socket.exists(), "the socket is removed");
 }
 
@@ -486,4 +488,23 @@ async fn a_token_past_half_its_life_is_served_and_refreshed_in_the_background() 
     };
     assert!(renewed.expires_in >= 3, "a fresh token: {} s", renewed.expires_in);
     assert_eq!(fake.stats().token.refresh_token, 1, "one background refresh, no foreground one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_cancels_a_pending_sign_in_and_tells_the_waiting_requests() {
+    let fake = fake();
+    let daemon = Daemon::start(&config(&fake, "memory", &unique_service("cancel"), ""));
+    let client = daemon.client();
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.token(&with_wait("User.Read", 60)).await }
+    });
+    while client.status().await.expect("status").profiles[0].signin.is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.signout(None).await.expect("signout");
+    let error = waiting.await.unwrap().expect_err("cancelled");
+    assert_eq!(error.code(), Some(ErrorCode::SigninDeclined), "{error}");
+    assert!(error.to_string().contains("cancelled"), "{error}");
+    assert!(client.status().await.unwrap().profiles[0].signin.is_none());
 }

@@ -61,6 +61,7 @@ impl ExitStatus {
             ErrorCode::SigninDeclined | ErrorCode::SigninExpired | ErrorCode::SigninTimeout => Self::SigninIncomplete,
             ErrorCode::IdentityProviderError | ErrorCode::IdentityProviderUnavailable => Self::IdentityPlatform,
             ErrorCode::KeychainUnavailable => Self::Keychain,
+            ErrorCode::DaemonStopping => Self::Unreachable,
             ErrorCode::BadRequest | ErrorCode::InvalidScopes | ErrorCode::UnknownProfile => Self::BadRequest,
             ErrorCode::Forbidden
             | ErrorCode::NotFound
