@@ -48,8 +48,19 @@ fn write_executable(path: &Path, script: &str) {
 }
 
 /// A directory for one test, outside /tmp: the units run with PrivateTmp=yes, which hides /tmp from the service.
+/// Cargo's target tmp dir, unless the checkout itself lies under a temporary directory (a CI clone may); then a
+/// directory under `$HOME/.cache`.
 fn test_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("service-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let base = if [Path::new("/tmp"), Path::new("/var/tmp")].iter().any(|tmp| target_tmp.starts_with(tmp)) {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        let base = home.join(".cache/graphbroker-tests");
+        std::fs::create_dir_all(&base).unwrap();
+        base
+    } else {
+        target_tmp.to_owned()
+    };
+    tempfile::Builder::new().prefix("service-").tempdir_in(base).unwrap()
 }
 
 /// `systemd-analyze verify --user` on unit files; every line it prints (warnings come with exit status 0) fails.
@@ -526,7 +537,7 @@ async fn service_runs_under_a_real_systemd_user_manager() {
     if let Some(obstacle) = e2e_obstacle() {
         return skip(TEST, &obstacle);
     }
-    let daemon = match fresh_daemon() {
+    let daemon_built = match fresh_daemon() {
         Ok(daemon) => daemon,
         Err(reason) => return skip(TEST, &reason),
     };
@@ -552,12 +563,19 @@ async fn service_runs_under_a_real_systemd_user_manager() {
     )
     .unwrap();
 
+    // The service runs the daemon from where install finds it, beside the client: copies in the test's
+    // directory, which the service can see wherever the checkout is.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let (client, daemon) = (bin.join("graphbroker-client"), bin.join("graphbrokerd"));
+    std::fs::copy(client_bin(), &client).unwrap();
+    std::fs::copy(&daemon_built, &daemon).unwrap();
     let script_log = std::fs::File::create(dir.path().join("script.log")).unwrap();
     let mut child = Command::new("unshare")
         .args(["-m", "--propagation", "private", "bash"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/service_e2e.sh"))
         .env("E2E_DIR", dir.path())
-        .env("CLIENT", client_bin())
+        .env("CLIENT", &client)
         .env("DAEMON", &daemon)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

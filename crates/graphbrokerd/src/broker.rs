@@ -628,26 +628,8 @@ impl Broker {
     /// Writes `account` to the profile's store; on failure marks the state unsaved and answers
     /// `keychain_unavailable` (the refresh token stays in memory, so nothing is lost).
     async fn save(&self, slot: &ProfileSlot, account: StoredAccount) -> Result<(), ApiError> {
-        let store = slot.store.clone();
-        let name = slot.profile.name.clone();
-        let result = tokio::task::spawn_blocking(move || store.save(&name, &account))
-            .await
-            .map_err(|e| ApiError::internal(format!("the keychain task failed: {e}")))?;
-        let mut state = slot.state.lock().expect("state lock");
-        match result {
-            Ok(()) => {
-                state.unsaved = false;
-                state.store_error = None;
-                Ok(())
-            }
-            Err(e) => {
-                state.unsaved = true;
-                let error = store_error_to_api(&e);
-                state.store_error = Some(error.0.message.clone());
-                tracing::error!(profile = %slot.profile.name, "could not save the refresh token: {e}");
-                Err(error)
-            }
-        }
+        let result = write_to_store(slot, account).await?;
+        slot.state.lock().expect("state lock").record_save(&slot.profile.name, result)
     }
 
     /// Retries writing a refresh token that could not be saved before.
@@ -985,11 +967,7 @@ async fn complete_signin(slot: &ProfileSlot, scopes: &ScopeSet, tokens: Tokens) 
         granted_scopes: granted.clone(),
     };
     let stored = StoredAccount { refresh_token: refresh_token.clone(), account: record.clone() };
-    let store = slot.store.clone();
-    let name = slot.profile.name.clone();
-    let saved = tokio::task::spawn_blocking(move || store.save(&name, &stored))
-        .await
-        .map_err(|e| ApiError::internal(format!("the keychain task failed: {e}")))?;
+    let saved = write_to_store(slot, stored).await?;
     let mut state = slot.state.lock().expect("state lock");
     state.generation += 1;
     state.cache.clear();
@@ -1004,18 +982,36 @@ async fn complete_signin(slot: &ProfileSlot, scopes: &ScopeSet, tokens: Tokens) 
             slot.profile.min_valid,
         ),
     );
-    match saved {
-        Ok(()) => {
-            state.unsaved = false;
-            state.store_error = None;
-            Ok(())
-        }
-        Err(e) => {
-            // Keep the sign-in in memory; no token is served until the store takes it (see `ensure_saved`).
-            state.unsaved = true;
-            let error = store_error_to_api(&e);
-            state.store_error = Some(error.0.message.clone());
-            Err(error)
+    state.record_save(&slot.profile.name, saved)
+}
+
+/// Writes the account to the slot's store on a blocking thread (the keychain is a D-Bus round trip).
+async fn write_to_store(slot: &ProfileSlot, account: StoredAccount) -> Result<Result<(), StoreError>, ApiError> {
+    let store = slot.store.clone();
+    let name = slot.profile.name.clone();
+    tokio::task::spawn_blocking(move || store.save(&name, &account))
+        .await
+        .map_err(|e| ApiError::internal(format!("the keychain task failed: {e}")))
+}
+
+impl ProfileState {
+    /// Records how writing the account to the store went. On failure the refresh token stays in memory, marked
+    /// unsaved, and the answer is `keychain_unavailable`: nothing is lost, and no token is served until the store
+    /// takes it (see `Broker::ensure_saved`).
+    fn record_save(&mut self, profile: &str, result: Result<(), StoreError>) -> Result<(), ApiError> {
+        match result {
+            Ok(()) => {
+                self.unsaved = false;
+                self.store_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.unsaved = true;
+                let error = store_error_to_api(&e);
+                self.store_error = Some(error.0.message.clone());
+                tracing::error!(profile, "could not save the refresh token: {e}");
+                Err(error)
+            }
         }
     }
 }

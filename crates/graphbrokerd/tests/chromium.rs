@@ -64,18 +64,6 @@ fn chromium_available(test: &str) -> Option<PathBuf> {
     None
 }
 
-/// The client binary, built next to graphbrokerd (a no-op when `cargo test --workspace` built it already).
-fn client_bin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "graphbroker-client", "--bin", "graphbroker-client"])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building graphbroker-client failed");
-    PathBuf::from(graphbrokerd_bin()).with_file_name("graphbroker-client")
-}
-
 /// Cargo's target directory (the one holding `CACHEDIR.TAG`), found from the daemon binary's path.
 fn target_dir() -> PathBuf {
     let binary = Path::new(graphbrokerd_bin());
@@ -99,21 +87,6 @@ fn browser_config(fake: &fake_entra::FakeEntra, opened: &Path) -> String {
 
 fn query_param(url: &str, name: &str) -> String {
     url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap()
-}
-
-/// Processes whose command line mentions `needle`.
-fn pids_mentioning(needle: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 fn signal(pid: i32, signal: nix::sys::signal::Signal) {

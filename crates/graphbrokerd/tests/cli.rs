@@ -3,23 +3,10 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
-
-/// The client binary, built next to graphbrokerd (a no-op when `cargo test --workspace` built it already).
-fn client_bin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "graphbroker-client", "--bin", "graphbroker-client"])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building graphbroker-client failed");
-    PathBuf::from(graphbrokerd_bin()).with_file_name("graphbroker-client")
-}
 
 /// Reads `stderr` lines until one holds a device code, returns it.
 fn user_code_from(stderr: impl std::io::Read) -> String {
@@ -32,21 +19,6 @@ fn user_code_from(stderr: impl std::io::Read) -> String {
         assert!(Instant::now() < deadline, "no device code on stderr");
     }
     panic!("stderr ended without a device code");
-}
-
-/// Processes whose command line mentions `needle` (to stop the daemon the client autostarted).
-fn pids_mentioning(needle: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -276,3 +276,30 @@ pub async fn raw_get(socket: &Path, target: &str) -> (u16, serde_json::Value) {
         raw_request(socket, &format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")).await;
     (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
 }
+
+/// The client binary, built next to graphbrokerd (a no-op when `cargo test --workspace` built it already).
+pub fn client_bin() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "graphbroker-client", "--bin", "graphbroker-client"])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building graphbroker-client failed");
+    PathBuf::from(graphbrokerd_bin()).with_file_name("graphbroker-client")
+}
+
+/// Processes whose command line mentions `needle` (to stop what a test's programs started on their own).
+pub fn pids_mentioning(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
