@@ -370,7 +370,7 @@ impl Broker {
     pub async fn load_accounts(&self) {
         for slot in self.profile_set().slots.values() {
             if let Err(e) = self.ensure_loaded(slot).await {
-                tracing::warn!(profile = %slot.profile.name, "{}", e.0.message);
+                tracing::error!(profile = %slot.profile.name, "the account store cannot be read: {}", e.0.message);
             }
         }
     }
@@ -771,16 +771,26 @@ impl Broker {
     }
 
     /// Serves `POST /v1/signin`: starts (or joins) a sign-in for the profile's default scopes, with the
-    /// profile's flow unless `flow` overrides it.
+    /// profile's flow unless `flow` overrides it. A profile already signed in answers `signed_in`.
     pub async fn signin(&self, profile: Option<&str>, flow: Option<SignInFlow>) -> Result<SignInResponse, ApiError> {
         let slot = self.slot(profile)?;
         self.ensure_loaded(&slot).await?;
         let scopes = ScopeSet::normalize(&slot.profile.scopes, &slot.profile.graph_resource)
             .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
-        let reason = match &slot.state.lock().expect("state lock").account {
-            AccountState::Active { .. } => SignInReason::InteractionRequired,
-            _ => SignInReason::NoAccount,
-        };
+        {
+            // Already signed in (and nothing under way): say so, as `gh auth login` would; signing in as someone
+            // else starts with a sign-out.
+            let state = slot.state.lock().expect("state lock");
+            if let (AccountState::Active { record, .. }, None) = (&state.account, &state.signin) {
+                return Ok(SignInResponse {
+                    profile: slot.profile.name.clone(),
+                    state: SignInState::SignedIn,
+                    signin: None,
+                    account: Some(account_info(record)),
+                });
+            }
+        }
+        let reason = SignInReason::NoAccount;
         let claims = request_claims(None, slot.profile.cae).ok().flatten();
         let signin = self.start_or_join_signin(&slot, reason, &scopes, claims, flow);
         match self.wait_signin(&signin, Duration::ZERO).await {

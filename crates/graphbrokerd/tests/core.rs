@@ -508,3 +508,22 @@ async fn signing_out_cancels_a_pending_sign_in_and_tells_the_waiting_requests() 
     assert!(error.to_string().contains("cancelled"), "{error}");
     assert!(client.status().await.unwrap().profiles[0].signin.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_sign_in_on_a_signed_in_profile_says_so_and_starts_nothing() {
+    let fake = fake();
+    let daemon = Daemon::start(&config(&fake, "memory", &unique_service("signedin"), ""));
+    let client = daemon.client();
+    let first = client.signin(None, None).await.expect("signin");
+    assert_eq!(first.state, graphbroker_protocol::SignInState::Pending);
+    let Some(graphbroker_protocol::SignInPrompt::Device { user_code, .. }) = first.signin else {
+        panic!("expected a device prompt: {first:?}")
+    };
+    fake.approve_device(&user_code, ALICE).expect("approve");
+    client.token(&with_wait("User.Read", 30)).await.expect("token");
+
+    let again = client.signin(None, None).await.expect("signin");
+    assert_eq!(again.state, graphbroker_protocol::SignInState::SignedIn);
+    assert_eq!(again.account.map(|a| a.username).as_deref(), Some(ALICE));
+    assert_eq!(fake.stats().devicecode, 1, "no second sign-in");
+}
