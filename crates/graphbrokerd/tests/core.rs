@@ -151,8 +151,14 @@ async fn a_declined_sign_in_answers_signin_declined() {
     let daemon = Daemon::start(&config(&fake, "memory", &unique_service("decline"), ""));
     let client = daemon.client();
     let error = client.token(&query("User.Read")).await.expect_err("sign-in needed");
+    // The waiting request goes out before the decline: one arriving after the sign-in had ended would rightly
+    // start a new one (on a loaded machine the next poll, 1 s on, can come first).
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.token(&with_wait("User.Read", 30)).await })
+    };
     fake.decline_device(&device_code_of(&error)).expect("decline");
-    let error = client.token(&with_wait("User.Read", 30)).await.expect_err("declined");
+    let error = waiting.await.expect("task").expect_err("declined");
     assert_eq!(error.code(), Some(ErrorCode::SigninDeclined), "{error}");
     // The next request starts a new sign-in rather than repeating the old answer.
     let error = client.token(&query("User.Read")).await.expect_err("new sign-in");
