@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use graphbroker_protocol::{
-    ErrorBody, HeaderResponse, SignInFlow, SignInResponse, SignoutResponse, StatusResponse, TokenQuery, TokenResponse,
-    VersionResponse, resolve_socket_path, routes,
+    ErrorBody, HeaderResponse, ProfileQuery, SignInFlow, SignInQuery, SignInResponse, SignoutResponse, StatusResponse,
+    TokenQuery, TokenResponse, VersionResponse, resolve_socket_path, routes,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
@@ -36,22 +36,6 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("socket", &self.socket).field("answer_margin", &self.answer_margin).finish()
     }
-}
-
-/// `POST /v1/signin` parameters.
-#[derive(Serialize)]
-struct SignInQuery<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    profile: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flow: Option<SignInFlow>,
-}
-
-/// `POST /v1/signout` parameters.
-#[derive(Serialize)]
-struct ProfileQuery<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    profile: Option<&'a str>,
 }
 
 impl Client {
@@ -98,13 +82,13 @@ impl Client {
     /// `POST /v1/signin`: starts (or joins) the profile's sign-in and answers its prompt, or the account when the
     /// profile is already signed in. `None` means the daemon's default profile and the profile's flow.
     pub async fn signin(&self, profile: Option<&str>, flow: Option<SignInFlow>) -> Result<SignInResponse, Error> {
-        let query = encode_query(&SignInQuery { profile, flow })?;
+        let query = encode_query(&SignInQuery { profile: profile.map(str::to_owned), flow })?;
         self.call(Method::POST, routes::SIGNIN, Some(query), Duration::ZERO).await
     }
 
     /// `POST /v1/signout`: forgets the profile's account (keychain entry and cached tokens).
     pub async fn signout(&self, profile: Option<&str>) -> Result<SignoutResponse, Error> {
-        let query = encode_query(&ProfileQuery { profile })?;
+        let query = encode_query(&ProfileQuery { profile: profile.map(str::to_owned) })?;
         self.call(Method::POST, routes::SIGNOUT, Some(query), Duration::ZERO).await
     }
 
@@ -236,7 +220,7 @@ mod tests {
 
     #[test]
     fn signin_queries_spell_the_flow_as_the_daemon_does() {
-        let query = SignInQuery { profile: Some("work"), flow: Some(SignInFlow::Browser) };
+        let query = SignInQuery { profile: Some("work".into()), flow: Some(SignInFlow::Browser) };
         assert_eq!(encode_query(&query).unwrap(), "profile=work&flow=browser");
     }
 

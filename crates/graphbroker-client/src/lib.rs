@@ -37,9 +37,9 @@ pub use wait::MAX_WAIT_PER_REQUEST;
 
 /// The wire types, re-exported so that a program needs only this crate.
 pub use graphbroker_protocol::{
-    self as protocol, AccountInfo, ErrorCode, ErrorDetail, HeaderResponse, PROTOCOL_VERSION, SignInFlow, SignInPrompt,
-    SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, TokenQuery, TokenResponse,
-    VersionResponse, split_scopes,
+    self as protocol, AccountInfo, EpochSeconds, ErrorCode, ErrorDetail, HeaderResponse, PROTOCOL_VERSION, SignInFlow,
+    SignInPrompt, SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, TokenQuery,
+    TokenResponse, VersionResponse, split_scopes,
 };
 
 /// The README's library example, compiled as a doc test so it cannot go stale.

@@ -65,7 +65,7 @@ async fn an_error_envelope_becomes_a_typed_error_with_its_code() {
 #[tokio::test]
 async fn each_distinct_prompt_is_shown_once_and_the_wait_ends_with_the_token() {
     let replaced_prompt =
-        json!({"flow": "browser", "url": "https://login.example/authorize?x=1", "expires_at": "2099-01-01T00:00:00Z"});
+        json!({"flow": "browser", "url": "https://login.example/authorize?x=1", "expires_at": 4_070_908_800u64});
     let daemon = MockDaemon::start(move |_, index| match index {
         0 => signin_required(),
         1 => signin_timeout(),

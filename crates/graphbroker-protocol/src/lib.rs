@@ -8,14 +8,16 @@
 mod error;
 mod messages;
 mod socket;
+mod time;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use messages::{
-    AccountInfo, CachedTokenStatus, Counters, HeaderResponse, ProfileStatus, SignInFlow, SignInPrompt, SignInReason,
-    SignInResponse, SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery, TokenResponse,
-    VersionResponse, split_scopes,
+    AccountInfo, CachedTokenStatus, Counters, HeaderResponse, ProfileQuery, ProfileStatus, SignInFlow, SignInPrompt,
+    SignInQuery, SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery,
+    TokenResponse, VersionResponse, split_scopes,
 };
 pub use socket::{SOCKET_DIR_NAME, SOCKET_ENV, SOCKET_FILE_NAME, resolve_socket_path};
+pub use time::EpochSeconds;
 
 /// The version of the socket protocol. It changes only when a v1 route changes incompatibly; `GET /v1/version`
 /// reports it and never changes shape, so a client can always tell a user that the daemon is older than it.

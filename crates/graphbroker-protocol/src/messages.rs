@@ -3,7 +3,12 @@
 //! Token values appear in exactly two fields here (`TokenResponse::access_token` and
 //! `HeaderResponse::authorization`); both types print them redacted in `Debug`.
 
+use std::str::FromStr;
+
+use serde::de::IntoDeserializer;
 use serde::{Deserialize, Serialize};
+
+use crate::time::EpochSeconds;
 
 /// `GET /v1/version`. Never changes shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +40,27 @@ pub struct TokenQuery {
     pub claims: Option<String>,
 }
 
+/// Query parameters of `POST /v1/signin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInQuery {
+    /// The profile; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// How to sign in; the profile's `flow` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<SignInFlow>,
+}
+
+/// Query parameters of routes that take only a profile (`POST /v1/signout`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileQuery {
+    /// The profile; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
 /// Splits a scope list written with spaces and/or commas, dropping empty pieces.
 pub fn split_scopes(list: &str) -> Vec<String> {
     list.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_owned).collect()
@@ -58,8 +84,8 @@ pub struct TokenResponse {
     pub token_type: String,
     /// The access token. Treat it as opaque.
     pub access_token: String,
-    /// RFC 3339 UTC time after which the token is invalid.
-    pub expires_at: String,
+    /// When the token stops being valid.
+    pub expires_at: EpochSeconds,
     /// Seconds from now until `expires_at`.
     pub expires_in: u64,
     /// The scopes the token carries, resource-qualified.
@@ -114,6 +140,35 @@ pub enum SignInFlow {
     Auto,
 }
 
+impl SignInFlow {
+    /// Every flow, in declaration order, as serde's errors list the allowed values.
+    pub const ALL: [Self; 3] = [Self::Device, Self::Browser, Self::Auto];
+
+    /// The flow as it is spelled on the wire, in the config file and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Device => "device",
+            Self::Browser => "browser",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+impl std::fmt::Display for SignInFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses the [`SignInFlow::as_str`] spelling; the error is serde's, naming every allowed value.
+impl FromStr for SignInFlow {
+    type Err = serde::de::value::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::deserialize(s.into_deserializer())
+    }
+}
+
 /// Why the daemon needs the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,15 +193,20 @@ pub enum SignInPrompt {
         user_code: String,
         /// The platform's own sentence for the user.
         message: String,
-        /// RFC 3339 UTC time after which the code no longer works.
-        expires_at: String,
+        /// When the code stops working.
+        expires_at: EpochSeconds,
     },
     /// Open `url` in a browser.
-    Browser { url: String, expires_at: String },
+    Browser {
+        url: String,
+        /// When the sign-in stops waiting for the browser.
+        expires_at: EpochSeconds,
+    },
 }
 
 impl SignInPrompt {
-    /// The instruction to show a person.
+    /// The instruction to show a person on a line of its own: the platform's own sentence for a device code;
+    /// for a browser, the URL last, so that it can be copied (or opened by a terminal) whole.
     pub fn instruction(&self) -> String {
         match self {
             Self::Device { message, .. } => message.clone(),
@@ -154,10 +214,21 @@ impl SignInPrompt {
         }
     }
 
-    /// When the prompt stops working.
-    pub fn expires_at(&self) -> &str {
+    /// What the user does, in a few words, to go inside a sentence ("…: open … and enter the code …, then …").
+    /// Every message that mentions a prompt is written with this.
+    pub fn action(&self) -> String {
         match self {
-            Self::Device { expires_at, .. } | Self::Browser { expires_at, .. } => expires_at,
+            Self::Device { verification_uri, user_code, .. } => {
+                format!("open {verification_uri} and enter the code {user_code}")
+            }
+            Self::Browser { url, .. } => format!("open {url} in a browser and sign in"),
+        }
+    }
+
+    /// When the prompt stops working.
+    pub fn expires_at(&self) -> EpochSeconds {
+        match self {
+            Self::Device { expires_at, .. } | Self::Browser { expires_at, .. } => *expires_at,
         }
     }
 }
@@ -204,6 +275,34 @@ pub enum StoreKind {
     Memory,
 }
 
+impl StoreKind {
+    /// Every store, in declaration order, as serde's errors list the allowed values.
+    pub const ALL: [Self; 2] = [Self::Keyring, Self::Memory];
+
+    /// The store as it is spelled on the wire and in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keyring => "keyring",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses the [`StoreKind::as_str`] spelling; the error is serde's, naming every allowed value.
+impl FromStr for StoreKind {
+    type Err = serde::de::value::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::deserialize(s.into_deserializer())
+    }
+}
+
 /// `GET /v1/status`. Never carries a token value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusResponse {
@@ -238,7 +337,7 @@ pub struct ProfileStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedTokenStatus {
     pub scopes: Vec<String>,
-    pub expires_at: String,
+    pub expires_at: EpochSeconds,
 }
 
 /// Request counters since the daemon started.
@@ -274,7 +373,7 @@ mod tests {
         let token = TokenResponse {
             token_type: "Bearer".into(),
             access_token: "eyJ-secret-value".into(),
-            expires_at: "2026-11-27T02:40:00Z".into(),
+            expires_at: EpochSeconds(1_795_000_000),
             expires_in: 3541,
             scopes: vec!["https://graph.microsoft.com/User.Read".into()],
             profile: "work".into(),
@@ -306,12 +405,38 @@ mod tests {
             verification_uri: "https://microsoft.com/devicelogin".into(),
             user_code: "ABCD1234".into(),
             message: "To sign in, …".into(),
-            expires_at: "2026-11-27T02:40:00Z".into(),
+            expires_at: EpochSeconds(1_795_000_000),
         };
         let json = serde_json::to_value(&prompt).unwrap();
         assert_eq!(json["flow"], "device");
         assert_eq!(json["user_code"], "ABCD1234");
         assert_eq!(serde_json::from_value::<SignInPrompt>(json).unwrap(), prompt);
+    }
+
+    #[test]
+    fn flows_round_trip_with_their_wire_spelling() {
+        for flow in SignInFlow::ALL {
+            let json = serde_json::to_string(&flow).unwrap();
+            assert_eq!(json, format!("\"{}\"", flow.as_str()));
+            assert_eq!(flow.to_string(), flow.as_str());
+            assert_eq!(flow.as_str().parse::<SignInFlow>().unwrap(), flow);
+            assert_eq!(serde_json::from_str::<SignInFlow>(&json).unwrap(), flow);
+        }
+        let err = "sideways".parse::<SignInFlow>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown variant `sideways`, expected one of `device`, `browser`, `auto`");
+    }
+
+    #[test]
+    fn stores_round_trip_with_their_wire_spelling() {
+        for store in StoreKind::ALL {
+            let json = serde_json::to_string(&store).unwrap();
+            assert_eq!(json, format!("\"{}\"", store.as_str()));
+            assert_eq!(store.to_string(), store.as_str());
+            assert_eq!(store.as_str().parse::<StoreKind>().unwrap(), store);
+            assert_eq!(serde_json::from_str::<StoreKind>(&json).unwrap(), store);
+        }
+        let err = "file".parse::<StoreKind>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown variant `file`, expected `keyring` or `memory`");
     }
 
     #[test]

@@ -15,10 +15,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
 use crate::config::Profile;
-use crate::idp::{EntraError, Failure, IdentityPlatform, Tokens, classify};
+use crate::idp::{AuthorizationCode, EntraError, PkceCodeVerifier, Platform, PlatformError, Tokens, classify};
 use crate::scopes::ScopeSet;
 
 /// How a browser is opened for the user.
@@ -30,18 +31,27 @@ pub struct BrowserSettings {
     pub timeout: Duration,
 }
 
-/// What the redirect brought.
+/// What the redirect brought. `Debug` does not show the code.
 #[derive(Debug)]
 enum Callback {
-    Code(String),
+    Code(AuthorizationCode),
     Error { error: String, description: Option<String> },
 }
 
 /// The page the waiting browser tab gets once the sign-in has its outcome.
 type PageReply = oneshot::Sender<Result<(), String>>;
 
+/// The redirect's channel and the PKCE verifier its code is redeemed with (oauth2's verifier type prints
+/// redacted).
+#[derive(Debug)]
+struct Awaiting {
+    delivered: oneshot::Receiver<(Callback, PageReply)>,
+    verifier: PkceCodeVerifier,
+}
+
 struct Loopback {
-    expected_state: String,
+    /// The OAuth `state` the redirect must carry.
+    csrf_state: SecretString,
     deliver: Mutex<Option<oneshot::Sender<(Callback, PageReply)>>>,
 }
 
@@ -51,7 +61,8 @@ pub struct BrowserSignIn {
     pub url: String,
     pub redirect_uri: String,
     pub port: u16,
-    state: Option<(oneshot::Receiver<(Callback, PageReply)>, oauth2::PkceCodeVerifier)>,
+    /// What the redirect is waited for with, until [`BrowserSignIn::finish`] takes it.
+    awaiting: Option<Awaiting>,
     stop: Option<oneshot::Sender<()>>,
     timeout: Duration,
 }
@@ -65,22 +76,20 @@ impl std::fmt::Debug for Loopback {
 /// Binds the loopback listener and builds the authorize URL. The listener runs until [`BrowserSignIn::finish`]
 /// completes (or the value is dropped).
 pub async fn start(
-    idp: &IdentityPlatform,
+    platform: &dyn Platform,
     profile: &Profile,
     scopes: &ScopeSet,
     claims: Option<&str>,
     settings: &BrowserSettings,
-) -> Result<BrowserSignIn, Failure> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| Failure::Refused {
+) -> Result<BrowserSignIn, PlatformError> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| PlatformError::Local {
         detail: format!("could not open a loopback port for the browser redirect: {e}"),
-        codes: vec![],
-        hint: None,
     })?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     let redirect_uri = format!("http://localhost:{port}");
-    let (url, expected_state, verifier) = idp.authorize_url(profile, scopes, claims, &redirect_uri)?;
+    let request = platform.authorize_url(profile, scopes, claims, &redirect_uri)?;
     let (deliver, delivered) = oneshot::channel();
-    let loopback = Arc::new(Loopback { expected_state, deliver: Mutex::new(Some(deliver)) });
+    let loopback = Arc::new(Loopback { csrf_state: request.csrf_state, deliver: Mutex::new(Some(deliver)) });
     let app = Router::new().route("/", get(redirect)).fallback(stray).with_state(loopback);
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -92,10 +101,10 @@ pub async fn start(
         }
     });
     Ok(BrowserSignIn {
-        url,
+        url: request.url,
         redirect_uri,
         port,
-        state: Some((delivered, verifier)),
+        awaiting: Some(Awaiting { delivered, verifier: request.verifier }),
         stop: Some(stop),
         timeout: settings.timeout,
     })
@@ -106,24 +115,24 @@ impl BrowserSignIn {
     /// listener.
     pub async fn finish(
         mut self,
-        idp: &IdentityPlatform,
+        platform: &dyn Platform,
         profile: &Profile,
         scopes: &ScopeSet,
-    ) -> Result<Tokens, Failure> {
-        let Some((delivered, verifier)) = self.state.take() else {
-            return Err(Failure::Expired);
+    ) -> Result<Tokens, PlatformError> {
+        let Some(Awaiting { delivered, verifier }) = self.awaiting.take() else {
+            return Err(PlatformError::Expired);
         };
         let outcome = match tokio::time::timeout(self.timeout, delivered).await {
-            Err(_) => Err(Failure::Expired),
-            Ok(Err(_)) => Err(Failure::Expired),
+            Err(_) => Err(PlatformError::Expired),
+            Ok(Err(_)) => Err(PlatformError::Expired),
             Ok(Ok((Callback::Code(code), reply))) => {
-                let result = idp.redeem_code(profile, scopes, &code, verifier, &self.redirect_uri).await;
+                let result = platform.redeem_code(profile, scopes, code, verifier, &self.redirect_uri).await;
                 let _ = reply.send(result.as_ref().map(|_| ()).map_err(describe));
                 result
             }
             Ok(Ok((Callback::Error { error, description }, reply))) => {
                 let failure = if error == "access_denied" {
-                    Failure::Declined
+                    PlatformError::Declined
                 } else {
                     classify(&EntraError { error, error_description: description, ..EntraError::default() })
                 };
@@ -149,14 +158,15 @@ impl Drop for BrowserSignIn {
 }
 
 /// What went wrong, for the browser tab.
-fn describe(failure: &Failure) -> String {
+fn describe(failure: &PlatformError) -> String {
     match failure {
-        Failure::Declined => "the sign-in was cancelled. Ask graphbroker again to start a new one.".into(),
-        Failure::Expired => "the sign-in took too long. Ask graphbroker again to start a new one.".into(),
-        Failure::AccountDead { detail, .. }
-        | Failure::NeedsUser { detail, .. }
-        | Failure::Transient { detail, .. }
-        | Failure::Refused { detail, .. } => {
+        PlatformError::Declined => "the sign-in was cancelled. Ask graphbroker again to start a new one.".into(),
+        PlatformError::Expired => "the sign-in took too long. Ask graphbroker again to start a new one.".into(),
+        PlatformError::AccountDead { detail, .. }
+        | PlatformError::NeedsUser { detail, .. }
+        | PlatformError::Transient { detail, .. }
+        | PlatformError::Refused { detail, .. }
+        | PlatformError::Local { detail } => {
             format!("{detail}. Ask graphbroker again; if it repeats, check the profile.")
         }
     }
@@ -172,7 +182,7 @@ struct RedirectQuery {
 
 async fn redirect(State(loopback): State<Arc<Loopback>>, RawQuery(raw): RawQuery) -> Response {
     let query: RedirectQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default();
-    if query.state.as_deref() != Some(loopback.expected_state.as_str()) {
+    if query.state.as_deref() != Some(loopback.csrf_state.expose_secret()) {
         // Not this sign-in's redirect (a stale tab, another program): refuse without ending the sign-in.
         return page(
             StatusCode::BAD_REQUEST,
@@ -182,7 +192,7 @@ async fn redirect(State(loopback): State<Arc<Loopback>>, RawQuery(raw): RawQuery
     }
     let callback = match (query.code, query.error) {
         (_, Some(error)) => Callback::Error { error, description: query.error_description },
-        (Some(code), None) if !code.is_empty() => Callback::Code(code),
+        (Some(code), None) if !code.is_empty() => Callback::Code(AuthorizationCode::new(code)),
         _ => {
             return page(
                 StatusCode::BAD_REQUEST,

@@ -2,8 +2,12 @@
 //!
 //! - Everything a client can see is an [`ApiError`]: a stable `ErrorCode` from graphbroker-protocol plus one
 //!   lowercase sentence that says what to do. It becomes the JSON envelope with the code's HTTP status.
-//! - Internal modules use their own `thiserror` enums with context (`ScopeError`, `idp::Failure`,
-//!   `StoreError`, `ConfigError`) and convert at the broker boundary, where the meaning for the user is known.
+//! - Internal modules use their own `thiserror` enums with context (`ScopeError`, `ClaimsError`, `StoreError`,
+//!   `ConfigError`) or, for the identity platform, `idp::PlatformError`, classified by what the daemon must do.
+//!   They become an `ApiError` at the broker or server boundary, where the meaning for the user is known; the
+//!   mapping of `PlatformError` is [`ApiError::from_platform`], here.
+//! - Failures on this machine (a port that cannot be bound, a URL that cannot be built, a keychain task that
+//!   died) are `internal`, never "the identity platform refused".
 //! - No error text ever carries a token, refresh token or device code: the identity platform's bodies are parsed
 //!   into typed fields and only their descriptions and AADSTS numbers are kept.
 //! - The binary (`main.rs`) uses `anyhow` with `.context("failed to …")` for start-up failures.
@@ -12,6 +16,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use graphbroker_protocol::{ErrorBody, ErrorCode, ErrorDetail, SignInPrompt, SignInReason};
+
+use crate::idp::PlatformError;
 
 /// An error answered to a client. Boxed: it travels in every `Result` of the request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,11 +46,63 @@ impl ApiError {
         };
         let mut detail = ErrorDetail::new(
             ErrorCode::SigninRequired,
-            format!("{why}: {}, then ask again (or pass wait=SECONDS to hold the request)", prompt_action(&prompt)),
+            format!("{why}: {}, then ask again (or pass wait=SECONDS to hold the request)", prompt.action()),
         );
         detail.reason = Some(reason);
         detail.signin = Some(prompt);
         Self(Box::new(detail))
+    }
+
+    /// `signin_timeout`: the request's `wait` ran out while the sign-in goes on.
+    pub fn signin_timeout(reason: SignInReason, prompt: SignInPrompt) -> Self {
+        let mut error = Self::new(
+            ErrorCode::SigninTimeout,
+            format!("the sign-in is still waiting for you: {}; ask again to keep waiting", prompt.action()),
+        );
+        error.0.reason = Some(reason);
+        error.0.signin = Some(prompt);
+        error
+    }
+
+    pub fn daemon_stopping() -> Self {
+        Self::new(ErrorCode::DaemonStopping, "the daemon is stopping; ask again once it is back")
+            .with_retry_after(Some(1))
+    }
+
+    /// What a platform failure means for the client of profile `profile`.
+    pub fn from_platform(error: PlatformError, profile: &str) -> Self {
+        match error {
+            PlatformError::Declined => {
+                Self::new(ErrorCode::SigninDeclined, "the sign-in was declined; ask again to start a new sign-in")
+            }
+            PlatformError::Expired => Self::new(
+                ErrorCode::SigninExpired,
+                "the sign-in expired before it was completed; ask again to start a new one",
+            ),
+            PlatformError::Transient { retry_after, detail } => Self::new(
+                ErrorCode::IdentityProviderUnavailable,
+                format!("the identity platform is unavailable ({detail}); try again later"),
+            )
+            .with_retry_after(retry_after.map(|d| d.as_secs().max(1))),
+            PlatformError::Refused { detail, codes, hint } => {
+                let action = hint.map(|h| format!("; {h} (profile {profile:?})")).unwrap_or_default();
+                Self::new(ErrorCode::IdentityProviderError, format!("the identity platform refused: {detail}{action}"))
+                    .with_error_codes(codes)
+            }
+            PlatformError::AccountDead { detail, codes } => Self::new(
+                ErrorCode::IdentityProviderError,
+                format!("the identity platform refused the sign-in: {detail}; ask again to sign in anew"),
+            )
+            .with_error_codes(codes),
+            PlatformError::NeedsUser { detail, codes, .. } => Self::new(
+                ErrorCode::IdentityProviderError,
+                format!("the identity platform wants more from the user: {detail}; ask again to sign in anew"),
+            )
+            .with_error_codes(codes),
+            PlatformError::Local { detail } => {
+                Self::internal(format!("{detail}; see the daemon's log, and report it if it repeats"))
+            }
+        }
     }
 
     pub fn with_retry_after(mut self, retry_after: Option<u64>) -> Self {
@@ -61,16 +119,6 @@ impl ApiError {
 
     pub fn code(&self) -> ErrorCode {
         self.0.code
-    }
-}
-
-/// What the user does with a prompt, in a few words.
-pub fn prompt_action(prompt: &SignInPrompt) -> String {
-    match prompt {
-        SignInPrompt::Device { verification_uri, user_code, .. } => {
-            format!("open {verification_uri} and enter the code {user_code}")
-        }
-        SignInPrompt::Browser { url, .. } => format!("open {url} in a browser and sign in"),
     }
 }
 

@@ -11,19 +11,23 @@
 //!
 //! - [`config`]: the TOML file, profiles and defaults.
 //! - [`scopes`]: scope normalization, the cache key.
-//! - [`idp`]: the identity platform through the `oauth2` crate; error classification and retries.
+//! - [`idp`]: the identity platform behind the `Platform` trait; Entra through the `oauth2` crate; error
+//!   classification. [`retry`]: the one retry policy.
 //! - [`browser`]: browser sign-in (authorization code + PKCE, loopback redirect).
-//! - [`broker`]: cache, single-flight, sign-in on first demand, persistence; the token state machine.
+//! - [`broker`]: cache, single-flight, sign-in on first demand, persistence; the token state machine. Generic
+//!   over the platform and the stores, so every lifecycle rule can be tested in-process.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification.
 
 pub mod activation;
 pub mod broker;
 pub mod browser;
-pub mod cache;
 pub mod config;
 pub mod error;
 pub mod idp;
+pub mod retry;
 pub mod scopes;
 pub mod server;
 pub mod socket;
+#[cfg(test)]
+pub(crate) mod testing;

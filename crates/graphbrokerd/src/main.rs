@@ -10,12 +10,12 @@ use anyhow::Context as _;
 use clap::Parser;
 use graphbroker_protocol::{SOCKET_ENV, resolve_socket_path};
 use graphbrokerd::activation::{self, Activation};
-use graphbrokerd::broker::Broker;
+use graphbrokerd::broker::{Broker, SystemStores};
 use graphbrokerd::config::{CONFIG_ENV, Config};
-use graphbrokerd::idp::IdentityPlatform;
+use graphbrokerd::idp::EntraPlatform;
 use graphbrokerd::server::{self, Activity, PeerPolicy};
 use sd_notify::NotifyState;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How long in-flight requests get to finish after SIGTERM before the daemon exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -79,9 +79,9 @@ fn main() -> ExitCode {
 async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Activation)>) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref()).context("failed to load the configuration")?;
     // Signal handlers first: a signal that arrives once the socket answers must be handled, not kill us.
-    let mut terminate = signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
-    let mut hangup = signal(SignalKind::hangup()).context("failed to install the SIGHUP handler")?;
+    let terminate = signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
+    let interrupt = signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
+    let hangup = signal(SignalKind::hangup()).context("failed to install the SIGHUP handler")?;
 
     let (listener, activation, socket_path) = match inherited {
         Some((listener, activation)) => {
@@ -97,8 +97,8 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
             (graphbrokerd::socket::bind(&path)?, None, Some(path))
         }
     };
-    let idp = IdentityPlatform::new(config.http_timeout).context("failed to build the HTTP client")?;
-    let broker = Broker::new(&config, idp);
+    let platform = EntraPlatform::new(config.http_timeout).context("failed to build the HTTP client")?;
+    let broker = Broker::new(&config, Arc::new(platform), Arc::new(SystemStores::default()));
     broker.load_accounts().await;
     let shown_path = socket_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(unnamed)".into());
     tracing::info!(
@@ -116,44 +116,18 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
     if args.idle_exit > 0 && activation.is_none() {
         tracing::warn!("--idle-exit applies only under socket activation; ignoring it");
     }
-    let shutdown = {
-        let broker = broker.clone();
-        let stopping = stopping.clone();
-        let activity = activity.clone();
-        let config_path = args.config.clone();
-        async move {
-            let mut changes = broker.subscribe_changes();
-            let mut idle_check = tokio::time::interval(
-                idle_exit.map(|d| (d / 4).max(Duration::from_millis(250))).unwrap_or(Duration::from_secs(3600)),
-            );
-            loop {
-                tokio::select! {
-                    _ = terminate.recv() => { tracing::info!("SIGTERM: finishing in-flight requests"); break; }
-                    _ = interrupt.recv() => { tracing::info!("SIGINT: finishing in-flight requests"); break; }
-                    _ = hangup.recv() => reload(&broker, config_path.as_deref()),
-                    Ok(()) = changes.changed() => {
-                        activation::notify(&[NotifyState::Status(&broker.status_line())]);
-                    }
-                    _ = idle_check.tick() => {
-                        if let Some(limit) = idle_exit
-                            && activity.idle_for() >= limit
-                            && !broker.has_state_to_lose()
-                        {
-                            tracing::info!("idle for {limit:?} with nothing to lose: exiting until the next connection");
-                            break;
-                        }
-                    }
-                }
-            }
-            activation::notify(&[NotifyState::Stopping]);
-            broker.begin_shutdown();
-            stopping.notify_one();
-        }
+    let supervisor = Supervisor {
+        broker: broker.clone(),
+        signals: Signals { terminate, interrupt, hangup },
+        config_path: args.config.clone(),
+        activity: activity.clone(),
+        idle_exit,
+        stopping: stopping.clone(),
     };
     // Ready only now: the listener accepts, the accounts are loaded, the signal handlers are in place.
     activation::notify(&[NotifyState::Ready, NotifyState::Status(&broker.status_line())]);
 
-    let serving = server::serve(listener, broker, PeerPolicy::current_user(), activity, shutdown);
+    let serving = server::serve(listener, broker, PeerPolicy::current_user(), activity, supervisor.run());
     tokio::pin!(serving);
     let result = tokio::select! {
         result = &mut serving => result.context("the server failed"),
@@ -174,6 +148,59 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
     result
 }
 
+/// The signals the daemon answers, installed before it is ready.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+/// The daemon's control loop while it serves: SIGTERM and SIGINT stop it, SIGHUP reloads the config, account
+/// and sign-in changes go to the service manager's status line, and under socket activation it exits when idle
+/// with nothing to lose. [`Supervisor::run`] completes when the daemon should stop: it is the server's shutdown
+/// future.
+struct Supervisor {
+    broker: Arc<Broker>,
+    signals: Signals,
+    config_path: Option<PathBuf>,
+    activity: Arc<Activity>,
+    idle_exit: Option<Duration>,
+    /// Told once the server has been asked to stop, to start the grace period.
+    stopping: Arc<tokio::sync::Notify>,
+}
+
+impl Supervisor {
+    async fn run(mut self) {
+        let broker = &self.broker;
+        let mut changes = broker.subscribe_changes();
+        let mut idle_check = tokio::time::interval(
+            self.idle_exit.map(|d| (d / 4).max(Duration::from_millis(250))).unwrap_or(Duration::from_secs(3600)),
+        );
+        loop {
+            tokio::select! {
+                _ = self.signals.terminate.recv() => { tracing::info!("SIGTERM: finishing in-flight requests"); break; }
+                _ = self.signals.interrupt.recv() => { tracing::info!("SIGINT: finishing in-flight requests"); break; }
+                _ = self.signals.hangup.recv() => reload(broker, self.config_path.as_deref()),
+                Ok(()) = changes.changed() => {
+                    activation::notify(&[NotifyState::Status(&broker.status_line())]);
+                }
+                _ = idle_check.tick() => {
+                    if let Some(limit) = self.idle_exit
+                        && self.activity.idle_for() >= limit
+                        && !broker.has_state_to_lose()
+                    {
+                        tracing::info!("idle for {limit:?} with nothing to lose: exiting until the next connection");
+                        break;
+                    }
+                }
+            }
+        }
+        activation::notify(&[NotifyState::Stopping]);
+        broker.begin_shutdown();
+        self.stopping.notify_one();
+    }
+}
+
 /// SIGHUP: reads the config again and applies it. A config that does not load leaves everything as it was.
 fn reload(broker: &Broker, config_path: Option<&Path>) {
     // systemd 253+ wants the monotonic time with RELOADING=1 to match it with the READY=1 that ends the reload.
@@ -183,10 +210,10 @@ fn reload(broker: &Broker, config_path: Option<&Path>) {
     }
     let outcome = Config::load(config_path)
         .map_err(anyhow::Error::from)
-        .and_then(|config| Ok((IdentityPlatform::new(config.http_timeout)?, config)));
+        .and_then(|config| Ok((EntraPlatform::new(config.http_timeout)?, config)));
     match outcome {
-        Ok((idp, config)) => {
-            let summary = broker.reload(&config, idp);
+        Ok((platform, config)) => {
+            let summary = broker.reload(&config, Arc::new(platform));
             tracing::info!(
                 added = ?summary.added,
                 removed = ?summary.removed,

@@ -155,7 +155,7 @@ pub fn token_body() -> Value {
     json!({
         "token_type": "Bearer",
         "access_token": ACCESS_TOKEN,
-        "expires_at": "2099-11-27T02:40:00Z",
+        "expires_at": 4_099_999_999u64,
         "expires_in": 3541,
         "scopes": ["https://graph.microsoft.com/User.Read"],
         "profile": "work",
@@ -173,7 +173,7 @@ pub fn device_prompt() -> Value {
         "verification_uri": "https://microsoft.com/devicelogin",
         "user_code": "ABCD1234",
         "message": DEVICE_MESSAGE,
-        "expires_at": "2099-11-27T02:40:00Z",
+        "expires_at": 4_099_999_999u64,
     })
 }
 

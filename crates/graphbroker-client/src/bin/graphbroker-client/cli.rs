@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use graphbroker_client::{SignInFlow, TokenQuery, split_scopes};
 
@@ -68,8 +69,8 @@ pub enum Command {
         #[arg(long)]
         profile: Option<String>,
         /// How to sign in [default: the profile's flow]
-        #[arg(long, value_enum)]
-        flow: Option<FlowArg>,
+        #[arg(long, value_parser = flow_parser())]
+        flow: Option<SignInFlow>,
         /// Seconds to wait for the sign-in to complete
         #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
         timeout: u64,
@@ -157,19 +158,15 @@ pub enum HeaderFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FlowArg {
-    Device,
-    Browser,
-}
+/// The flows `signin --flow` offers: the two a person chooses between for one sign-in. `auto` is left out on
+/// purpose: it is a profile setting (the daemon decides by whether it sees a graphical session), and leaving out
+/// `--flow` already means the profile's flow.
+pub const SIGNIN_FLOWS: [SignInFlow; 2] = [SignInFlow::Device, SignInFlow::Browser];
 
-impl From<FlowArg> for SignInFlow {
-    fn from(flow: FlowArg) -> Self {
-        match flow {
-            FlowArg::Device => SignInFlow::Device,
-            FlowArg::Browser => SignInFlow::Browser,
-        }
-    }
+/// `--flow`: exactly the protocol's spellings of [`SIGNIN_FLOWS`] (listed by `--help` and in the usage error),
+/// read with the protocol's own `FromStr`, so the command line cannot spell a flow differently from the daemon.
+fn flow_parser() -> impl TypedValueParser<Value = SignInFlow> {
+    PossibleValuesParser::new(SIGNIN_FLOWS.map(SignInFlow::as_str)).try_map(|name| name.parse::<SignInFlow>())
 }
 
 #[cfg(test)]
@@ -232,6 +229,22 @@ mod tests {
         let cli = parse(&["service", "status", "--socket", "/x.sock"]);
         assert!(matches!(cli.command, Command::Service { action: ServiceAction::Status }));
         assert!(Cli::try_parse_from(["graphbroker-client", "service"]).is_err());
+    }
+
+    #[test]
+    fn flows_are_spelled_as_the_protocol_spells_them() {
+        for flow in SIGNIN_FLOWS {
+            let cli = parse(&["signin", "--flow", flow.as_str()]);
+            let Command::Signin { flow: parsed, .. } = cli.command else { panic!("not signin") };
+            assert_eq!(parsed, Some(flow));
+        }
+        let Command::Signin { flow, .. } = parse(&["signin"]).command else { panic!("not signin") };
+        assert_eq!(flow, None, "no --flow leaves the choice to the profile");
+
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        let help = command.find_subcommand_mut("signin").unwrap().render_help().to_string();
+        assert!(help.contains("[possible values: device, browser]"), "{help}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Token { request, format } => token(&client, request, *format, ui).await,
         Command::Header { request, format } => header(&client, request, *format, ui).await,
         Command::Signin { profile, flow, timeout } => {
-            signin(&client, profile.as_deref(), flow.map(Into::into), Duration::from_secs(*timeout), ui).await
+            signin(&client, profile.as_deref(), *flow, Duration::from_secs(*timeout), ui).await
         }
         Command::Signout { profile } => signout(&client, profile.as_deref()).await,
         Command::Status { json } => status(&client, *json).await,

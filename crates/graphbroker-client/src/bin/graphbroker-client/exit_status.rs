@@ -188,7 +188,7 @@ mod tests {
         let mut detail = ErrorDetail::new(ErrorCode::SigninRequired, "sign in");
         detail.signin = Some(graphbroker_client::SignInPrompt::Browser {
             url: "https://login.example/authorize".into(),
-            expires_at: "2026-11-27T02:40:00Z".into(),
+            expires_at: graphbroker_client::protocol::EpochSeconds(1_795_000_000),
         });
         let error = Error::Daemon { status: 401, detail: Box::new(detail) };
         assert_eq!(Failure::after_wait(&error, Duration::ZERO).status, ExitStatus::SigninRequired);

@@ -4,10 +4,10 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use graphbroker_client::protocol::{ProfileStatus, StoreKind};
-use graphbroker_client::{SignInFlow, SignInPrompt, StatusResponse};
+use graphbroker_client::StatusResponse;
+use graphbroker_client::protocol::{EpochSeconds, ProfileStatus, StoreKind};
 
-use crate::ui::{format_time_left, time_left};
+use crate::ui::format_time_left;
 
 /// The text `status` prints, with times left measured from `now`.
 pub fn render_status(status: &StatusResponse, now: SystemTime) -> String {
@@ -38,17 +38,17 @@ fn render_profile(out: &mut String, profile: &ProfileStatus, is_default: bool, n
     row(out, "account", &account);
     row(out, "authority", &profile.authority);
     row(out, "client id", &profile.client_id);
-    row(out, "flow", flow_name(profile.flow));
-    let store = match profile.store {
-        StoreKind::Keyring => "keyring",
-        StoreKind::Memory => "memory (forgotten when graphbrokerd stops)",
-    };
+    row(out, "flow", profile.flow.as_str());
+    let mut store = profile.store.as_str().to_owned();
+    if profile.store == StoreKind::Memory {
+        store.push_str(" (forgotten when graphbrokerd stops)");
+    }
     match &profile.store_error {
         Some(problem) => row(out, "store", &format!("{store}, not working: {problem}")),
-        None => row(out, "store", store),
+        None => row(out, "store", &store),
     }
     let signin = match &profile.signin {
-        Some(prompt) => format!("pending: {}{}", prompt_summary(prompt), left_suffix(prompt.expires_at(), now)),
+        Some(prompt) => format!("pending: {}{}", prompt.action(), left_suffix(prompt.expires_at(), now)),
         None => "none pending".to_owned(),
     };
     row(out, "sign-in", &signin);
@@ -57,7 +57,7 @@ fn render_profile(out: &mut String, profile: &ProfileStatus, is_default: bool, n
     }
     for (index, token) in profile.tokens.iter().enumerate() {
         let label = if index == 0 { "tokens" } else { "" };
-        row(out, label, &format!("{}{}", token.scopes.join(" "), left_suffix(&token.expires_at, now)));
+        row(out, label, &format!("{}{}", token.scopes.join(" "), left_suffix(token.expires_at, now)));
     }
 }
 
@@ -65,36 +65,25 @@ fn row(out: &mut String, label: &str, value: &str) {
     let _ = writeln!(out, "  {label:<10} {value}");
 }
 
-fn flow_name(flow: SignInFlow) -> &'static str {
-    match flow {
-        SignInFlow::Device => "device",
-        SignInFlow::Browser => "browser",
-        SignInFlow::Auto => "auto",
-    }
-}
-
-fn prompt_summary(prompt: &SignInPrompt) -> String {
-    match prompt {
-        SignInPrompt::Device { verification_uri, user_code, .. } => {
-            format!("open {verification_uri} and enter {user_code}")
+fn left_suffix(expires_at: EpochSeconds, now: SystemTime) -> String {
+    match expires_at.left_after(now) {
+        left if left.is_zero() => {
+            format!(" (expired {})", humantime::format_rfc3339_seconds(expires_at.to_system_time()))
         }
-        SignInPrompt::Browser { url, .. } => format!("open {url}"),
-    }
-}
-
-fn left_suffix(expires_at: &str, now: SystemTime) -> String {
-    match humantime::parse_rfc3339_weak(expires_at) {
-        Ok(at) if time_left(at, now).is_zero() => format!(" (expired {expires_at})"),
-        Ok(at) => format!(" ({} left)", format_time_left(time_left(at, now))),
-        Err(_) => format!(" (expires {expires_at})"),
+        left => format!(" ({} left)", format_time_left(left)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use graphbroker_client::AccountInfo;
+    use graphbroker_client::SignInPrompt;
     use graphbroker_client::protocol::{CachedTokenStatus, Counters};
+    use graphbroker_client::{AccountInfo, SignInFlow};
+
+    fn at(time: &str) -> EpochSeconds {
+        EpochSeconds::from_system_time(humantime::parse_rfc3339_weak(time).unwrap())
+    }
 
     fn status() -> StatusResponse {
         StatusResponse {
@@ -119,11 +108,11 @@ mod tests {
                     tokens: vec![
                         CachedTokenStatus {
                             scopes: vec!["https://graph.microsoft.com/User.Read".into()],
-                            expires_at: "2026-11-27T03:00:00Z".into(),
+                            expires_at: at("2026-11-27T03:00:00Z"),
                         },
                         CachedTokenStatus {
                             scopes: vec!["https://outlook.office.com/IMAP.AccessAsUser.All".into()],
-                            expires_at: "2026-11-27T02:00:00Z".into(),
+                            expires_at: at("2026-11-27T02:00:00Z"),
                         },
                     ],
                 },
@@ -139,7 +128,7 @@ mod tests {
                         verification_uri: "https://microsoft.com/devicelogin".into(),
                         user_code: "ABCD1234".into(),
                         message: "To sign in, …".into(),
-                        expires_at: "2026-11-27T02:25:00Z".into(),
+                        expires_at: at("2026-11-27T02:25:00Z"),
                     }),
                     tokens: vec![],
                 },
@@ -171,9 +160,17 @@ home
   client id  c
   flow       device
   store      keyring, not working: the keychain is locked; unlock it
-  sign-in    pending: open https://microsoft.com/devicelogin and enter ABCD1234 (14:58 left)
+  sign-in    pending: open https://microsoft.com/devicelogin and enter the code ABCD1234 (14:58 left)
   tokens     none cached
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_memory_store_says_it_is_forgotten() {
+        let mut status = status();
+        status.profiles[0].store = StoreKind::Memory;
+        let text = render_status(&status, SystemTime::UNIX_EPOCH);
+        assert!(text.contains("\n  store      memory (forgotten when graphbrokerd stops)\n"), "{text}");
     }
 }

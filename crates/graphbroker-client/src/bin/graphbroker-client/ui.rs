@@ -9,6 +9,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use graphbroker_client::protocol::EpochSeconds;
 use graphbroker_client::{SignInPrompt, SignInReason};
 use tokio::time::Instant;
 
@@ -31,7 +32,7 @@ pub struct Ui {
 #[derive(Debug, Default)]
 struct WaitingLine {
     /// Set once a prompt has been shown: only then is there something to wait for.
-    prompt_expires_at: Option<Option<SystemTime>>,
+    prompt_expires_at: Option<EpochSeconds>,
     /// A spinner line is on screen and must be cleared before anything else is written.
     drawn: bool,
     frame: usize,
@@ -63,7 +64,7 @@ impl Ui {
         let mut stderr = std::io::stderr().lock();
         let _ = writeln!(stderr, "{headline}");
         let _ = writeln!(stderr, "{}", prompt.instruction());
-        waiting.prompt_expires_at = Some(humantime::parse_rfc3339_weak(prompt.expires_at()).ok());
+        waiting.prompt_expires_at = Some(prompt.expires_at());
         waiting.last_plain_line = Some(Instant::now());
     }
 
@@ -93,8 +94,7 @@ impl Ui {
     fn draw_waiting_line(&self) {
         let mut waiting = self.lock();
         let Some(expires_at) = waiting.prompt_expires_at else { return };
-        let left = expires_at.map(|at| format!(" ({} left)", format_time_left(time_left(at, SystemTime::now()))));
-        let left = left.unwrap_or_default();
+        let left = format!(" ({} left)", format_time_left(expires_at.left_after(SystemTime::now())));
         let mut stderr = std::io::stderr().lock();
         if self.terminal {
             let frame = SPINNER_FRAMES[waiting.frame % SPINNER_FRAMES.len()];
@@ -134,11 +134,6 @@ pub fn reason_sentence(reason: Option<SignInReason>) -> &'static str {
     }
 }
 
-/// Time from `now` until `expires_at`, zero once it has passed.
-pub fn time_left(expires_at: SystemTime, now: SystemTime) -> Duration {
-    expires_at.duration_since(now).unwrap_or(Duration::ZERO)
-}
-
 /// `m:ss`, or `h:mm:ss` from an hour up; rounded down to the second.
 pub fn format_time_left(left: Duration) -> String {
     let seconds = left.as_secs();
@@ -156,15 +151,6 @@ mod tests {
         assert_eq!(format_time_left(Duration::from_secs(59)), "0:59");
         assert_eq!(format_time_left(Duration::ZERO), "0:00");
         assert_eq!(format_time_left(Duration::from_secs(3600 + 2 * 60 + 3)), "1:02:03");
-    }
-
-    #[test]
-    fn time_left_stops_at_zero() {
-        let expires = humantime::parse_rfc3339_weak("2026-11-27T02:40:00Z").unwrap();
-        let before = humantime::parse_rfc3339_weak("2026-11-27T02:25:02Z").unwrap();
-        let after = humantime::parse_rfc3339_weak("2026-11-27T02:41:00Z").unwrap();
-        assert_eq!(format_time_left(time_left(expires, before)), "14:58");
-        assert_eq!(time_left(expires, after), Duration::ZERO);
     }
 
     #[test]

@@ -1,60 +1,38 @@
 //! The HTTP/1.1 API on the Unix socket: routes, the peer check, and the JSON error envelope.
 //!
-//! `router` builds the whole app and can be driven without a socket (tower's `oneshot`); `serve` runs it on a
-//! listener until the `shutdown` future completes.
+//! `router` builds the whole app and can be driven without a socket (tower's `oneshot`, with the peer injected
+//! as a `ConnectInfo<Peer>` extension); `serve` runs it on a listener until the `shutdown` future completes.
+//!
+//! - `peer.rs`: who may talk to the daemon. `request.rs`: query strings → validated domain requests.
+
+mod peer;
+mod request;
+
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{RawQuery, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use axum::{Json, Router};
 use graphbroker_protocol::{
-    ErrorCode, HeaderResponse, PROTOCOL_VERSION, SignInFlow, TokenQuery, TokenResponse, VersionResponse, routes,
+    EpochSeconds, ErrorCode, HeaderResponse, PROTOCOL_VERSION, ProfileQuery, SignInQuery, TokenResponse,
+    VersionResponse, routes,
 };
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use tokio::net::UnixListener;
 
-use crate::broker::{Broker, IssuedToken, rfc3339};
+use self::peer::peer_check;
+pub use self::peer::{Peer, PeerPolicy};
+use self::request::{parse_query, token_request};
+use crate::broker::{Broker, IssuedToken};
 use crate::error::ApiError;
-
-/// The credentials of the process at the other end of a connection, from `SO_PEERCRED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    /// `None` when the kernel could not tell (then the peer is refused).
-    pub uid: Option<u32>,
-    pub pid: Option<i32>,
-}
-
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
-            Ok(cred) => Peer { uid: Some(cred.uid()), pid: cred.pid() },
-            Err(_) => Peer { uid: None, pid: None },
-        }
-    }
-}
-
-/// Who may talk to the daemon: the user it runs as, as with ssh-agent. The socket's 0600 mode keeps others
-/// out already; this check also refuses root's processes and anything that got hold of the file some other way.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerPolicy {
-    pub allowed_uid: u32,
-}
-
-impl PeerPolicy {
-    /// Allows only the daemon's own user.
-    pub fn current_user() -> Self {
-        Self { allowed_uid: nix::unistd::getuid().as_raw() }
-    }
-}
 
 #[derive(Debug, Clone)]
 struct AppState {
@@ -143,44 +121,19 @@ pub async fn serve(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
-async fn peer_check(State(policy): State<PeerPolicy>, request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
-    match peer {
-        Some(Peer { uid: Some(uid), .. }) if uid == policy.allowed_uid => next.run(request).await,
-        other => {
-            tracing::warn!(peer = ?other, "refused a connection from another user");
-            ApiError::new(
-                ErrorCode::Forbidden,
-                "this daemon serves only the user it runs as; start your own graphbrokerd",
-            )
-            .into_response()
-        }
-    }
-}
-
-/// Parses a query string strictly: unknown parameters and bad values are a `bad_request` naming the problem,
-/// not axum's plain-text rejection.
-fn parse_query<T: for<'de> Deserialize<'de> + Default>(raw: Option<String>) -> Result<T, ApiError> {
-    match raw.as_deref() {
-        None | Some("") => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(q)
-            .map_err(|e| ApiError::bad_request(format!("bad query parameter: {e}; see docs/api.md"))),
-    }
-}
-
 async fn version() -> Json<VersionResponse> {
     Json(VersionResponse { protocol: PROTOCOL_VERSION, daemon: env!("CARGO_PKG_VERSION").into() })
 }
 
 async fn token(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query: TokenQuery = parse_query(raw)?;
-    let issued = app.broker.token(&query).await?;
+    let request = token_request(parse_query(raw)?)?;
+    let issued = app.broker.token(&request).await?;
     Ok(no_store(Json(token_response(issued)).into_response()))
 }
 
 async fn header(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query: TokenQuery = parse_query(raw)?;
-    let issued = app.broker.token(&query).await?;
+    let request = token_request(parse_query(raw)?)?;
+    let issued = app.broker.token(&request).await?;
     let body = HeaderResponse {
         authorization: format!("Bearer {}", issued.access_token.expose_secret()),
         content_type: "application/json".into(),
@@ -192,7 +145,7 @@ fn token_response(issued: IssuedToken) -> TokenResponse {
     TokenResponse {
         token_type: "Bearer".into(),
         access_token: issued.access_token.expose_secret().to_owned(),
-        expires_at: rfc3339(issued.expires_at),
+        expires_at: EpochSeconds::from_system_time(issued.expires_at),
         expires_in: issued.expires_in.as_secs(),
         scopes: issued.scopes,
         profile: issued.profile,
@@ -206,22 +159,9 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignInQuery {
-    profile: Option<String>,
-    flow: Option<SignInFlow>,
-}
-
 async fn signin(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let query: SignInQuery = parse_query(raw)?;
     Ok(Json(app.broker.signin(query.profile.as_deref(), query.flow).await?).into_response())
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfileQuery {
-    profile: Option<String>,
 }
 
 async fn signout(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {

@@ -1,0 +1,364 @@
+//! The lifecycle of one profile's account, as a state machine with its transitions as methods.
+//!
+//! ```text
+//!                    load: none, unreadable, or another app's
+//!   ┌──────────┐ ─────────────────────────────────────────────► ┌───────┐
+//!   │ Unloaded │                                                │ Empty │ ◄──────────────┐
+//!   └──────────┘ ───────────────┐                               └───────┘                │
+//!     │ ▲ load failed           │ load: an account               │ sign-in completes     │ sign-out,
+//!     └─┘ (error kept)          ▼                                ▼                       │ dead grant
+//!                          ┌──────────────────────────────────────────┐                  │
+//!                          │ Active { refresh_token, record, persisted }│ ────────────────┘
+//!                          └──────────────────────────────────────────┘
+//!                               ▲ │ refresh rotates the token: persisted = Writing
+//!                               └─┘ write done: Saved (or Failed: nothing served until a write succeeds)
+//!
+//!   any state ── reload replaced or removed the profile, or moved its account to a new slot ──► Retired
+//! ```
+//!
+//! Beside the account, a profile may have one sign-in under way ([`ProfileState::signin`]): from `Empty` (the first
+//! sign-in) and from `Active` too (consent or MFA for one request keeps the account for everything else). Its
+//! completion is a transition of its own, taken only while that same sign-in is still the profile's.
+//!
+//! **Generations.** `generation` counts account changes: it is bumped by every transition that replaces or drops
+//! the account (a completed sign-in, sign-out, a dead grant, retirement). A refresh or a write remembers the
+//! generation it started under and is dropped if it no longer matches, so a refresh finishing after a sign-out
+//! cannot bring the account back, and a write of an old sign-in cannot mark the new one saved.
+//!
+//! Writes to the store are handed out by the transitions as [`Write`]s and queued by the caller **while the state
+//! lock is still held**, so the store sees writes and deletes in the order the state changed (see
+//! `persist.rs`).
+
+use std::sync::Arc;
+
+use graphbroker_protocol::SignInReason;
+use graphbroker_store::{AccountRecord, StoreError, StoredAccount};
+use secrecy::SecretString;
+
+use super::entries::ScopeEntries;
+use super::signin::SignIn;
+use crate::config::Profile;
+
+/// Where a profile's account stands. See the module docs for the diagram.
+#[derive(Debug)]
+pub enum AccountState {
+    /// The store has not been read yet. `error`: why the last read failed (reported in status), if one did.
+    Unloaded { error: Option<String> },
+    /// Nobody is signed in.
+    Empty,
+    /// Signed in: the refresh token (the memory copy of the store's), the account it belongs to, and whether the
+    /// store holds this very token.
+    Active { refresh_token: SecretString, record: AccountRecord, persisted: Persisted },
+    /// This profile slot was replaced by a reload; requests still holding it ask the broker for the current one.
+    Retired,
+}
+
+/// Whether the store holds the refresh token kept in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persisted {
+    /// It does.
+    Saved,
+    /// Write number `seq` of this token is queued or under way.
+    Writing { seq: u64 },
+    /// The last write failed (`error` says why, for status): the token lives only in memory, and no token is
+    /// served until a write succeeds, so a restart never loses a sign-in the user was told succeeded.
+    Failed { error: String },
+}
+
+/// A store write a transition asks for: the account as it now is, tagged with what it belongs to.
+#[derive(Debug)]
+pub struct Write {
+    pub generation: u64,
+    pub seq: u64,
+    pub account: StoredAccount,
+}
+
+/// What a refresh needs, taken from the state before the platform is asked.
+#[derive(Debug)]
+pub enum Grant {
+    /// Redeem this refresh token; the result belongs to `generation`.
+    Ready { refresh_token: SecretString, generation: u64 },
+    /// No account: a sign-in is needed, for this reason.
+    NeedSignIn(SignInReason),
+    /// The slot was retired by a reload.
+    Retired,
+}
+
+/// The account changed (sign-out, a new sign-in, a reload) while a refresh ran: its result was dropped, and
+/// asking again uses the current account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale;
+
+/// What a sign-out or a dead grant dropped.
+#[derive(Debug)]
+pub struct Forgotten {
+    pub record: Option<AccountRecord>,
+    pub tokens_dropped: usize,
+}
+
+/// One profile's live state. Only the broker's transitions below change it.
+#[derive(Debug)]
+pub struct ProfileState {
+    /// Bumped on every account change; see the module docs.
+    pub generation: u64,
+    pub account: AccountState,
+    /// The sign-in under way, if any; every request that needs the user joins it.
+    pub signin: Option<Arc<SignIn>>,
+    /// Cached tokens, refresh locks and refresh-ahead marks by scope set.
+    pub entries: ScopeEntries,
+    /// The number the next write will carry.
+    next_write: u64,
+}
+
+impl Default for ProfileState {
+    fn default() -> Self {
+        Self {
+            generation: 0,
+            account: AccountState::Unloaded { error: None },
+            signin: None,
+            entries: ScopeEntries::default(),
+            next_write: 1,
+        }
+    }
+}
+
+/// Whether a stored account belongs to this profile: signed in at the same authority, by the same app.
+pub fn account_matches(profile: &Profile, record: &AccountRecord) -> bool {
+    record.client_id == profile.client_id
+        && record.authority.trim_end_matches('/') == profile.authority.as_str().trim_end_matches('/')
+}
+
+impl ProfileState {
+    /// `Unloaded` → `Active`, `Empty`, or `Unloaded` with the error: the store's answer to a read. Any other state
+    /// is left alone (another request's read got there first).
+    pub fn loaded(
+        &mut self,
+        profile: &Profile,
+        result: Result<Option<StoredAccount>, StoreError>,
+    ) -> Result<(), StoreError> {
+        if !matches!(self.account, AccountState::Unloaded { .. }) {
+            return Ok(());
+        }
+        let name = &profile.name;
+        self.account = match result {
+            Ok(Some(stored)) if account_matches(profile, &stored.account) => {
+                tracing::info!(profile = %name, account = %stored.account.username, "account loaded from the store");
+                AccountState::Active {
+                    refresh_token: stored.refresh_token,
+                    record: stored.account,
+                    persisted: Persisted::Saved,
+                }
+            }
+            Ok(Some(stored)) => {
+                tracing::warn!(
+                    profile = %name,
+                    "the stored account was signed in with another client id or authority ({} at {}); it will be \
+                     replaced at the next sign-in",
+                    stored.account.client_id,
+                    stored.account.authority
+                );
+                AccountState::Empty
+            }
+            Ok(None) => AccountState::Empty,
+            Err(StoreError::Corrupt { message, .. }) => {
+                tracing::warn!(profile = %name, "the stored account is unreadable ({message}); it will be replaced at the next sign-in");
+                AccountState::Empty
+            }
+            Err(e) => {
+                self.account = AccountState::Unloaded { error: Some(e.to_string()) };
+                return Err(e);
+            }
+        };
+        Ok(())
+    }
+
+    /// What a refresh needs now.
+    pub fn grant(&self) -> Grant {
+        match &self.account {
+            AccountState::Active { refresh_token, .. } => {
+                Grant::Ready { refresh_token: refresh_token.clone(), generation: self.generation }
+            }
+            AccountState::Retired => Grant::Retired,
+            AccountState::Unloaded { .. } | AccountState::Empty => {
+                Grant::NeedSignIn(self.signin.as_ref().map_or(SignInReason::NoAccount, |s| s.reason))
+            }
+        }
+    }
+
+    /// A refresh started under `generation` came back with `rotated` (Entra sends a new refresh token every time):
+    /// the memory copy is replaced and the write that persists it handed out (`None`: no new token, nothing to
+    /// write). `Err(Stale)` when the account changed meanwhile: the result belongs to the past and is dropped.
+    pub fn accept_refresh(&mut self, generation: u64, rotated: Option<SecretString>) -> Result<Option<Write>, Stale> {
+        if self.generation != generation {
+            return Err(Stale);
+        }
+        let AccountState::Active { refresh_token, record, persisted } = &mut self.account else { return Err(Stale) };
+        let Some(rotated) = rotated else {
+            // Nothing new to keep; the store already has (or is getting) this token.
+            return Ok(None);
+        };
+        *refresh_token = rotated;
+        let seq = self.next_write;
+        self.next_write += 1;
+        *persisted = Persisted::Writing { seq };
+        Ok(Some(Write {
+            generation,
+            seq,
+            account: StoredAccount { refresh_token: refresh_token.clone(), account: record.clone() },
+        }))
+    }
+
+    /// A new write of the current token after an earlier one failed; `None` unless the state is `Failed`.
+    pub fn retry_write(&mut self) -> Option<Write> {
+        let AccountState::Active { refresh_token, record, persisted } = &mut self.account else { return None };
+        if !matches!(persisted, Persisted::Failed { .. }) {
+            return None;
+        }
+        let seq = self.next_write;
+        self.next_write += 1;
+        *persisted = Persisted::Writing { seq };
+        Some(Write {
+            generation: self.generation,
+            seq,
+            account: StoredAccount { refresh_token: refresh_token.clone(), account: record.clone() },
+        })
+    }
+
+    /// The store finished write `seq` of `generation` (`None`: it dropped the write as stale). `Saved` is set
+    /// only when that write carried the token memory holds now; a failure marks the state `Failed` unless a
+    /// newer write is already on its way. Writes of another generation change nothing.
+    pub fn write_finished(&mut self, generation: u64, seq: u64, result: Option<&Result<(), StoreError>>) {
+        if self.generation != generation {
+            return;
+        }
+        let AccountState::Active { persisted, .. } = &mut self.account else { return };
+        let latest = *persisted == Persisted::Writing { seq };
+        match result {
+            Some(Ok(())) if latest => *persisted = Persisted::Saved,
+            Some(Err(e)) if latest => {
+                *persisted = Persisted::Failed { error: e.to_string() };
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a token may be served: no refresh token lives only in memory after a failed write.
+    pub fn write_failed(&self) -> Option<&str> {
+        match &self.account {
+            AccountState::Active { persisted: Persisted::Failed { error }, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Caches `token` for `key` if the account is still the one of `generation`; `false` if not (dropped).
+    pub fn cache(&mut self, generation: u64, key: &str, token: super::entries::CachedToken) -> bool {
+        if self.generation != generation || !matches!(self.account, AccountState::Active { .. }) {
+            return false;
+        }
+        self.entries.insert_token(key, token);
+        true
+    }
+
+    /// `Active` (or any loaded state) → `Empty`: sign-out, or a dead grant. With `only_generation`, only if the
+    /// account is still that one (a dead grant of an old refresh token must not sign out a newer sign-in).
+    /// `None` when nothing was done. The caller queues the store delete under the same lock.
+    pub fn forget(&mut self, only_generation: Option<u64>) -> Option<Forgotten> {
+        if only_generation.is_some_and(|g| g != self.generation) || matches!(self.account, AccountState::Retired) {
+            return None;
+        }
+        self.generation += 1;
+        let tokens_dropped = self.entries.clear_tokens();
+        let record = match std::mem::replace(&mut self.account, AccountState::Empty) {
+            AccountState::Active { record, .. } => Some(record),
+            _ => None,
+        };
+        Some(Forgotten { record, tokens_dropped })
+    }
+
+    /// Whether `signin_id` is still the profile's sign-in (not cancelled by a sign-out or a reload).
+    pub fn signin_is(&self, signin_id: u64) -> bool {
+        self.signin.as_ref().is_some_and(|s| s.id == signin_id) && !matches!(self.account, AccountState::Retired)
+    }
+
+    /// A sign-in completed with `account`, whose write to the store went as `persisted` says (`Saved`, or
+    /// `Failed`): it becomes the profile's account, in a new generation with no cached tokens — but only if
+    /// `signin_id` is still the profile's sign-in. A sign-in cancelled by a sign-out or a reload completes into
+    /// nothing (`false`).
+    ///
+    /// The write comes first (see `signin.rs`), so that the account never becomes `Active` before the store
+    /// has it: a request arriving meanwhile still joins the sign-in rather than refreshing on its own.
+    pub fn complete_signin(&mut self, signin_id: u64, account: StoredAccount, persisted: Persisted) -> bool {
+        if !self.signin_is(signin_id) {
+            return false;
+        }
+        self.generation += 1;
+        self.entries.clear_tokens();
+        self.account =
+            AccountState::Active { refresh_token: account.refresh_token, record: account.account, persisted };
+        true
+    }
+
+    /// Any state → `Retired` (a reload replaced or removed the profile). Returns the sign-in under way, for the
+    /// caller to cancel.
+    pub fn retire(&mut self) -> Option<Arc<SignIn>> {
+        self.generation += 1;
+        self.entries.clear_tokens();
+        self.account = AccountState::Retired;
+        self.signin.take()
+    }
+
+    /// The state for a new slot of the same identity (a reload changed other settings): the account moves over in
+    /// a new generation without cached tokens (they may have been issued under settings that no longer hold), and
+    /// this slot is `Retired`. The sign-in under way is returned for the caller to cancel: its result would land
+    /// in the old slot.
+    pub fn carry_over(&mut self) -> (ProfileState, Option<Arc<SignIn>>) {
+        let account = std::mem::replace(&mut self.account, AccountState::Retired);
+        let account = match account {
+            // A write under way for the old slot cannot mark the new one saved: count it as failed, so the new
+            // slot writes the token again before it serves.
+            AccountState::Active { refresh_token, record, persisted: Persisted::Writing { .. } } => {
+                AccountState::Active {
+                    refresh_token,
+                    record,
+                    persisted: Persisted::Failed { error: "not yet saved when the configuration was reloaded".into() },
+                }
+            }
+            other => other,
+        };
+        self.generation += 1;
+        self.entries.clear_tokens();
+        let next = ProfileState {
+            generation: self.generation,
+            account,
+            signin: None,
+            entries: ScopeEntries::default(),
+            next_write: self.next_write,
+        };
+        (next, self.signin.take())
+    }
+
+    /// The signed-in account's record.
+    pub fn record(&self) -> Option<&AccountRecord> {
+        match &self.account {
+            AccountState::Active { record, .. } => Some(record),
+            _ => None,
+        }
+    }
+
+    /// Why the store is not working, if it is not: a failed read or a failed write.
+    pub fn store_error(&self) -> Option<&str> {
+        match &self.account {
+            AccountState::Unloaded { error } => error.as_deref(),
+            _ => self.write_failed(),
+        }
+    }
+
+    /// Whether the store has been read (successfully).
+    pub fn is_loaded(&self) -> bool {
+        !matches!(self.account, AccountState::Unloaded { .. })
+    }
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

@@ -1,0 +1,406 @@
+//! The broker: per-profile token lifecycle — cache, single-flight refresh, sign-in on first demand, persistence.
+//!
+//! It is built from seams, so that every rule below can be driven in-process: the identity platform is a
+//! [`Platform`] trait object and the stores come from a [`StoreFactory`]; tests put scripted ones in their place.
+//!
+//! - `lifecycle.rs`: one profile's state machine (`Unloaded | Empty | Active | Retired`, a sign-in beside it, a
+//!   generation number) — its diagram and every transition.
+//! - `entries.rs`: the bounded per-scope-set map (cached token, refresh lock, refresh-ahead mark).
+//! - `token.rs`: the request path — cache, single flight, refresh, refresh ahead.
+//! - `signin.rs`: the sign-in task, joined by every request that needs the user.
+//! - `persist.rs`: one ordered queue of store operations per profile.
+//! - `reload.rs`: applying a reloaded config. `status.rs`: what `status` and the service manager are told.
+//!
+//! Ordering rules: a rotated refresh token is written to the store before the access token that came with it is
+//! handed out; store operations of one profile happen in the order its state changed; a result computed for an
+//! older generation is never written back.
+
+mod entries;
+mod lifecycle;
+mod persist;
+mod reload;
+mod signin;
+mod status;
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use graphbroker_protocol::{
+    AccountInfo, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse, StoreKind,
+};
+use graphbroker_store::{AccountRecord, KeyringStore, MemoryStore, SecretStore, StoreError};
+use tokio::sync::watch;
+
+pub use entries::{CachedToken, MAX_SCOPE_SETS, REFRESH_AHEAD};
+pub use reload::ReloadSummary;
+pub use token::{IssuedToken, MAX_WAIT, TokenRequest};
+
+use self::lifecycle::{ProfileState, Write};
+use self::persist::{Persistence, StillWanted};
+use self::signin::SignIn;
+use self::status::AtomicCounters;
+use crate::browser::{self, BrowserSettings};
+use crate::config::{Config, Profile};
+use crate::error::ApiError;
+use crate::idp::{ClaimsChallenge, Platform, request_claims};
+use crate::scopes::ScopeSet;
+
+/// Where the refresh tokens are kept: the factory the broker opens its stores with.
+pub trait StoreFactory: Send + Sync + std::fmt::Debug {
+    /// The store of `kind`; `keyring_service` names the keychain service entries are filed under.
+    fn open(&self, kind: StoreKind, keyring_service: &str) -> Arc<dyn SecretStore>;
+}
+
+/// The real stores: the OS keychain, and one process-wide memory store (which outlives reloads).
+#[derive(Debug, Default)]
+pub struct SystemStores {
+    memory: Arc<MemoryStore>,
+}
+
+impl StoreFactory for SystemStores {
+    fn open(&self, kind: StoreKind, keyring_service: &str) -> Arc<dyn SecretStore> {
+        match kind {
+            StoreKind::Keyring => Arc::new(KeyringStore::new(keyring_service)),
+            StoreKind::Memory => self.memory.clone(),
+        }
+    }
+}
+
+/// One configured profile and its live state.
+#[derive(Debug)]
+struct ProfileSlot {
+    profile: Profile,
+    persistence: Arc<Persistence>,
+    state: Mutex<ProfileState>,
+}
+
+/// A write queued in the profile's store queue, to be awaited.
+struct QueuedWrite {
+    generation: u64,
+    seq: u64,
+    done: tokio::sync::oneshot::Receiver<Option<Result<(), StoreError>>>,
+}
+
+impl ProfileSlot {
+    fn new(profile: Profile, persistence: Arc<Persistence>, state: ProfileState) -> Self {
+        Self { profile, persistence, state: Mutex::new(state) }
+    }
+
+    /// Queues `write`. Call it while still holding the state lock that produced the write, so that the store sees
+    /// writes and deletes in the order the state changed.
+    fn queue_write(self: &Arc<Self>, write: Write) -> QueuedWrite {
+        let Write { generation, seq, account } = write;
+        let done = self.persistence.save(&self.profile.name, account, still_current(self, generation));
+        QueuedWrite { generation, seq, done }
+    }
+
+    /// Waits for a queued write and records how it went. A failure answers `keychain_unavailable`: the refresh
+    /// token stays in memory, marked unsaved, and no token is served until the store takes it.
+    async fn finish_write(&self, queued: QueuedWrite) -> Result<(), ApiError> {
+        let result = queued
+            .done
+            .await
+            .unwrap_or_else(|_| Some(Err(StoreError::Failed { message: "the keychain queue stopped".into() })));
+        self.state.lock().expect("state lock").write_finished(queued.generation, queued.seq, result.as_ref());
+        match result {
+            Some(Err(e)) => {
+                tracing::error!(profile = %self.profile.name, "could not save the refresh token: {e}");
+                Err(store_error_to_api(&e))
+            }
+            Some(Ok(())) | None => Ok(()),
+        }
+    }
+
+    /// Stops the sign-in under way, if any; the requests waiting for it are told `why`.
+    fn cancel_signin(&self, why: &str) {
+        let signin = self.state.lock().expect("state lock").signin.take();
+        if let Some(signin) = signin {
+            signin.cancel(why);
+        }
+    }
+}
+
+/// A check for the store queue: is `generation` still the account of `slot`?
+fn still_current(slot: &Arc<ProfileSlot>, generation: u64) -> StillWanted {
+    let slot = Arc::downgrade(slot);
+    Box::new(move || slot.upgrade().is_some_and(|slot| slot.state.lock().expect("state lock").generation == generation))
+}
+
+/// The stores of one configuration: the keychain under its service name, and the memory store.
+#[derive(Debug, Clone)]
+struct StoreSet {
+    keyring_service: String,
+    keyring: Arc<Persistence>,
+    memory: Arc<Persistence>,
+}
+
+impl StoreSet {
+    fn for_kind(&self, kind: StoreKind) -> Arc<Persistence> {
+        match kind {
+            StoreKind::Keyring => self.keyring.clone(),
+            StoreKind::Memory => self.memory.clone(),
+        }
+    }
+}
+
+/// The configured profiles, replaced as a whole when the config is reloaded.
+#[derive(Debug)]
+struct ProfileSet {
+    default_profile: String,
+    slots: BTreeMap<String, Arc<ProfileSlot>>,
+    stores: StoreSet,
+    browser: BrowserSettings,
+}
+
+/// The broker shared by every connection.
+#[derive(Debug)]
+pub struct Broker {
+    profiles: RwLock<Arc<ProfileSet>>,
+    platform: RwLock<Arc<dyn Platform>>,
+    stores: Arc<dyn StoreFactory>,
+    counters: AtomicCounters,
+    next_signin: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    /// Bumped whenever an account or a sign-in changes, for whoever reports the daemon's state (sd_notify).
+    changes: watch::Sender<u64>,
+}
+
+impl Broker {
+    /// A broker for `config`, asking `platform` for tokens and keeping accounts in `stores`. Accounts are read
+    /// from the stores by [`Broker::load_accounts`] (or on first use).
+    pub fn new(config: &Config, platform: Arc<dyn Platform>, stores: Arc<dyn StoreFactory>) -> Arc<Self> {
+        let store_set = StoreSet {
+            keyring_service: config.keyring_service.clone(),
+            keyring: Arc::new(Persistence::new(stores.open(StoreKind::Keyring, &config.keyring_service))),
+            memory: Arc::new(Persistence::new(stores.open(StoreKind::Memory, &config.keyring_service))),
+        };
+        let slots = config
+            .profiles
+            .iter()
+            .map(|(name, profile)| {
+                let slot =
+                    ProfileSlot::new(profile.clone(), store_set.for_kind(profile.store), ProfileState::default());
+                (name.clone(), Arc::new(slot))
+            })
+            .collect();
+        let profiles = ProfileSet {
+            default_profile: config.default_profile.clone(),
+            slots,
+            stores: store_set,
+            browser: browser_settings(config),
+        };
+        Arc::new(Self {
+            profiles: RwLock::new(Arc::new(profiles)),
+            platform: RwLock::new(platform),
+            stores,
+            counters: AtomicCounters::default(),
+            next_signin: AtomicU64::new(1),
+            shutdown: watch::Sender::new(false),
+            changes: watch::Sender::new(0),
+        })
+    }
+
+    fn profile_set(&self) -> Arc<ProfileSet> {
+        self.profiles.read().expect("profiles lock").clone()
+    }
+
+    fn platform(&self) -> Arc<dyn Platform> {
+        self.platform.read().expect("platform lock").clone()
+    }
+
+    /// Subscribes to state changes (accounts signed in or out, sign-ins started or ended, reloads).
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Reads every profile's account from its store, once, at start. A store that cannot be read is recorded
+    /// (and reported in status); it is read again when a request needs it.
+    pub async fn load_accounts(&self) {
+        for slot in self.profile_set().slots.values() {
+            if let Err(e) = self.ensure_loaded(slot).await {
+                tracing::error!(profile = %slot.profile.name, "the account store cannot be read: {}", e.0.message);
+            }
+        }
+    }
+
+    /// Answers waiting requests and stops new waits: the daemon is stopping.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// The current slot of the profile `name` (the default profile for `None`).
+    fn slot(&self, name: Option<&str>) -> Result<Arc<ProfileSlot>, ApiError> {
+        let set = self.profile_set();
+        let name = name.unwrap_or(&set.default_profile);
+        set.slots.get(name).cloned().ok_or_else(|| {
+            let known = set.slots.keys().cloned().collect::<Vec<_>>().join(", ");
+            ApiError::new(
+                ErrorCode::UnknownProfile,
+                format!("no profile named {name:?} is configured (known: {known}); add it to the config file"),
+            )
+        })
+    }
+
+    /// Reads the profile's account from its store unless already read.
+    async fn ensure_loaded(&self, slot: &ProfileSlot) -> Result<(), ApiError> {
+        if slot.state.lock().expect("state lock").is_loaded() {
+            return Ok(());
+        }
+        let result = slot
+            .persistence
+            .load(&slot.profile.name)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Failed { message: "the keychain queue stopped".into() }));
+        slot.state.lock().expect("state lock").loaded(&slot.profile, result).map_err(|e| store_error_to_api(&e))
+    }
+
+    /// Writes a refresh token again whose earlier write failed; no token is served until one succeeds.
+    async fn ensure_saved(&self, slot: &Arc<ProfileSlot>) -> Result<(), ApiError> {
+        let queued = {
+            let mut state = slot.state.lock().expect("state lock");
+            state.retry_write().map(|write| slot.queue_write(write))
+        };
+        match queued {
+            Some(queued) => slot.finish_write(queued).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets the account, in memory and (queued under the same lock) in the store. With `only_generation`, only
+    /// if the account is still that one. Returns what was dropped.
+    async fn forget_account(&self, slot: &ProfileSlot, only_generation: Option<u64>) -> Option<lifecycle::Forgotten> {
+        let (forgotten, deleted) = {
+            let mut state = slot.state.lock().expect("state lock");
+            let forgotten = state.forget(only_generation)?;
+            (forgotten, slot.persistence.delete(&slot.profile.name))
+        };
+        match deleted.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(profile = %slot.profile.name, "could not delete the stored account: {e}"),
+            Err(_) => tracing::error!(profile = %slot.profile.name, "the keychain queue stopped before the delete"),
+        }
+        self.changed();
+        Some(forgotten)
+    }
+
+    /// Joins the profile's sign-in, or starts one for `scopes`. `None` when the slot was retired by a reload.
+    fn start_or_join_signin(
+        &self,
+        slot: &Arc<ProfileSlot>,
+        reason: SignInReason,
+        scopes: &ScopeSet,
+        claims: Option<String>,
+        flow: Option<SignInFlow>,
+    ) -> Option<Arc<SignIn>> {
+        let mut state = slot.state.lock().expect("state lock");
+        if matches!(state.account, lifecycle::AccountState::Retired) {
+            return None;
+        }
+        if let Some(existing) = &state.signin {
+            // Joiners see the sign-in under way, whatever flow they would have chosen.
+            return Some(existing.clone());
+        }
+        let flow = match flow.unwrap_or(slot.profile.flow) {
+            SignInFlow::Auto if browser::graphical_session(|name| std::env::var_os(name)) => SignInFlow::Browser,
+            SignInFlow::Auto => SignInFlow::Device,
+            chosen => chosen,
+        };
+        let id = self.next_signin.fetch_add(1, Ordering::Relaxed);
+        self.counters.signins.fetch_add(1, Ordering::Relaxed);
+        let signin = signin::spawn(signin::Job {
+            platform: self.platform(),
+            slot: slot.clone(),
+            id,
+            reason,
+            scopes: scopes.clone(),
+            claims,
+            flow,
+            browser: self.profile_set().browser.clone(),
+            changes: self.changes.clone(),
+        });
+        tracing::info!(profile = %slot.profile.name, ?reason, ?flow, scopes = %scopes, "starting a sign-in");
+        state.signin = Some(signin.clone());
+        drop(state);
+        self.changed();
+        Some(signin)
+    }
+
+    /// Serves `POST /v1/signin`: starts (or joins) a sign-in for the profile's default scopes, with the
+    /// profile's flow unless `flow` overrides it. A profile already signed in answers `signed_in`.
+    pub async fn signin(&self, profile: Option<&str>, flow: Option<SignInFlow>) -> Result<SignInResponse, ApiError> {
+        let slot = self.slot(profile)?;
+        self.ensure_loaded(&slot).await?;
+        let scopes = ScopeSet::normalize(&slot.profile.scopes, &slot.profile.graph_resource)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
+        let signed_in = |account| SignInResponse {
+            profile: slot.profile.name.clone(),
+            state: SignInState::SignedIn,
+            signin: None,
+            account,
+        };
+        {
+            // Already signed in (and nothing under way): say so, as `gh auth login` would; signing in as someone
+            // else starts with a sign-out.
+            let state = slot.state.lock().expect("state lock");
+            if let (Some(record), None) = (state.record(), &state.signin) {
+                return Ok(signed_in(Some(account_info(record))));
+            }
+        }
+        let claims = request_claims(None::<&ClaimsChallenge>, slot.profile.cae);
+        let Some(signin) = self.start_or_join_signin(&slot, SignInReason::NoAccount, &scopes, claims, flow) else {
+            return Err(ApiError::new(
+                ErrorCode::SigninDeclined,
+                "the profile's settings changed as the sign-in started; ask again to start a new one",
+            ));
+        };
+        match signin.wait(Duration::ZERO, self.shutdown.subscribe()).await {
+            Err(ApiError(detail)) if detail.code == ErrorCode::SigninRequired => Ok(SignInResponse {
+                profile: slot.profile.name.clone(),
+                state: SignInState::Pending,
+                signin: detail.signin,
+                account: None,
+            }),
+            Err(e) => Err(e),
+            Ok(()) => Ok(signed_in(slot.state.lock().expect("state lock").record().map(account_info))),
+        }
+    }
+
+    /// Serves `POST /v1/signout`: cancels a pending sign-in, drops cached tokens and deletes the stored account.
+    pub async fn signout(&self, profile: Option<&str>) -> Result<SignoutResponse, ApiError> {
+        let slot = self.slot(profile)?;
+        slot.cancel_signin("signed out");
+        let forgotten = self.forget_account(&slot, None).await;
+        tracing::info!(profile = %slot.profile.name, "signed out");
+        Ok(SignoutResponse {
+            profile: slot.profile.name.clone(),
+            account: forgotten.as_ref().and_then(|f| f.record.as_ref()).map(account_info),
+            tokens_dropped: forgotten.map_or(0, |f| f.tokens_dropped),
+        })
+    }
+}
+
+fn browser_settings(config: &Config) -> BrowserSettings {
+    BrowserSettings { command: config.browser_command.clone(), timeout: config.browser_timeout }
+}
+
+fn account_info(record: &AccountRecord) -> AccountInfo {
+    AccountInfo {
+        username: record.username.clone(),
+        home_account_id: record.home_account_id.clone(),
+        tenant_id: record.tenant_id.clone(),
+    }
+}
+
+fn store_error_to_api(error: &StoreError) -> ApiError {
+    ApiError::new(ErrorCode::KeychainUnavailable, error.to_string())
+}

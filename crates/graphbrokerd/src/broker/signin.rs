@@ -1,0 +1,256 @@
+//! Sign-in on first demand: one sign-in per profile at a time, joined by every request that needs the user.
+//!
+//! A sign-in is a task ([`run`]) that asks the platform for a prompt (a device code, or a browser URL with its
+//! loopback listener), publishes it on a watch channel for every waiting request, waits for the user, writes the
+//! account to the store, then makes it the profile's through `ProfileState::complete_signin` and caches its
+//! first token — only if the sign-in was not cancelled meanwhile.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use graphbroker_protocol::{EpochSeconds, ErrorCode, SignInFlow, SignInPrompt, SignInReason};
+use graphbroker_store::{AccountRecord, StoreError, StoredAccount};
+use tokio::sync::watch;
+
+use super::ProfileSlot;
+use super::entries::CachedToken;
+use super::lifecycle::Persisted;
+use super::persist::StillWanted;
+use crate::browser::{self, BrowserSettings};
+use crate::error::ApiError;
+use crate::idp::{Platform, PlatformError, Tokens};
+use crate::retry::{DEVICE_POLL, PLATFORM_CALL, retry};
+use crate::scopes::ScopeSet;
+
+/// A sign-in under way. Every request that needs the user waits on `phase`.
+#[derive(Debug)]
+pub struct SignIn {
+    /// Tells this sign-in from a later one of the same profile.
+    pub id: u64,
+    /// Why it was started, for the prompt every waiting request gets.
+    pub reason: SignInReason,
+    pub phase: watch::Receiver<Phase>,
+    /// The task's sender too, so that cancelling can still tell the waiting requests why.
+    announce: Arc<watch::Sender<Phase>>,
+    task: tokio::task::AbortHandle,
+}
+
+/// Where a sign-in stands.
+#[derive(Debug, Clone)]
+pub enum Phase {
+    /// Asking the platform for a device code, or opening the loopback listener.
+    Starting,
+    /// Waiting for the user.
+    Prompt(SignInPrompt),
+    /// Over: the account is signed in, or why not.
+    Done(Result<(), ApiError>),
+}
+
+impl SignIn {
+    /// Stops the sign-in; the requests waiting for it are told `why` it was cancelled.
+    pub fn cancel(&self, why: &str) {
+        self.task.abort();
+        self.announce.send_replace(Phase::Done(Err(ApiError::new(
+            ErrorCode::SigninDeclined,
+            format!("the sign-in was cancelled ({why}); ask again to start a new one"),
+        ))));
+    }
+
+    /// Waits for the sign-in to finish, up to `wait`; `signin_required` with the prompt at once when `wait` is
+    /// zero. `stopping` ends the wait when the daemon stops.
+    pub async fn wait(&self, wait: Duration, mut stopping: watch::Receiver<bool>) -> Result<(), ApiError> {
+        let mut phase = self.phase.clone();
+        let stopped_unexpectedly =
+            || ApiError::internal("the sign-in stopped unexpectedly; ask again to start a new one");
+        // The prompt first: it is what every error below carries.
+        let prompt = loop {
+            match phase.borrow_and_update().clone() {
+                Phase::Prompt(prompt) => break prompt,
+                Phase::Done(result) => return result,
+                Phase::Starting => {}
+            }
+            if phase.changed().await.is_err() {
+                return Err(stopped_unexpectedly());
+            }
+        };
+        if wait.is_zero() {
+            return Err(ApiError::signin_required(self.reason, prompt));
+        }
+        let done = async {
+            loop {
+                if let Phase::Done(result) = phase.borrow_and_update().clone() {
+                    return result;
+                }
+                if phase.changed().await.is_err() {
+                    return Err(stopped_unexpectedly());
+                }
+            }
+        };
+        tokio::select! {
+            result = done => result,
+            _ = tokio::time::sleep(wait) => Err(ApiError::signin_timeout(self.reason, prompt)),
+            _ = stopping.wait_for(|stopping| *stopping) => Err(ApiError::daemon_stopping()),
+        }
+    }
+}
+
+/// Everything a sign-in task needs.
+pub(super) struct Job {
+    pub platform: Arc<dyn Platform>,
+    pub slot: Arc<ProfileSlot>,
+    pub id: u64,
+    pub reason: SignInReason,
+    pub scopes: ScopeSet,
+    pub claims: Option<String>,
+    pub flow: SignInFlow,
+    pub browser: BrowserSettings,
+    /// Told whenever the sign-in ends (for status notifications).
+    pub changes: watch::Sender<u64>,
+}
+
+/// Starts the sign-in task for `job`; the caller installs the returned handle in the profile's state.
+pub(super) fn spawn(job: Job) -> Arc<SignIn> {
+    let (tx, rx) = watch::channel(Phase::Starting);
+    let tx = Arc::new(tx);
+    let (id, reason) = (job.id, job.reason);
+    let task = tokio::spawn(run(job, tx.clone()));
+    Arc::new(SignIn { id, reason, phase: rx, announce: tx, task: task.abort_handle() })
+}
+
+/// The sign-in task: the prompt for the waiting clients, the user's part, then the account is stored and the
+/// first token cached.
+async fn run(job: Job, phase: Arc<watch::Sender<Phase>>) {
+    let slot = job.slot.clone();
+    let result = async {
+        let tokens = user_part(&job, &phase).await.map_err(|e| ApiError::from_platform(e, &slot.profile.name))?;
+        complete(&slot, job.id, &job.scopes, tokens).await
+    }
+    .await;
+    match &result {
+        Ok(()) => tracing::info!(profile = %slot.profile.name, "sign-in complete"),
+        Err(e) => tracing::warn!(profile = %slot.profile.name, "sign-in failed: {}", e.0.message),
+    }
+    {
+        let mut state = slot.state.lock().expect("state lock");
+        if state.signin.as_ref().is_some_and(|s| s.id == job.id) {
+            state.signin = None;
+        }
+    }
+    phase.send_replace(Phase::Done(result));
+    job.changes.send_modify(|n| *n += 1);
+}
+
+/// The prompt and the user's part of the flow, up to the tokens.
+async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<Tokens, PlatformError> {
+    let profile = &job.slot.profile;
+    let platform = job.platform.as_ref();
+    let claims = job.claims.as_deref();
+    match job.flow {
+        SignInFlow::Browser => {
+            let signin = browser::start(platform, profile, &job.scopes, claims, &job.browser).await?;
+            phase.send_replace(Phase::Prompt(SignInPrompt::Browser {
+                url: signin.url.clone(),
+                expires_at: EpochSeconds::from_system_time(SystemTime::now() + job.browser.timeout),
+            }));
+            tracing::info!(profile = %profile.name, port = signin.port, "waiting for the browser sign-in");
+            browser::open_browser(&signin.url, &job.browser);
+            signin.finish(platform, profile, &job.scopes).await
+        }
+        SignInFlow::Device | SignInFlow::Auto => {
+            let code = retry(PLATFORM_CALL, || platform.start_device(profile, &job.scopes, claims)).await?;
+            phase.send_replace(Phase::Prompt(SignInPrompt::Device {
+                verification_uri: code.verification_uri.clone(),
+                user_code: code.user_code.clone(),
+                message: code.message.clone(),
+                expires_at: EpochSeconds::from_system_time(SystemTime::now() + code.expires_in),
+            }));
+            tracing::info!(profile = %profile.name, verification_uri = %code.verification_uri, "waiting for the user to complete the sign-in");
+            // An outage while the user is signing in must not cost the sign-in: poll again while the code lives.
+            retry(DEVICE_POLL.within(code.expires_in), || platform.poll_device(profile, &code)).await
+        }
+    }
+}
+
+/// Makes the signed-in account the profile's: in memory (if the sign-in is still the profile's), then written
+/// to the store, then its first token cached.
+async fn complete(slot: &Arc<ProfileSlot>, signin_id: u64, scopes: &ScopeSet, tokens: Tokens) -> Result<(), ApiError> {
+    let Some(refresh_token) = tokens.refresh_token else {
+        return Err(ApiError::new(
+            ErrorCode::IdentityProviderError,
+            "the identity platform issued no refresh token (offline_access was refused); check the app registration's permissions",
+        ));
+    };
+    let profile = &slot.profile;
+    let identity = tokens.identity.unwrap_or(crate::idp::Identity {
+        username: "unknown".into(),
+        home_account_id: String::new(),
+        tenant_id: String::new(),
+    });
+    let granted = scopes.granted_from_response(&tokens.granted, &profile.graph_resource);
+    let record = AccountRecord {
+        username: identity.username,
+        home_account_id: identity.home_account_id,
+        tenant_id: identity.tenant_id,
+        authority: profile.authority.to_string(),
+        client_id: profile.client_id.clone(),
+        granted_scopes: granted.clone(),
+    };
+    let first =
+        CachedToken::issued_now(tokens.access_token, granted, tokens.expires_in, tokens.refresh_in, profile.min_valid);
+    let cancelled = || {
+        ApiError::new(
+            ErrorCode::SigninDeclined,
+            "the sign-in was cancelled before it completed; ask again to start a new one",
+        )
+    };
+    let account = StoredAccount { refresh_token, account: record };
+    // Written first, queued while the sign-in is still the profile's: a sign-out that cancels it meanwhile queues
+    // its delete after this write (or finds the write dropped, if its turn had not come).
+    let written = {
+        let state = slot.state.lock().expect("state lock");
+        if !state.signin_is(signin_id) {
+            return Err(cancelled());
+        }
+        slot.persistence.save(&profile.name, account.clone(), signin_still_current(slot, signin_id))
+    };
+    let result = written
+        .await
+        .unwrap_or_else(|_| Some(Err(StoreError::Failed { message: "the keychain queue stopped".into() })));
+    let Some(result) = result else { return Err(cancelled()) };
+    let persisted = match &result {
+        Ok(()) => Persisted::Saved,
+        Err(e) => Persisted::Failed { error: e.to_string() },
+    };
+    let mut state = slot.state.lock().expect("state lock");
+    if !state.complete_signin(signin_id, account, persisted) {
+        return Err(cancelled());
+    }
+    match result {
+        Ok(()) => {
+            let generation = state.generation;
+            state.cache(generation, scopes.key(), first);
+            Ok(())
+        }
+        Err(e) => {
+            // The account is kept in memory, unsaved: nothing is served until a write succeeds.
+            tracing::error!(profile = %profile.name, "could not save the refresh token: {e}");
+            Err(ApiError::new(ErrorCode::KeychainUnavailable, e.to_string()))
+        }
+    }
+}
+
+/// A check for the store queue: is `signin_id` still the sign-in of `slot`?
+fn signin_still_current(slot: &Arc<ProfileSlot>, signin_id: u64) -> StillWanted {
+    let slot = Arc::downgrade(slot);
+    Box::new(move || slot.upgrade().is_some_and(|slot| slot.state.lock().expect("state lock").signin_is(signin_id)))
+}
+
+#[cfg(test)]
+impl SignIn {
+    /// A sign-in that runs nothing, for transition tests (needs a runtime).
+    pub fn idle(id: u64, reason: SignInReason) -> Arc<Self> {
+        let (tx, rx) = watch::channel(Phase::Starting);
+        let task = tokio::spawn(std::future::pending::<()>());
+        Arc::new(SignIn { id, reason, phase: rx, announce: Arc::new(tx), task: task.abort_handle() })
+    }
+}

@@ -1,0 +1,263 @@
+//! The request path of `GET /v1/token` and `/v1/header`: the cache, the single flight per scope set, the
+//! refresh, the refresh ahead of expiry, and the sign-in when the silent path cannot get a token.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use graphbroker_protocol::{AccountInfo, ErrorCode, SignInReason};
+use graphbroker_store::AccountRecord;
+use secrecy::SecretString;
+use tokio::time::Instant;
+
+use super::entries::CachedToken;
+use super::lifecycle::{Grant, Stale};
+use super::{Broker, ProfileSlot, account_info};
+use crate::config::Profile;
+use crate::error::ApiError;
+use crate::idp::{ClaimsChallenge, PlatformError, Tokens, request_claims};
+use crate::retry::{PLATFORM_CALL, retry};
+use crate::scopes::ScopeSet;
+
+/// The longest a request may be held waiting for a sign-in: a device code lives 15 minutes.
+pub const MAX_WAIT: Duration = Duration::from_secs(900);
+/// How many rounds one request may go through: a first sign-in, then consent for its own scopes, and a retry
+/// after its refresh came back for an account that had changed meanwhile.
+const MAX_ROUNDS: usize = 3;
+
+/// A token request, validated: what the server hands the broker.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    /// The profile; the default profile when `None`.
+    pub profile: Option<String>,
+    /// The scopes asked for, split; the profile's default scopes when `None`.
+    pub scopes: Option<Vec<String>>,
+    /// How long the token must still be valid; the profile's `min_valid` when `None`.
+    pub min_valid: Option<Duration>,
+    /// How long to hold the request while a sign-in is needed or under way (at most [`MAX_WAIT`]).
+    pub wait: Duration,
+    /// A claims challenge from a resource: bypasses the cache, and goes to the platform with the request.
+    pub claims: Option<ClaimsChallenge>,
+}
+
+/// A token ready to hand out.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: SecretString,
+    pub scopes: Vec<String>,
+    pub expires_at: SystemTime,
+    pub expires_in: Duration,
+    pub profile: String,
+    pub account: AccountInfo,
+}
+
+/// What the silent path (cache, then refresh token) came to.
+enum Silent {
+    /// A token; `refresh_ahead` when it came from the cache and is due for a background refresh (this request
+    /// has claimed that refresh).
+    Token {
+        token: IssuedToken,
+        refresh_ahead: bool,
+    },
+    NeedSignIn {
+        reason: SignInReason,
+        claims: Option<String>,
+    },
+    /// The account changed (sign-out, new sign-in, reload) while a refresh ran; its result was dropped.
+    /// Asking again uses the current account.
+    Stale,
+}
+
+impl From<Stale> for Silent {
+    fn from(Stale: Stale) -> Self {
+        Silent::Stale
+    }
+}
+
+/// What one request resolves to against the profile slot it is served from.
+struct Resolved {
+    slot: Arc<ProfileSlot>,
+    scopes: ScopeSet,
+    min_valid: Duration,
+    /// The `claims` parameter for the platform (the challenge merged with `cp1`).
+    platform_claims: Option<String>,
+}
+
+impl Broker {
+    /// Serves `GET /v1/token` and `/v1/header`.
+    pub async fn token(self: &Arc<Self>, request: &TokenRequest) -> Result<IssuedToken, ApiError> {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.token_inner(request).await;
+        if result.is_err() {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// The request against the profile's current slot.
+    fn resolve(&self, request: &TokenRequest) -> Result<Resolved, ApiError> {
+        let slot = self.slot(request.profile.as_deref())?;
+        let profile = &slot.profile;
+        let requested = request.scopes.as_deref().unwrap_or(&profile.scopes);
+        let scopes = ScopeSet::normalize(requested, &profile.graph_resource)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
+        let min_valid = request.min_valid.unwrap_or(profile.min_valid);
+        let platform_claims = request_claims(request.claims.as_ref(), profile.cae);
+        Ok(Resolved { slot, scopes, min_valid, platform_claims })
+    }
+
+    async fn token_inner(self: &Arc<Self>, request: &TokenRequest) -> Result<IssuedToken, ApiError> {
+        let started = Instant::now();
+        let mut resolved = self.resolve(request)?;
+        let bypass_cache = request.claims.is_some();
+        for _ in 0..MAX_ROUNDS {
+            let Resolved { slot, scopes, min_valid, platform_claims } = &resolved;
+            match self.silent(slot, scopes, *min_valid, platform_claims.as_deref(), bypass_cache).await? {
+                Silent::Token { token, refresh_ahead } => {
+                    if refresh_ahead {
+                        self.refresh_ahead(slot.clone(), scopes.clone());
+                    }
+                    return Ok(token);
+                }
+                // The profile may have been reloaded: ask again of its current slot.
+                Silent::Stale => resolved = self.resolve(request)?,
+                Silent::NeedSignIn { reason, claims } => {
+                    let signin_claims = match claims {
+                        Some(platform) => {
+                            let challenge = ClaimsChallenge::parse(&platform).ok().flatten();
+                            request_claims(challenge.as_ref(), slot.profile.cae)
+                        }
+                        None => platform_claims.clone(),
+                    };
+                    match self.start_or_join_signin(slot, reason, scopes, signin_claims, None) {
+                        Some(signin) => {
+                            let remaining = request.wait.saturating_sub(started.elapsed());
+                            signin.wait(remaining, self.shutdown.subscribe()).await?;
+                        }
+                        None => resolved = self.resolve(request)?,
+                    }
+                }
+            }
+        }
+        Err(ApiError::internal("the sign-in completed but no token could be issued for these scopes; ask again"))
+    }
+
+    /// Cache, then refresh token. Never starts a sign-in itself.
+    async fn silent(
+        &self,
+        slot: &Arc<ProfileSlot>,
+        scopes: &ScopeSet,
+        min_valid: Duration,
+        claims: Option<&str>,
+        bypass_cache: bool,
+    ) -> Result<Silent, ApiError> {
+        self.ensure_loaded(slot).await?;
+        self.ensure_saved(slot).await?;
+        if !bypass_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
+            return Ok(Silent::Token { token, refresh_ahead });
+        }
+        let flight = slot.state.lock().expect("state lock").entries.flight(scopes.key());
+        let _flight = flight.lock().await;
+        if !bypass_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
+            return Ok(Silent::Token { token, refresh_ahead });
+        }
+        let grant = slot.state.lock().expect("state lock").grant();
+        let (refresh_token, generation) = match grant {
+            Grant::Ready { refresh_token, generation } => (refresh_token, generation),
+            Grant::NeedSignIn(reason) => return Ok(Silent::NeedSignIn { reason, claims: None }),
+            Grant::Retired => return Ok(Silent::Stale),
+        };
+        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing access token");
+        let platform = self.platform();
+        let outcome = retry(PLATFORM_CALL, || platform.refresh(&slot.profile, &refresh_token, scopes, claims)).await;
+        match outcome {
+            Ok(tokens) => self.accept_refresh(slot, scopes, tokens, generation).await,
+            Err(PlatformError::AccountDead { detail, .. }) => {
+                tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
+                self.forget_account(slot, Some(generation)).await;
+                Ok(Silent::NeedSignIn { reason: SignInReason::SessionExpired, claims: None })
+            }
+            Err(PlatformError::NeedsUser { reason, claims, detail, .. }) => {
+                tracing::info!(profile = %slot.profile.name, scopes = %scopes, "the platform wants the user: {detail}");
+                Ok(Silent::NeedSignIn { reason, claims })
+            }
+            Err(other) => Err(ApiError::from_platform(other, &slot.profile.name)),
+        }
+    }
+
+    /// A cache hit, and whether this caller should start the token's background refresh.
+    fn cached(&self, slot: &ProfileSlot, scopes: &ScopeSet, min_valid: Duration) -> Option<(IssuedToken, bool)> {
+        let mut state = slot.state.lock().expect("state lock");
+        let token = state.entries.token(scopes.key(), min_valid)?;
+        let record = state.record()?.clone();
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        let refresh_ahead = state.entries.claim_refresh_ahead(scopes.key());
+        Some((issued(&slot.profile, &record, token), refresh_ahead))
+    }
+
+    /// Refreshes a token that is still being served, so that a hot client never waits on the network.
+    /// Failures are left to the next request that needs a refresh, which reports them.
+    fn refresh_ahead(self: &Arc<Self>, slot: Arc<ProfileSlot>, scopes: ScopeSet) {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing ahead of expiry");
+            let claims = request_claims(None, slot.profile.cae);
+            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), true).await;
+            slot.state.lock().expect("state lock").entries.release_refresh_ahead(scopes.key());
+            match outcome {
+                Ok(Silent::Token { .. } | Silent::Stale) => {}
+                Ok(Silent::NeedSignIn { reason, .. }) => {
+                    tracing::info!(profile = %slot.profile.name, ?reason, "refresh ahead found that a sign-in is needed")
+                }
+                Err(e) => tracing::warn!(profile = %slot.profile.name, "refresh ahead failed: {}", e.0.message),
+            }
+        });
+    }
+
+    /// Persists the rotated refresh token, then caches and returns the access token.
+    async fn accept_refresh(
+        &self,
+        slot: &Arc<ProfileSlot>,
+        scopes: &ScopeSet,
+        tokens: Tokens,
+        generation: u64,
+    ) -> Result<Silent, ApiError> {
+        let profile = &slot.profile;
+        let granted = scopes.granted_from_response(&tokens.granted, &profile.graph_resource);
+        let token = CachedToken::issued_now(
+            tokens.access_token,
+            granted,
+            tokens.expires_in,
+            tokens.refresh_in,
+            profile.min_valid,
+        );
+        let queued = {
+            let mut state = slot.state.lock().expect("state lock");
+            match state.accept_refresh(generation, tokens.refresh_token) {
+                Err(stale) => return Ok(stale.into()),
+                Ok(write) => write.map(|write| slot.queue_write(write)),
+            }
+        };
+        if let Some(queued) = queued {
+            slot.finish_write(queued).await?;
+        }
+        let mut state = slot.state.lock().expect("state lock");
+        let Some(record) = state.record().cloned() else { return Ok(Silent::Stale) };
+        if !state.cache(generation, scopes.key(), token.clone()) {
+            return Ok(Silent::Stale);
+        }
+        Ok(Silent::Token { token: issued(profile, &record, token), refresh_ahead: false })
+    }
+}
+
+fn issued(profile: &Profile, record: &AccountRecord, token: CachedToken) -> IssuedToken {
+    IssuedToken {
+        expires_in: token.remaining(),
+        access_token: token.access_token,
+        scopes: token.scopes,
+        expires_at: token.expires_at,
+        profile: profile.name.clone(),
+        account: account_info(record),
+    }
+}

@@ -1,0 +1,58 @@
+//! Who may talk to the daemon: the peer's credentials from `SO_PEERCRED`, the policy, and the middleware that
+//! refuses everyone else before any route runs.
+
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
+use graphbroker_protocol::ErrorCode;
+use tokio::net::UnixListener;
+
+use crate::error::ApiError;
+
+/// The credentials of the process at the other end of a connection, from `SO_PEERCRED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// `None` when the kernel could not tell (then the peer is refused).
+    pub uid: Option<u32>,
+    pub pid: Option<i32>,
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(cred) => Peer { uid: Some(cred.uid()), pid: cred.pid() },
+            Err(_) => Peer { uid: None, pid: None },
+        }
+    }
+}
+
+/// Who may talk to the daemon: the user it runs as, as with ssh-agent. The socket's 0600 mode keeps others
+/// out already; this check also refuses root's processes and anything that got hold of the file some other way.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerPolicy {
+    pub allowed_uid: u32,
+}
+
+impl PeerPolicy {
+    /// Allows only the daemon's own user.
+    pub fn current_user() -> Self {
+        Self { allowed_uid: nix::unistd::getuid().as_raw() }
+    }
+}
+
+pub(super) async fn peer_check(State(policy): State<PeerPolicy>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
+    match peer {
+        Some(Peer { uid: Some(uid), .. }) if uid == policy.allowed_uid => next.run(request).await,
+        other => {
+            tracing::warn!(peer = ?other, "refused a connection from another user");
+            ApiError::new(
+                ErrorCode::Forbidden,
+                "this daemon serves only the user it runs as; start your own graphbrokerd",
+            )
+            .into_response()
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Query strings → validated domain requests: strict parsing (unknown parameters and bad values are a
+//! `bad_request` naming the problem, not axum's plain-text rejection) and every check that needs no profile.
+
+use std::time::Duration;
+
+use graphbroker_protocol::{TokenQuery, split_scopes};
+use serde::de::DeserializeOwned;
+
+use crate::broker::{MAX_WAIT, TokenRequest};
+use crate::config::MAX_MIN_VALID;
+use crate::error::ApiError;
+use crate::idp::ClaimsChallenge;
+
+/// Parses a query string into `T`; no query means `T::default()`.
+pub fn parse_query<T: DeserializeOwned + Default>(raw: Option<String>) -> Result<T, ApiError> {
+    match raw.as_deref() {
+        None | Some("") => Ok(T::default()),
+        Some(q) => serde_urlencoded::from_str(q)
+            .map_err(|e| ApiError::bad_request(format!("bad query parameter: {e}; see docs/api.md"))),
+    }
+}
+
+/// A token query, checked: `scopes` split (none, or an empty list, means the profile's), `min_valid` within
+/// bounds, `wait` capped at [`MAX_WAIT`], `claims` decoded.
+pub fn token_request(query: TokenQuery) -> Result<TokenRequest, ApiError> {
+    let scopes = query.scopes.as_deref().map(split_scopes).filter(|list| !list.is_empty());
+    let min_valid = match query.min_valid.map(Duration::from_secs) {
+        Some(asked) if asked > MAX_MIN_VALID => {
+            return Err(ApiError::bad_request(format!(
+                "min_valid may be at most {} seconds; no token lives longer than a day",
+                MAX_MIN_VALID.as_secs()
+            )));
+        }
+        asked => asked,
+    };
+    let wait = query.wait.map(Duration::from_secs).unwrap_or_default().min(MAX_WAIT);
+    let claims = match query.claims.as_deref() {
+        None => None,
+        Some(text) => ClaimsChallenge::parse(text)
+            .map_err(|e| ApiError::bad_request(format!("{e}: pass the claims challenge as sent by the resource")))?,
+    };
+    Ok(TokenRequest { profile: query.profile, scopes, min_valid, wait, claims })
+}
+
+#[cfg(test)]
+mod tests {
+    use graphbroker_protocol::ErrorCode;
+
+    use super::*;
+
+    fn request(query: &str) -> Result<TokenRequest, ApiError> {
+        token_request(parse_query(Some(query.to_owned()))?)
+    }
+
+    #[test]
+    fn a_full_query_becomes_a_request() {
+        let claims = r#"{"access_token":{"nbf":{"essential":true,"value":"1"}}}"#;
+        let query = format!(
+            "scopes=User.Read,Mail.Read&profile=work&min_valid=60&wait=30&claims={}",
+            url::form_urlencoded::byte_serialize(claims.as_bytes()).collect::<String>()
+        );
+        let request = request(&query).unwrap();
+        assert_eq!(request.profile.as_deref(), Some("work"));
+        assert_eq!(request.scopes.unwrap(), ["User.Read", "Mail.Read"]);
+        assert_eq!(request.min_valid, Some(Duration::from_secs(60)));
+        assert_eq!(request.wait, Duration::from_secs(30));
+        assert!(request.claims.is_some());
+    }
+
+    #[test]
+    fn absent_and_empty_values_mean_the_profiles() {
+        let request = request("scopes=%20,%20").unwrap();
+        assert_eq!(request.scopes, None);
+        assert_eq!(request.min_valid, None);
+        assert_eq!(request.wait, Duration::ZERO);
+        assert_eq!(token_request(TokenQuery::default()).unwrap().profile, None);
+    }
+
+    #[test]
+    fn wait_is_capped_and_bad_values_are_bad_requests() {
+        assert_eq!(request("wait=100000").unwrap().wait, MAX_WAIT);
+        for bad in ["min_valid=86401", "scope=User.Read", "wait=-1", "claims=%25%25", "min_valid=soon"] {
+            let error = request(bad).unwrap_err();
+            assert_eq!(error.code(), ErrorCode::BadRequest, "{bad}");
+        }
+        let message = request("claims=%5B1%5D").unwrap_err().0.message;
+        assert!(message.contains("JSON object"), "{message}");
+    }
+}

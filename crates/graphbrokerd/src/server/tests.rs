@@ -1,0 +1,124 @@
+//! The router without a socket: requests go through `oneshot` with the peer injected as a `ConnectInfo<Peer>`
+//! extension (axum's testing example), against a broker on a scripted platform.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use graphbroker_protocol::StoreKind;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+use super::{Peer, PeerPolicy, router};
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::testing::{PlatformScript, ScriptedPlatform, ScriptedStore, ScriptedStores, record, tokens};
+
+const OWNER: u32 = 4242;
+
+async fn app() -> (axum::Router, PlatformScript) {
+    let config =
+        Config::parse("[profiles.default]\nflow = \"device\"\n", std::path::Path::new("/test/config.toml")).unwrap();
+    let (platform, script) = ScriptedPlatform::new();
+    let keyring = ScriptedStore::open(StoreKind::Keyring);
+    keyring.put("default", "rt-0", record(&config.profiles["default"], "adele@contoso.com"));
+    let stores = ScriptedStores { keyring, memory: ScriptedStore::open(StoreKind::Memory) };
+    let broker = Broker::new(&config, platform, Arc::new(stores));
+    broker.load_accounts().await;
+    (router(broker, PeerPolicy { allowed_uid: OWNER }), script)
+}
+
+fn request(method: Method, uri: &str, uid: Option<u32>) -> Request<Body> {
+    let mut request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+    if let Some(uid) = uid {
+        request.extensions_mut().insert(ConnectInfo(Peer { uid: Some(uid), pid: Some(1) }));
+    }
+    request
+}
+
+async fn send(app: axum::Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let response = app.oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status, parts.headers, json)
+}
+
+#[tokio::test]
+async fn another_users_peer_is_refused_before_any_route_runs() {
+    let (app, mut script) = app().await;
+    for peer in [Some(OWNER + 1), Some(0), None] {
+        let (status, _, body) = send(app.clone(), request(Method::GET, "/v1/token?scopes=User.Read", peer)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{peer:?}");
+        assert_eq!(body["error"]["code"], "forbidden");
+    }
+    assert!(script.try_next().is_none(), "no refused request reached the platform");
+}
+
+#[tokio::test]
+async fn a_token_answer_is_json_and_never_cached() {
+    let (app, mut script) = app().await;
+    let answer = tokio::spawn(send(app, request(Method::GET, "/v1/token?scopes=User.Read", Some(OWNER))));
+    script.next().await.tokens(Ok(tokens("at-1", Some("rt-1"), "adele@contoso.com")));
+    let (status, headers, body) = answer.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(body["access_token"], "at-1");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["account"]["username"], "adele@contoso.com");
+    assert_eq!(body["scopes"][0], "https://graph.microsoft.com/User.Read");
+}
+
+#[tokio::test]
+async fn a_header_answer_carries_the_bearer_token() {
+    let (app, mut script) = app().await;
+    let answer = tokio::spawn(send(app, request(Method::GET, "/v1/header", Some(OWNER))));
+    script.next().await.tokens(Ok(tokens("at-1", Some("rt-1"), "adele@contoso.com")));
+    let (status, _, body) = answer.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["Authorization"], "Bearer at-1");
+    assert_eq!(body["Content-Type"], "application/json");
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_error_envelope_with_a_stable_code() {
+    let (app, mut script) = app().await;
+    let cases = [
+        (Method::GET, "/v1/token?scope=User.Read", StatusCode::BAD_REQUEST, "bad_request"),
+        (Method::GET, "/v1/token?min_valid=999999", StatusCode::BAD_REQUEST, "bad_request"),
+        (Method::GET, "/v1/token?claims=%25%25", StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            Method::GET,
+            "/v1/token?scopes=User.Read,https://vault.azure.net/x",
+            StatusCode::BAD_REQUEST,
+            "invalid_scopes",
+        ),
+        (Method::GET, "/v1/token?profile=nope", StatusCode::NOT_FOUND, "unknown_profile"),
+        (Method::POST, "/v1/signin?flow=sideways", StatusCode::BAD_REQUEST, "bad_request"),
+        (Method::POST, "/v1/signout?profile=nope", StatusCode::NOT_FOUND, "unknown_profile"),
+        (Method::GET, "/v2/token", StatusCode::NOT_FOUND, "not_found"),
+        (Method::POST, "/v1/token", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    ];
+    for (method, uri, status, code) in cases {
+        let (got, _, body) = send(app.clone(), request(method, uri, Some(OWNER))).await;
+        assert_eq!(got, status, "{uri}");
+        assert_eq!(body["error"]["code"], code, "{uri}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{uri}");
+    }
+    assert!(script.try_next().is_none(), "no bad request reached the platform");
+}
+
+#[tokio::test]
+async fn version_status_and_healthz_answer() {
+    let (app, _script) = app().await;
+    let (status, _, body) = send(app.clone(), request(Method::GET, "/v1/version", Some(OWNER))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["protocol"], graphbroker_protocol::PROTOCOL_VERSION);
+    let (status, _, body) = send(app.clone(), request(Method::GET, "/v1/status", Some(OWNER))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["profiles"][0]["name"], "default");
+    assert_eq!(body["profiles"][0]["account"]["username"], "adele@contoso.com", "read from the store at start");
+    let (status, _, _) = send(app, request(Method::GET, "/healthz", Some(OWNER))).await;
+    assert_eq!(status, StatusCode::OK);
+}
