@@ -151,8 +151,14 @@ async fn a_declined_sign_in_answers_signin_declined() {
     let daemon = Daemon::start(&config(&fake, "memory", &unique_service("decline"), ""));
     let client = daemon.client();
     let error = client.token(&query("User.Read")).await.expect_err("sign-in needed");
-    // The waiting request goes out before the decline: one arriving after the sign-in had ended would rightly
-    // start a new one (on a loaded machine the next poll, 1 s on, can come first).
+    // The daemon polls once at once, then every second. The decline must come after that first poll, and the
+    // waiting request before the next one: a request arriving after the sign-in had ended would rightly start
+    // a new sign-in. So: wait for the first poll, send the waiting request, then decline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.stats().token.device_code == 0 {
+        assert!(std::time::Instant::now() < deadline, "the daemon never polled the device code");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let waiting = {
         let client = client.clone();
         tokio::spawn(async move { client.token(&with_wait("User.Read", 30)).await })
