@@ -7,6 +7,7 @@
 
 mod error;
 mod messages;
+mod redact;
 mod socket;
 mod time;
 
@@ -16,6 +17,7 @@ pub use messages::{
     SignInQuery, SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery,
     TokenResponse, VersionResponse, split_scopes,
 };
+pub use redact::redact_url;
 pub use socket::{SOCKET_DIR_NAME, SOCKET_ENV, SOCKET_FILE_NAME, resolve_socket_path};
 pub use time::EpochSeconds;
 

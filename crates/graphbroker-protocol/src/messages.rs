@@ -183,8 +183,8 @@ pub enum SignInReason {
     InteractionRequired,
 }
 
-/// What the user must do to complete a sign-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the user must do to complete a sign-in. `Debug` leaves out a browser URL's `state`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "flow", rename_all = "snake_case")]
 pub enum SignInPrompt {
     /// Open `verification_uri` and enter `user_code`.
@@ -202,6 +202,23 @@ pub enum SignInPrompt {
         /// When the sign-in stops waiting for the browser.
         expires_at: EpochSeconds,
     },
+}
+
+impl std::fmt::Debug for SignInPrompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Device { verification_uri, user_code, message, expires_at } => f
+                .debug_struct("Device")
+                .field("verification_uri", verification_uri)
+                .field("user_code", user_code)
+                .field("message", message)
+                .field("expires_at", expires_at)
+                .finish(),
+            Self::Browser { url, expires_at } => {
+                f.debug_struct("Browser").field("url", &crate::redact_url(url)).field("expires_at", expires_at).finish()
+            }
+        }
+    }
 }
 
 impl SignInPrompt {
@@ -366,6 +383,16 @@ mod tests {
             ["User.Read", "Mail.Read", "Calendars.Read"]
         );
         assert!(split_scopes(" , ").is_empty());
+    }
+
+    #[test]
+    fn debug_never_prints_a_sign_in_state() {
+        let prompt = SignInPrompt::Browser {
+            url: "https://login.example/authorize?client_id=c&state=the-state-value&redirect_uri=x".into(),
+            expires_at: EpochSeconds(1),
+        };
+        let shown = format!("{prompt:?}");
+        assert!(!shown.contains("the-state-value") && shown.contains("client_id=c"), "{shown}");
     }
 
     #[test]

@@ -17,13 +17,15 @@
 //! - [`broker`]: cache, single-flight, sign-in on first demand, persistence; the token state machine. Generic
 //!   over the platform and the stores, so every lifecycle rule can be tested in-process.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
-//! - [`activation`]: socket activation (systemd, launchd) and readiness notification.
+//! - [`activation`]: socket activation (systemd, launchd) and readiness notification. [`hardening`]: no core
+//!   dumps, no debugger.
 
 pub mod activation;
 pub mod broker;
 pub mod browser;
 pub mod config;
 pub mod error;
+pub mod hardening;
 pub mod idp;
 pub mod retry;
 pub mod scopes;

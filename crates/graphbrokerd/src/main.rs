@@ -49,6 +49,10 @@ fn main() -> ExitCode {
     // Colours only on a terminal: journald and log files would keep the escape codes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    // Before any secret is in memory: no core dumps, no debugger (see hardening.rs).
+    for gap in graphbrokerd::hardening::protect_process() {
+        tracing::warn!("could not set {}: {}; the daemon's memory is less protected", gap.what, gap.why);
+    }
 
     // Before the runtime starts its threads: taking the inherited socket also clears LISTEN_* from the
     // environment, which is only sound while the process is single-threaded.

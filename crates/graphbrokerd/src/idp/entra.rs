@@ -13,6 +13,7 @@ use oauth2::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroize as _;
 
 use super::classify::aadsts_code;
 use super::http::{Http, HttpError};
@@ -122,7 +123,10 @@ impl EntraPlatform {
         if let Some(claims) = claims {
             request = request.add_extra_param("claims", claims);
         }
-        request.request_async(&self.http).await.map(tokens_from).map_err(token_failure)
+        let answer = request.request_async(&self.http).await;
+        // oauth2's secret types do not zeroize; this copy of the refresh token is wiped by hand.
+        refresh_token.into_secret().zeroize();
+        answer.map(tokens_from).map_err(token_failure)
     }
 
     async fn start_device_once(

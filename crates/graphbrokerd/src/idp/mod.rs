@@ -90,7 +90,9 @@ pub struct AuthorizeRequest {
 
 impl fmt::Debug for AuthorizeRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthorizeRequest").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("AuthorizeRequest")
+            .field("url", &graphbroker_protocol::redact_url(&self.url))
+            .finish_non_exhaustive()
     }
 }
 

@@ -5,6 +5,7 @@
 //!
 //! - `peer.rs`: who may talk to the daemon. `request.rs`: query strings → validated domain requests.
 
+mod answer;
 mod peer;
 mod request;
 
@@ -16,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{RawQuery, Request, State};
-use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,7 +27,9 @@ use graphbroker_protocol::{
 };
 use secrecy::ExposeSecret;
 use tokio::net::UnixListener;
+use zeroize::Zeroize;
 
+use self::answer::secret_json;
 use self::peer::peer_check;
 pub use self::peer::{Peer, PeerPolicy};
 use self::request::{parse_query, token_request};
@@ -128,17 +130,30 @@ async fn version() -> Json<VersionResponse> {
 async fn token(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let request = token_request(parse_query(raw)?)?;
     let issued = app.broker.token(&request).await?;
-    Ok(no_store(Json(token_response(issued)).into_response()))
+    let mut body = token_response(issued);
+    let answer = secret_json(&body);
+    body.access_token.zeroize();
+    answer
 }
 
 async fn header(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let request = token_request(parse_query(raw)?)?;
     let issued = app.broker.token(&request).await?;
-    let body = HeaderResponse {
-        authorization: format!("Bearer {}", issued.access_token.expose_secret()),
+    let mut body = HeaderResponse {
+        authorization: bearer(issued.access_token.expose_secret()),
         content_type: "application/json".into(),
     };
-    Ok(no_store(Json(body).into_response()))
+    let answer = secret_json(&body);
+    body.authorization.zeroize();
+    answer
+}
+
+/// `Bearer <token>` in a string of exactly its size: growing it would leave a copy of the token behind.
+fn bearer(token: &str) -> String {
+    let mut value = String::with_capacity("Bearer ".len() + token.len());
+    value.push_str("Bearer ");
+    value.push_str(token);
+    value
 }
 
 fn token_response(issued: IssuedToken) -> TokenResponse {
@@ -151,12 +166,6 @@ fn token_response(issued: IssuedToken) -> TokenResponse {
         profile: issued.profile,
         account: issued.account,
     }
-}
-
-/// Token answers must not be kept by anything between (RFC 6749 §5.1 asks the same of token endpoints).
-fn no_store(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    response
 }
 
 async fn signin(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
