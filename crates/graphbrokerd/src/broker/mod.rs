@@ -278,19 +278,28 @@ impl Broker {
 
     /// Forgets the account, in memory and (queued under the same lock) in the store. With `only_generation`, only
     /// if the account is still that one. Returns what was dropped.
-    async fn forget_account(&self, slot: &ProfileSlot, only_generation: Option<u64>) -> Option<lifecycle::Forgotten> {
+    /// Forgets the account in memory and deletes it from the store; the delete's outcome comes back with what
+    /// was forgotten (a refused delete leaves the account to come back at the next start).
+    async fn forget_account(
+        &self,
+        slot: &ProfileSlot,
+        only_generation: Option<u64>,
+    ) -> Option<(lifecycle::Forgotten, Result<(), String>)> {
         let (forgotten, deleted) = {
             let mut state = slot.state.lock().expect("state lock");
             let forgotten = state.forget(only_generation)?;
             (forgotten, slot.persistence.delete(&slot.profile.name))
         };
-        match deleted.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(profile = %slot.profile.name, "could not delete the stored account: {e}"),
-            Err(_) => tracing::error!(profile = %slot.profile.name, "the keychain queue stopped before the delete"),
+        let deleted = match deleted.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the keychain queue stopped before the delete".to_owned()),
+        };
+        if let Err(e) = &deleted {
+            tracing::error!(profile = %slot.profile.name, "could not delete the stored account: {e}");
         }
         self.changed();
-        Some(forgotten)
+        Some((forgotten, deleted))
     }
 
     /// Joins the profile's sign-in, or starts one for `scopes`. `None` when the slot was retired by a reload.
@@ -379,7 +388,20 @@ impl Broker {
     pub async fn signout(&self, profile: Option<&str>) -> Result<SignoutResponse, ApiError> {
         let slot = self.slot(profile)?;
         slot.cancel_signin("signed out");
-        let forgotten = self.forget_account(&slot, None).await;
+        let forgotten = match self.forget_account(&slot, None).await {
+            Some((_, Err(e))) => {
+                // Acknowledging this sign-out would be a lie: the account would be back at the next start.
+                return Err(ApiError::new(
+                    ErrorCode::KeychainUnavailable,
+                    format!(
+                        "signed out in memory, but the keychain kept the account ({e}); unlock the keychain and \
+                         sign out again, or it comes back when graphbrokerd restarts"
+                    ),
+                ));
+            }
+            Some((forgotten, Ok(()))) => Some(forgotten),
+            None => None,
+        };
         tracing::info!(profile = %slot.profile.name, "signed out");
         Ok(SignoutResponse {
             profile: slot.profile.name.clone(),

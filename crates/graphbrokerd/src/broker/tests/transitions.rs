@@ -201,3 +201,30 @@ async fn a_removed_profile_is_unknown_after_the_reload() {
     let request = TokenRequest { profile: Some(PROFILE.into()), ..TokenRequest::default() };
     assert_eq!(h.broker.token(&request).await.unwrap_err().code(), ErrorCode::UnknownProfile);
 }
+
+/// Rule: a sign-out is only acknowledged once the store has forgotten the account too. A delete the keychain
+/// refuses is an error that says so (the account would come back at the next start), and a second sign-out
+/// deletes it.
+#[tokio::test(start_paused = true)]
+async fn a_sign_out_the_keychain_refuses_is_an_error_and_can_be_repeated() {
+    let mut h = harness(&config(""), true, true);
+    let loaded = h.request(0);
+    h.release(StoreOp::Load).await;
+    h.platform.next().await.tokens(Ok(tokens("at-1", None, USER)));
+    assert_eq!(token_value(loaded.await.unwrap()), "at-1");
+
+    let refused = h.signout();
+    let call = h.gate().next().await;
+    assert_eq!(call.op, StoreOp::Delete);
+    call.fail(StoreError::Unavailable { message: "the keychain is locked".into() });
+    let error = refused.await.unwrap().unwrap_err();
+    assert_eq!(error.code(), ErrorCode::KeychainUnavailable, "{error:?}");
+    assert!(error.to_string().contains("sign out again"), "{error}");
+    assert_eq!(h.account(), None, "forgotten in memory all the same");
+    assert!(h.store.refresh_token(PROFILE).is_some(), "still in the keychain");
+
+    let again = h.signout();
+    h.release(StoreOp::Delete).await;
+    again.await.unwrap().unwrap();
+    assert_eq!(h.store.refresh_token(PROFILE), None);
+}
