@@ -99,15 +99,21 @@ impl Harness {
         self.broker.status().profiles[0].signin.is_some()
     }
 
-    /// Runs other tasks until `done` holds (each step lets every ready task run once).
+    /// Runs other tasks until `done` holds. Store calls run on tokio's blocking threads, which a loaded machine
+    /// may not schedule within any number of yields: between rounds of yields this thread sleeps a moment of
+    /// real time (the paused clock does not move). Bounded, so a broker that never gets there fails the test.
     async fn settle(&self, done: impl Fn(&Self) -> bool) {
-        for _ in 0..1000 {
-            if done(self) {
-                return;
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            for _ in 0..100 {
+                if done(self) {
+                    return;
+                }
+                tokio::task::yield_now().await;
             }
-            tokio::task::yield_now().await;
+            assert!(std::time::Instant::now() < give_up, "the broker did not get there");
+            std::thread::sleep(Duration::from_millis(1));
         }
-        panic!("the broker did not get there");
     }
 }
 
