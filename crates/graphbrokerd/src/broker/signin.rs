@@ -3,7 +3,8 @@
 //! A sign-in is a task ([`run`]) that asks the platform for a prompt (a device code, or a browser URL with its
 //! loopback listener), publishes it on a watch channel for every waiting request, waits for the user, writes the
 //! account to the store, then makes it the profile's through `ProfileState::complete_signin` and caches its
-//! first token — only if the sign-in was not cancelled meanwhile.
+//! first token — only if the sign-in was not cancelled meanwhile. A browser tab waiting on the loopback redirect
+//! is told the outcome only then.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,7 +17,7 @@ use super::ProfileSlot;
 use super::entries::CachedToken;
 use super::lifecycle::Persisted;
 use super::persist::StillWanted;
-use crate::browser::{self, BrowserSettings};
+use crate::browser::{self, BrowserSettings, BrowserTab};
 use crate::error::ApiError;
 use crate::idp::{Platform, PlatformError, Tokens};
 use crate::retry::{DEVICE_POLL, PLATFORM_CALL, retry};
@@ -122,8 +123,13 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
 async fn run(job: Job, phase: Arc<watch::Sender<Phase>>) {
     let slot = job.slot.clone();
     let result = async {
-        let tokens = user_part(&job, &phase).await.map_err(|e| ApiError::from_platform(e, &slot.profile.name))?;
-        complete(&slot, job.id, &job.scopes, tokens).await
+        let (tokens, tab) =
+            user_part(&job, &phase).await.map_err(|e| ApiError::from_platform(e, &slot.profile.name))?;
+        let result = complete(&slot, job.id, &job.scopes, tokens).await;
+        if let Some(tab) = tab {
+            tab.answer(result.as_ref().map(|_| ()).map_err(|e| e.0.message.clone()));
+        }
+        result
     }
     .await;
     match &result {
@@ -140,8 +146,9 @@ async fn run(job: Job, phase: Arc<watch::Sender<Phase>>) {
     job.changes.send_modify(|n| *n += 1);
 }
 
-/// The prompt and the user's part of the flow, up to the tokens.
-async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<Tokens, PlatformError> {
+/// The prompt and the user's part of the flow, up to the tokens (and, for a browser sign-in, the tab waiting to
+/// be told how it ended).
+async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<(Tokens, Option<BrowserTab>), PlatformError> {
     let profile = &job.slot.profile;
     let platform = job.platform.as_ref();
     let claims = job.claims.as_deref();
@@ -153,8 +160,9 @@ async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<Tokens, Pl
                 expires_at: EpochSeconds::from_system_time(SystemTime::now() + job.browser.timeout),
             }));
             tracing::info!(profile = %profile.name, port = signin.port, "waiting for the browser sign-in");
-            browser::open_browser(&signin.url, &job.browser);
-            signin.finish(platform, profile, &job.scopes).await
+            browser::open_browser(&signin.launch_url, &job.browser);
+            let (tokens, tab) = signin.finish(platform, profile, &job.scopes).await?;
+            Ok((tokens, Some(tab)))
         }
         SignInFlow::Device | SignInFlow::Auto => {
             let code = retry(PLATFORM_CALL, || platform.start_device(profile, &job.scopes, claims)).await?;
@@ -166,7 +174,8 @@ async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<Tokens, Pl
             }));
             tracing::info!(profile = %profile.name, verification_uri = %code.verification_uri, "waiting for the user to complete the sign-in");
             // An outage while the user is signing in must not cost the sign-in: poll again while the code lives.
-            retry(DEVICE_POLL.within(code.expires_in), || platform.poll_device(profile, &code)).await
+            let tokens = retry(DEVICE_POLL.within(code.expires_in), || platform.poll_device(profile, &code)).await?;
+            Ok((tokens, None))
         }
     }
 }
