@@ -100,7 +100,7 @@ async fn the_browser_command_never_sees_the_authorize_url_yet_reaches_it() {
     let arguments = recorded_arguments(&opened).await;
     for argument in &arguments {
         assert!(
-            !argument.contains(&state) && !argument.contains(&challenge) && !argument.contains(&fake.base_url()),
+            !argument.contains(&state) && !argument.contains(&challenge) && !argument.contains(fake.base_url()),
             "the command line carries the authorize request: {argument}"
         );
     }
