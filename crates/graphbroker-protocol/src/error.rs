@@ -63,6 +63,9 @@ pub enum ErrorCode {
     SigninExpired,
     /// `wait` ran out while the sign-in goes on; ask again to keep waiting.
     SigninTimeout,
+    /// A sign-in that was not asked for explicitly returned another account than the profile's (its stored
+    /// account or `login_hint`); nothing was stored.
+    AccountMismatch,
     /// The identity platform refused for a reason that is neither a sign-in nor transient (e.g. a bad client id).
     IdentityProviderError,
     /// The identity platform could not be reached or kept failing; retry later.
@@ -88,6 +91,7 @@ impl ErrorCode {
             Self::UnknownProfile | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::SigninTimeout => 408,
+            Self::AccountMismatch => 409,
             Self::IdentityProviderError => 502,
             Self::IdentityProviderUnavailable | Self::KeychainUnavailable | Self::DaemonStopping => 503,
             Self::Internal | Self::Unknown => 500,
@@ -107,6 +111,7 @@ impl ErrorCode {
             Self::SigninDeclined => "signin_declined",
             Self::SigninExpired => "signin_expired",
             Self::SigninTimeout => "signin_timeout",
+            Self::AccountMismatch => "account_mismatch",
             Self::IdentityProviderError => "identity_provider_error",
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::KeychainUnavailable => "keychain_unavailable",
@@ -140,6 +145,7 @@ mod tests {
             ErrorCode::SigninDeclined,
             ErrorCode::SigninExpired,
             ErrorCode::SigninTimeout,
+            ErrorCode::AccountMismatch,
             ErrorCode::IdentityProviderError,
             ErrorCode::IdentityProviderUnavailable,
             ErrorCode::KeychainUnavailable,
@@ -177,6 +183,7 @@ mod tests {
         assert_eq!(ErrorCode::Forbidden.http_status(), 403);
         assert_eq!(ErrorCode::UnknownProfile.http_status(), 404);
         assert_eq!(ErrorCode::SigninTimeout.http_status(), 408);
+        assert_eq!(ErrorCode::AccountMismatch.http_status(), 409);
         assert_eq!(ErrorCode::IdentityProviderError.http_status(), 502);
         assert_eq!(ErrorCode::KeychainUnavailable.http_status(), 503);
     }

@@ -1,31 +1,45 @@
 //! Browser sign-in: authorization code + PKCE through the system browser and a one-shot loopback redirect.
 //!
-//! The daemon binds `127.0.0.1` on a random port and registers the redirect as `http://localhost:PORT` — the
-//! form Entra expects of native apps (the port is ignored when matching the registered `http://localhost`).
-//! The listener answers only `GET /` carrying the sign-in's own `state`: anything else (a favicon, a stray
-//! request, a redirect with another state) gets a small error page and leaves the sign-in waiting. The first
-//! redirect with the right state ends it — with a code, which is redeemed before the page says "signed in", or
-//! with the platform's error — and the listener closes, as it does when the timeout runs out.
+//! The daemon binds `127.0.0.1` and `[::1]` on one random port (`listen.rs`) and registers the redirect as
+//! `http://localhost:PORT` — the form Entra expects of native apps (the port is ignored when matching the
+//! registered `http://localhost`). Every connection is first checked to come from the daemon's own user
+//! (`peer_uid.rs`, Linux); another user's gets a refusal page and leaves the sign-in waiting. The listener then
+//! answers two things: `GET /start`, the launch page the browser is opened on (`opener.rs`), which redirects to
+//! the authorize URL so that the URL never sits on a command line; and `GET /` carrying the sign-in's own
+//! `state`. Anything else (a favicon, a stray request, a redirect with another state) gets a small error page and
+//! leaves the sign-in waiting. The first redirect with the right state ends it — with a code, which is redeemed
+//! (retried while the platform fails transiently) before the page says "signed in", or with the platform's error
+//! — and the listener closes, as it does when the timeout runs out.
+
+mod listen;
+mod opener;
+mod peer_uid;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
+use self::listen::Connection;
+pub use self::opener::{graphical_session, open_browser};
 use crate::config::Profile;
 use crate::idp::{AuthorizationCode, EntraError, PkceCodeVerifier, Platform, PlatformError, Tokens, classify};
+use crate::retry::{PLATFORM_CALL, retry};
 use crate::scopes::ScopeSet;
+
+/// The launch page's path: the browser is opened on it, and it redirects to the authorize URL.
+const LAUNCH_PATH: &str = "/start";
 
 /// How a browser is opened for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrowserSettings {
-    /// Program and arguments; the URL is appended. `None`: the desktop's default browser.
+    /// Program and arguments; the launch page's URL is appended. `None`: the desktop's default browser.
     pub command: Option<Vec<String>>,
     /// How long the loopback listener waits for the redirect.
     pub timeout: Duration,
@@ -41,6 +55,18 @@ enum Callback {
 /// The page the waiting browser tab gets once the sign-in has its outcome.
 type PageReply = oneshot::Sender<Result<(), String>>;
 
+/// The browser tab of a redeemed sign-in, waiting on the redirect to be told how the sign-in ended: it says
+/// "signed in" only once the account is checked and stored.
+#[derive(Debug)]
+pub struct BrowserTab(PageReply);
+
+impl BrowserTab {
+    /// Answers the tab: signed in, or the sentence saying what went wrong.
+    pub fn answer(self, outcome: Result<(), String>) {
+        let _ = self.0.send(outcome);
+    }
+}
+
 /// The redirect's channel and the PKCE verifier its code is redeemed with (oauth2's verifier type prints
 /// redacted).
 #[derive(Debug)]
@@ -52,18 +78,23 @@ struct Awaiting {
 struct Loopback {
     /// The OAuth `state` the redirect must carry.
     csrf_state: SecretString,
+    /// Where the launch page sends the browser. It carries the `state` and the PKCE challenge.
+    authorize_url: SecretString,
     deliver: Mutex<Option<oneshot::Sender<(Callback, PageReply)>>>,
 }
 
 /// A browser sign-in whose URL is ready and whose listener is waiting.
 #[derive(Debug)]
 pub struct BrowserSignIn {
+    /// The authorize URL, for the waiting clients (over the socket only).
     pub url: String,
+    /// The launch page (`http://127.0.0.1:PORT/start`): what the browser is opened on.
+    pub launch_url: String,
     pub redirect_uri: String,
     pub port: u16,
     /// What the redirect is waited for with, until [`BrowserSignIn::finish`] takes it.
     awaiting: Option<Awaiting>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<watch::Sender<bool>>,
     timeout: Duration,
 }
 
@@ -82,26 +113,39 @@ pub async fn start(
     claims: Option<&str>,
     settings: &BrowserSettings,
 ) -> Result<BrowserSignIn, PlatformError> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| PlatformError::Local {
+    let sockets = listen::bind().await.map_err(|e| PlatformError::Local {
         detail: format!("could not open a loopback port for the browser redirect: {e}"),
     })?;
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let port = sockets.port;
     let redirect_uri = format!("http://localhost:{port}");
     let request = platform.authorize_url(profile, scopes, claims, &redirect_uri)?;
     let (deliver, delivered) = oneshot::channel();
-    let loopback = Arc::new(Loopback { csrf_state: request.csrf_state, deliver: Mutex::new(Some(deliver)) });
-    let app = Router::new().route("/", get(redirect)).fallback(stray).with_state(loopback);
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(e) = serving.await {
-            tracing::warn!("the browser redirect listener failed: {e}");
-        }
+    let loopback = Arc::new(Loopback {
+        csrf_state: request.csrf_state,
+        authorize_url: SecretString::from(request.url.as_str()),
+        deliver: Mutex::new(Some(deliver)),
     });
+    let app = Router::new()
+        .route("/", get(redirect))
+        .route(LAUNCH_PATH, get(launch))
+        .fallback(stray)
+        .with_state(loopback)
+        .into_make_service_with_connect_info::<Connection>();
+    let (stop, stopped) = watch::channel(false);
+    for listener in sockets.listeners {
+        let mut stopped = stopped.clone();
+        let serving = axum::serve(listener, app.clone()).with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::warn!("the browser redirect listener failed: {e}");
+            }
+        });
+    }
     Ok(BrowserSignIn {
         url: request.url,
+        launch_url: format!("http://127.0.0.1:{port}{LAUNCH_PATH}"),
         redirect_uri,
         port,
         awaiting: Some(Awaiting { delivered, verifier: request.verifier }),
@@ -111,14 +155,14 @@ pub async fn start(
 }
 
 impl BrowserSignIn {
-    /// Waits for the redirect (up to the timeout), redeems the code, answers the browser tab, closes the
-    /// listener.
+    /// Waits for the redirect (up to the timeout), redeems the code, closes the listener. The browser tab is
+    /// answered here when the sign-in failed, else handed back with the tokens for the caller to answer.
     pub async fn finish(
         mut self,
         platform: &dyn Platform,
         profile: &Profile,
         scopes: &ScopeSet,
-    ) -> Result<Tokens, PlatformError> {
+    ) -> Result<(Tokens, BrowserTab), PlatformError> {
         let Some(Awaiting { delivered, verifier }) = self.awaiting.take() else {
             return Err(PlatformError::Expired);
         };
@@ -126,9 +170,22 @@ impl BrowserSignIn {
             Err(_) => Err(PlatformError::Expired),
             Ok(Err(_)) => Err(PlatformError::Expired),
             Ok(Ok((Callback::Code(code), reply))) => {
-                let result = platform.redeem_code(profile, scopes, code, verifier, &self.redirect_uri).await;
-                let _ = reply.send(result.as_ref().map(|_| ()).map_err(describe));
-                result
+                // A code is redeemed once; an outage answered before Entra took it (5xx, 429, no connection) leaves
+                // it good, so the redeem is retried as every platform call is.
+                let redirect_uri = &self.redirect_uri;
+                let result = retry(PLATFORM_CALL, || {
+                    let code = AuthorizationCode::new(code.secret().clone());
+                    let verifier = PkceCodeVerifier::new(verifier.secret().clone());
+                    platform.redeem_code(profile, scopes, code, verifier, redirect_uri)
+                })
+                .await;
+                match result {
+                    Ok(tokens) => Ok((tokens, BrowserTab(reply))),
+                    Err(failure) => {
+                        let _ = reply.send(Err(describe(&failure)));
+                        Err(failure)
+                    }
+                }
             }
             Ok(Ok((Callback::Error { error, description }, reply))) => {
                 let failure = if error == "access_denied" {
@@ -146,7 +203,7 @@ impl BrowserSignIn {
 
     fn close(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.send_replace(true);
         }
     }
 }
@@ -180,7 +237,46 @@ struct RedirectQuery {
     error_description: Option<String>,
 }
 
-async fn redirect(State(loopback): State<Arc<Loopback>>, RawQuery(raw): RawQuery) -> Response {
+/// `None` when `connection` is the daemon's own user's; else the refusal page. See `peer_uid.rs`.
+async fn refuse_other_users(connection: Connection) -> Option<Response> {
+    let checked = tokio::task::spawn_blocking(move || peer_uid::check(connection.peer, connection.local)).await;
+    let refusal = match checked {
+        Ok(Ok(())) => return None,
+        Ok(Err(refusal)) => refusal.to_string(),
+        Err(e) => format!("the peer check failed: {e}"),
+    };
+    tracing::warn!(peer = %connection.peer, "refused a connection to the browser sign-in listener: {refusal}");
+    Some(page(
+        StatusCode::FORBIDDEN,
+        "Not your sign-in",
+        "This sign-in belongs to another user of this computer. graphbroker is still waiting for its own user.",
+    ))
+}
+
+/// The launch page: the daemon's own user is sent on to the authorize URL.
+async fn launch(State(loopback): State<Arc<Loopback>>, ConnectInfo(connection): ConnectInfo<Connection>) -> Response {
+    if let Some(refused) = refuse_other_users(connection).await {
+        return refused;
+    }
+    let Ok(location) = axum::http::HeaderValue::from_str(loopback.authorize_url.expose_secret()) else {
+        return page(StatusCode::INTERNAL_SERVER_ERROR, "No sign-in page", "The sign-in URL is not valid.");
+    };
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(axum::http::header::LOCATION, location);
+    headers.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    headers.insert(axum::http::header::REFERRER_POLICY, axum::http::HeaderValue::from_static("no-referrer"));
+    response
+}
+
+async fn redirect(
+    State(loopback): State<Arc<Loopback>>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if let Some(refused) = refuse_other_users(connection).await {
+        return refused;
+    }
     let query: RedirectQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default();
     if query.state.as_deref() != Some(loopback.csrf_state.expose_secret()) {
         // Not this sign-in's redirect (a stale tab, another program): refuse without ending the sign-in.
@@ -241,45 +337,9 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Opens `url` in a browser: the configured command, else the desktop's default. Failing to open is not
-/// fatal — the URL also goes back to every waiting client, to be opened by hand.
-pub fn open_browser(url: &str, settings: &BrowserSettings) {
-    let result = match &settings.command {
-        Some(command) => std::process::Command::new(&command[0])
-            .args(&command[1..])
-            .arg(url)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map(|_| ()),
-        None => open::that_detached(url),
-    };
-    if let Err(e) = result {
-        tracing::warn!("could not open a browser ({e}); the sign-in URL was handed to the waiting clients");
-    }
-}
-
-/// Whether a graphical session is present, for `flow = "auto"`: always on macOS; on other systems when
-/// `DISPLAY` or `WAYLAND_DISPLAY` is set.
-pub fn graphical_session(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
-    cfg!(target_os = "macos") || ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| env(v).is_some_and(|v| !v.is_empty()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn auto_means_browser_only_with_a_display() {
-        if cfg!(target_os = "macos") {
-            return;
-        }
-        assert!(!graphical_session(|_| None));
-        assert!(!graphical_session(|_| Some("".into())));
-        assert!(graphical_session(|v| (v == "WAYLAND_DISPLAY").then(|| "wayland-0".into())));
-        assert!(graphical_session(|v| (v == "DISPLAY").then(|| ":0".into())));
-    }
 
     #[test]
     fn pages_escape_what_they_show() {

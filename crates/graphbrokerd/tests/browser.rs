@@ -71,12 +71,19 @@ async fn a_browser_sign_in_with_pkce_serves_a_token_and_closes_its_port() {
     assert!(redirect_uri.starts_with("http://localhost:"), "{redirect_uri}");
     assert_eq!(query_param(&url, "code_challenge_method"), "S256");
     assert!(url.starts_with(&fake.authority("common")), "{url}");
-    // The daemon opened the browser itself, on the same URL it gave the client.
+    // The daemon opened the browser itself, on its launch page, which sends the browser to the same URL it gave
+    // the client.
+    let port = redirect_uri.trim_start_matches("http://localhost:");
+    let launch = format!("http://127.0.0.1:{port}/start");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(&opened).unwrap_or_default().trim() != url {
-        assert!(Instant::now() < deadline, "the browser command was not run with the URL");
+    while std::fs::read_to_string(&opened).unwrap_or_default().trim() != launch {
+        assert!(Instant::now() < deadline, "the browser command was not run with the launch page");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = no_redirects.get(&launch).send().await.expect("launch page");
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(response.headers()["location"].to_str().unwrap(), url);
 
     // The user signs in at the platform, which sends the browser to the loopback redirect.
     let (status, page) = browse(&url).await;

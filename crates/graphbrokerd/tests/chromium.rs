@@ -1,7 +1,8 @@
 //! Browser sign-in end to end in a real headless Chromium, driven over WebDriver (chromedriver + fantoccini).
 //!
-//! The daemon's own browser command is a harmless recorder: the test, playing the user, opens the URL the waiting
-//! `graphbroker-client token` printed, clicks through the stand-in platform's sign-in/consent page, lands on the
+//! The daemon's own browser command is a harmless recorder: the test, playing the user, checks that the waiting
+//! `graphbroker-client token` printed the sign-in URL, opens the daemon's launch page (what the daemon hands its
+//! browser, which redirects there), clicks through the stand-in platform's sign-in/consent page, lands on the
 //! daemon's success page (kept as `target/browser-signin-success.png`), and checks that the token the client then
 //! prints is accepted by the stand-in's `/v1.0/me`.
 //!
@@ -299,16 +300,19 @@ async fn a_real_headless_chromium_completes_the_browser_sign_in_for_a_waiting_cl
     assert!(url.starts_with(&fake.authority("common")), "{url}");
     let redirect_uri = query_param(&url, "redirect_uri");
     assert!(redirect_uri.starts_with("http://localhost:"), "{redirect_uri}");
-    // The daemon ran its browser command (the recorder, not Chromium) on the same URL.
+    // The daemon ran its browser command (the recorder, not Chromium) on its loopback launch page, not on the
+    // authorize URL: a command line is readable by every user.
+    let launch = format!("http://127.0.0.1:{}/start", redirect_uri.trim_start_matches("http://localhost:"));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(&opened).unwrap_or_default().trim() != url {
-        assert!(Instant::now() < deadline, "the daemon did not run its browser command with the URL");
+    while std::fs::read_to_string(&opened).unwrap_or_default().trim() != launch {
+        assert!(Instant::now() < deadline, "the daemon did not run its browser command with the launch page");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // The person's browser: the platform's sign-in/consent page, pick the account, Accept.
+    // The person's browser, opened where the daemon would open it: the launch page sends it on to the
+    // platform's sign-in/consent page; pick the account, Accept.
     let browser = driver.session().await;
-    browser.goto(&url).await.expect("open the sign-in URL");
+    browser.goto(&launch).await.expect("open the launch page");
     let form = browser
         .wait()
         .at_most(Duration::from_secs(30))

@@ -106,6 +106,10 @@ pub struct ProfileState {
     pub signin: Option<Arc<SignIn>>,
     /// Cached tokens, refresh locks and refresh-ahead marks by scope set.
     pub entries: ScopeEntries,
+    /// The account whose session the platform ended (a dead grant), kept while the profile is `Empty` so that the
+    /// sign-in that follows is checked to bring the same account back (`expected.rs`). A sign-out and a
+    /// completed sign-in clear it.
+    pub ended_account: Option<AccountRecord>,
     /// The number the next write will carry.
     next_write: u64,
 }
@@ -117,6 +121,7 @@ impl Default for ProfileState {
             account: AccountState::Unloaded { error: None },
             signin: None,
             entries: ScopeEntries::default(),
+            ended_account: None,
             next_write: 1,
         }
     }
@@ -272,6 +277,9 @@ impl ProfileState {
             AccountState::Active { record, .. } => Some(record),
             _ => None,
         };
+        // A dead grant is not the user leaving: the next sign-in is expected to be the same account.
+        self.ended_account =
+            if only_generation.is_some() { record.clone().or(self.ended_account.take()) } else { None };
         Some(Forgotten { record, tokens_dropped })
     }
 
@@ -293,6 +301,7 @@ impl ProfileState {
         }
         self.generation += 1;
         self.entries.clear_tokens();
+        self.ended_account = None;
         self.account =
             AccountState::Active { refresh_token: account.refresh_token, record: account.account, persisted };
         true
@@ -332,9 +341,16 @@ impl ProfileState {
             account,
             signin: None,
             entries: ScopeEntries::default(),
+            ended_account: self.ended_account.take(),
             next_write: self.next_write,
         };
         (next, self.signin.take())
+    }
+
+    /// The account a sign-in of this profile is expected to return: the signed-in one, or the one whose session
+    /// ended.
+    pub fn expected_record(&self) -> Option<&AccountRecord> {
+        self.record().or(self.ended_account.as_ref())
     }
 
     /// The signed-in account's record.

@@ -7,7 +7,8 @@
 //!   generation number) — its diagram and every transition.
 //! - `entries.rs`: the bounded per-scope-set map (cached token, refresh lock, refresh-ahead mark).
 //! - `token.rs`: the request path — cache, single flight, refresh, refresh ahead.
-//! - `signin.rs`: the sign-in task, joined by every request that needs the user.
+//! - `signin.rs`: the sign-in task, joined by every request that needs the user; `expected.rs`: the account it
+//!   must bring back unless the user asked for the sign-in.
 //! - `persist.rs`: one ordered queue of store operations per profile.
 //! - `reload.rs`: applying a reloaded config. `status.rs`: what `status` and the service manager are told.
 //!
@@ -16,6 +17,7 @@
 //! older generation is never written back.
 
 mod entries;
+mod expected;
 mod lifecycle;
 mod persist;
 mod reload;
@@ -303,6 +305,7 @@ impl Broker {
     }
 
     /// Joins the profile's sign-in, or starts one for `scopes`. `None` when the slot was retired by a reload.
+    /// `deliberate`: asked for by `POST /v1/signin`, so any account may sign in (`expected.rs`).
     fn start_or_join_signin(
         &self,
         slot: &Arc<ProfileSlot>,
@@ -310,6 +313,7 @@ impl Broker {
         scopes: &ScopeSet,
         claims: Option<String>,
         flow: Option<SignInFlow>,
+        deliberate: bool,
     ) -> Option<Arc<SignIn>> {
         let mut state = slot.state.lock().expect("state lock");
         if matches!(state.account, lifecycle::AccountState::Retired) {
@@ -317,6 +321,9 @@ impl Broker {
         }
         if let Some(existing) = &state.signin {
             // Joiners see the sign-in under way, whatever flow they would have chosen.
+            if deliberate {
+                existing.make_deliberate();
+            }
             return Some(existing.clone());
         }
         let flow = match flow.unwrap_or(slot.profile.flow) {
@@ -335,6 +342,7 @@ impl Broker {
             claims,
             flow,
             browser: self.profile_set().browser.clone(),
+            deliberate,
             changes: self.changes.clone(),
         });
         tracing::info!(profile = %slot.profile.name, ?reason, ?flow, scopes = %scopes, "starting a sign-in");
@@ -366,7 +374,8 @@ impl Broker {
             }
         }
         let claims = request_claims(None::<&ClaimsChallenge>, slot.profile.cae);
-        let Some(signin) = self.start_or_join_signin(&slot, SignInReason::NoAccount, &scopes, claims, flow) else {
+        let Some(signin) = self.start_or_join_signin(&slot, SignInReason::NoAccount, &scopes, claims, flow, true)
+        else {
             return Err(ApiError::new(
                 ErrorCode::SigninDeclined,
                 "the profile's settings changed as the sign-in started; ask again to start a new one",

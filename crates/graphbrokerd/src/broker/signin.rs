@@ -1,11 +1,13 @@
 //! Sign-in on first demand: one sign-in per profile at a time, joined by every request that needs the user.
 //!
 //! A sign-in is a task ([`run`]) that asks the platform for a prompt (a device code, or a browser URL with its
-//! loopback listener), publishes it on a watch channel for every waiting request, waits for the user, writes the
-//! account to the store, then makes it the profile's through `ProfileState::complete_signin` and caches its
-//! first token — only if the sign-in was not cancelled meanwhile.
+//! loopback listener), publishes it on a watch channel for every waiting request, waits for the user, checks that
+//! the account is the one expected (`expected.rs`), writes it to the store, then makes it the profile's through
+//! `ProfileState::complete_signin` and caches its first token — only if the sign-in was not cancelled meanwhile.
+//! A browser tab waiting on the loopback redirect is told the outcome only then.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use graphbroker_protocol::{EpochSeconds, ErrorCode, SignInFlow, SignInPrompt, SignInReason};
@@ -14,9 +16,10 @@ use tokio::sync::watch;
 
 use super::ProfileSlot;
 use super::entries::CachedToken;
+use super::expected::ExpectedAccount;
 use super::lifecycle::Persisted;
 use super::persist::StillWanted;
-use crate::browser::{self, BrowserSettings};
+use crate::browser::{self, BrowserSettings, BrowserTab};
 use crate::error::ApiError;
 use crate::idp::{Platform, PlatformError, Tokens};
 use crate::retry::{DEVICE_POLL, PLATFORM_CALL, retry};
@@ -30,6 +33,9 @@ pub struct SignIn {
     /// Why it was started, for the prompt every waiting request gets.
     pub reason: SignInReason,
     pub phase: watch::Receiver<Phase>,
+    /// Whether `POST /v1/signin` asked for it (or joined it): the user is choosing an account, so whichever
+    /// account signs in is taken. Otherwise it must be the profile's (`expected.rs`).
+    deliberate: Arc<AtomicBool>,
     /// The task's sender too, so that cancelling can still tell the waiting requests why.
     announce: Arc<watch::Sender<Phase>>,
     task: tokio::task::AbortHandle,
@@ -47,6 +53,11 @@ pub enum Phase {
 }
 
 impl SignIn {
+    /// An explicit `POST /v1/signin` joined this sign-in: any account it returns is taken.
+    pub fn make_deliberate(&self) {
+        self.deliberate.store(true, Ordering::SeqCst);
+    }
+
     /// Stops the sign-in; the requests waiting for it are told `why` it was cancelled.
     pub fn cancel(&self, why: &str) {
         self.task.abort();
@@ -104,6 +115,8 @@ pub(super) struct Job {
     pub claims: Option<String>,
     pub flow: SignInFlow,
     pub browser: BrowserSettings,
+    /// Started by `POST /v1/signin`: see [`SignIn::make_deliberate`].
+    pub deliberate: bool,
     /// Told whenever the sign-in ends (for status notifications).
     pub changes: watch::Sender<u64>,
 }
@@ -113,17 +126,23 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
     let (tx, rx) = watch::channel(Phase::Starting);
     let tx = Arc::new(tx);
     let (id, reason) = (job.id, job.reason);
-    let task = tokio::spawn(run(job, tx.clone()));
-    Arc::new(SignIn { id, reason, phase: rx, announce: tx, task: task.abort_handle() })
+    let deliberate = Arc::new(AtomicBool::new(job.deliberate));
+    let task = tokio::spawn(run(job, deliberate.clone(), tx.clone()));
+    Arc::new(SignIn { id, reason, phase: rx, deliberate, announce: tx, task: task.abort_handle() })
 }
 
 /// The sign-in task: the prompt for the waiting clients, the user's part, then the account is stored and the
 /// first token cached.
-async fn run(job: Job, phase: Arc<watch::Sender<Phase>>) {
+async fn run(job: Job, deliberate: Arc<AtomicBool>, phase: Arc<watch::Sender<Phase>>) {
     let slot = job.slot.clone();
     let result = async {
-        let tokens = user_part(&job, &phase).await.map_err(|e| ApiError::from_platform(e, &slot.profile.name))?;
-        complete(&slot, job.id, &job.scopes, tokens).await
+        let (tokens, tab) =
+            user_part(&job, &phase).await.map_err(|e| ApiError::from_platform(e, &slot.profile.name))?;
+        let result = complete(&slot, job.id, &job.scopes, tokens, &deliberate).await;
+        if let Some(tab) = tab {
+            tab.answer(result.as_ref().map(|_| ()).map_err(|e| e.0.message.clone()));
+        }
+        result
     }
     .await;
     match &result {
@@ -140,8 +159,9 @@ async fn run(job: Job, phase: Arc<watch::Sender<Phase>>) {
     job.changes.send_modify(|n| *n += 1);
 }
 
-/// The prompt and the user's part of the flow, up to the tokens.
-async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<Tokens, PlatformError> {
+/// The prompt and the user's part of the flow, up to the tokens (and, for a browser sign-in, the tab waiting to
+/// be told how it ended).
+async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<(Tokens, Option<BrowserTab>), PlatformError> {
     let profile = &job.slot.profile;
     let platform = job.platform.as_ref();
     let claims = job.claims.as_deref();
@@ -153,8 +173,9 @@ async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<Tokens, Pl
                 expires_at: EpochSeconds::from_system_time(SystemTime::now() + job.browser.timeout),
             }));
             tracing::info!(profile = %profile.name, port = signin.port, "waiting for the browser sign-in");
-            browser::open_browser(&signin.url, &job.browser);
-            signin.finish(platform, profile, &job.scopes).await
+            browser::open_browser(&signin.launch_url, &job.browser);
+            let (tokens, tab) = signin.finish(platform, profile, &job.scopes).await?;
+            Ok((tokens, Some(tab)))
         }
         SignInFlow::Device | SignInFlow::Auto => {
             let code = retry(PLATFORM_CALL, || platform.start_device(profile, &job.scopes, claims)).await?;
@@ -166,14 +187,21 @@ async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<Tokens, Pl
             }));
             tracing::info!(profile = %profile.name, verification_uri = %code.verification_uri, "waiting for the user to complete the sign-in");
             // An outage while the user is signing in must not cost the sign-in: poll again while the code lives.
-            retry(DEVICE_POLL.within(code.expires_in), || platform.poll_device(profile, &code)).await
+            let tokens = retry(DEVICE_POLL.within(code.expires_in), || platform.poll_device(profile, &code)).await?;
+            Ok((tokens, None))
         }
     }
 }
 
-/// Makes the signed-in account the profile's: in memory (if the sign-in is still the profile's), then written
-/// to the store, then its first token cached.
-async fn complete(slot: &Arc<ProfileSlot>, signin_id: u64, scopes: &ScopeSet, tokens: Tokens) -> Result<(), ApiError> {
+/// Makes the signed-in account the profile's, if it is the account expected (or the sign-in is `deliberate`):
+/// written to the store, then in memory (if the sign-in is still the profile's), then its first token cached.
+async fn complete(
+    slot: &Arc<ProfileSlot>,
+    signin_id: u64,
+    scopes: &ScopeSet,
+    tokens: Tokens,
+    deliberate: &AtomicBool,
+) -> Result<(), ApiError> {
     let Some(refresh_token) = tokens.refresh_token else {
         return Err(ApiError::new(
             ErrorCode::IdentityProviderError,
@@ -181,6 +209,17 @@ async fn complete(slot: &Arc<ProfileSlot>, signin_id: u64, scopes: &ScopeSet, to
         ));
     };
     let profile = &slot.profile;
+    {
+        let state = slot.state.lock().expect("state lock");
+        if !deliberate.load(Ordering::SeqCst) {
+            let expected =
+                ExpectedAccount { stored: state.expected_record(), login_hint: profile.login_hint.as_deref() };
+            if let Err(refused) = expected.check(tokens.identity.as_ref()) {
+                tracing::warn!(profile = %profile.name, "{}", refused.0.message);
+                return Err(refused);
+            }
+        }
+    }
     let identity = tokens.identity.unwrap_or(crate::idp::Identity {
         username: "unknown".into(),
         home_account_id: String::new(),
@@ -251,6 +290,7 @@ impl SignIn {
     pub fn idle(id: u64, reason: SignInReason) -> Arc<Self> {
         let (tx, rx) = watch::channel(Phase::Starting);
         let task = tokio::spawn(std::future::pending::<()>());
-        Arc::new(SignIn { id, reason, phase: rx, announce: Arc::new(tx), task: task.abort_handle() })
+        let deliberate = Arc::new(AtomicBool::new(false));
+        Arc::new(SignIn { id, reason, phase: rx, deliberate, announce: Arc::new(tx), task: task.abort_handle() })
     }
 }

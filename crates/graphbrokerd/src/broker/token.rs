@@ -129,7 +129,7 @@ impl Broker {
                         }
                         None => platform_claims.clone(),
                     };
-                    match self.start_or_join_signin(slot, reason, scopes, signin_claims, None) {
+                    match self.start_or_join_signin(slot, reason, scopes, signin_claims, None, false) {
                         Some(signin) => {
                             let remaining = request.wait.saturating_sub(started.elapsed());
                             signin.wait(remaining, self.shutdown.subscribe()).await?;

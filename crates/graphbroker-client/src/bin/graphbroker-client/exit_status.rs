@@ -7,7 +7,7 @@
 //! | 2 | usage error (bad flags or arguments) |
 //! | 3 | graphbrokerd is not running and could not be started (or `--no-autostart`), or it does not answer |
 //! | 4 | a sign-in is required and `--no-wait` (or `--timeout 0`) was given; the prompt is on stderr |
-//! | 5 | the sign-in did not complete: declined, expired, or `--timeout` ran out (the sign-in goes on) |
+//! | 5 | the sign-in did not complete: declined, expired, another account than the profile's, or `--timeout` ran out (the sign-in goes on) |
 //! | 6 | the identity platform refused the request or could not be reached |
 //! | 7 | the OS keychain is locked or unavailable |
 //! | 8 | bad request: invalid scopes, unknown profile, bad parameter |
@@ -25,7 +25,8 @@ Exit status:
   2    usage error (bad flags or arguments)
   3    graphbrokerd is not running and could not be started (or --no-autostart), or it does not answer
   4    a sign-in is required and --no-wait (or --timeout 0) was given; the prompt is on stderr
-  5    the sign-in did not complete: declined, expired, or --timeout ran out (the sign-in goes on)
+  5    the sign-in did not complete: declined, expired, another account than the profile's, or --timeout ran
+       out (the sign-in goes on)
   6    the identity platform refused the request or could not be reached
   7    the OS keychain is locked or unavailable
   8    bad request: invalid scopes, unknown profile, bad parameter
@@ -58,7 +59,10 @@ impl ExitStatus {
     fn of_code(code: ErrorCode) -> Self {
         match code {
             ErrorCode::SigninRequired => Self::SigninRequired,
-            ErrorCode::SigninDeclined | ErrorCode::SigninExpired | ErrorCode::SigninTimeout => Self::SigninIncomplete,
+            ErrorCode::SigninDeclined
+            | ErrorCode::SigninExpired
+            | ErrorCode::SigninTimeout
+            | ErrorCode::AccountMismatch => Self::SigninIncomplete,
             ErrorCode::IdentityProviderError | ErrorCode::IdentityProviderUnavailable => Self::IdentityPlatform,
             ErrorCode::KeychainUnavailable => Self::Keychain,
             ErrorCode::DaemonStopping => Self::Unreachable,
@@ -147,6 +151,7 @@ mod tests {
             (ErrorCode::SigninDeclined, 5),
             (ErrorCode::SigninExpired, 5),
             (ErrorCode::SigninTimeout, 5),
+            (ErrorCode::AccountMismatch, 5),
             (ErrorCode::IdentityProviderError, 6),
             (ErrorCode::IdentityProviderUnavailable, 6),
             (ErrorCode::KeychainUnavailable, 7),
