@@ -25,6 +25,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{oneshot, watch};
+use zeroize::Zeroize as _;
 
 use self::listen::Connection;
 pub use self::opener::{graphical_session, open_browser};
@@ -83,8 +84,7 @@ struct Loopback {
     deliver: Mutex<Option<oneshot::Sender<(Callback, PageReply)>>>,
 }
 
-/// A browser sign-in whose URL is ready and whose listener is waiting.
-#[derive(Debug)]
+/// A browser sign-in whose URL is ready and whose listener is waiting. `Debug` leaves out the URL's `state`.
 pub struct BrowserSignIn {
     /// The authorize URL, for the waiting clients (over the socket only).
     pub url: String,
@@ -229,7 +229,19 @@ fn describe(failure: &PlatformError) -> String {
     }
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
+impl std::fmt::Debug for BrowserSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserSignIn")
+            .field("url", &graphbroker_protocol::redact_url(&self.url))
+            .field("launch_url", &self.launch_url)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The redirect's query. No `Debug`: it holds the code and the state.
+#[derive(Default, serde::Deserialize)]
 struct RedirectQuery {
     state: Option<String>,
     code: Option<String>,
@@ -277,8 +289,14 @@ async fn redirect(
     if let Some(refused) = refuse_other_users(connection).await {
         return refused;
     }
-    let query: RedirectQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default();
-    if query.state.as_deref() != Some(loopback.csrf_state.expose_secret()) {
+    let mut raw = raw.unwrap_or_default();
+    let mut query: RedirectQuery = serde_urlencoded::from_str(&raw).unwrap_or_default();
+    raw.zeroize(); // the code and the state, as they came
+    let state_matches = query.state.as_deref() == Some(loopback.csrf_state.expose_secret());
+    if let Some(state) = query.state.as_mut() {
+        state.zeroize();
+    }
+    if !state_matches {
         // Not this sign-in's redirect (a stale tab, another program): refuse without ending the sign-in.
         return page(
             StatusCode::BAD_REQUEST,

@@ -164,3 +164,20 @@ pub struct Tokens {
     pub granted: Vec<String>,
     pub identity: Option<Identity>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_authorize_request_prints_neither_state_nor_verifier() {
+        let request = AuthorizeRequest {
+            url: "https://login.example/authorize?client_id=c&state=state-value-1&code_challenge=ch".into(),
+            csrf_state: SecretString::from("state-value-1"),
+            verifier: PkceCodeVerifier::new("verifier-value-2".into()),
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("state-value-1") && !shown.contains("verifier-value-2"), "{shown}");
+        assert!(shown.contains("client_id=c"), "{shown}");
+    }
+}
