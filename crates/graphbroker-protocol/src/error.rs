@@ -25,7 +25,7 @@ pub struct ErrorDetail {
     /// With `identity_provider_error`: the platform's AADSTS numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_codes: Option<Vec<u64>>,
-    /// With `*_unavailable`: seconds after which a retry may succeed, where known.
+    /// With `*_unavailable` and `rate_limited`: seconds after which a retry may succeed, where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
 }
@@ -63,6 +63,9 @@ pub enum ErrorCode {
     SigninExpired,
     /// `wait` ran out while the sign-in goes on; ask again to keep waiting.
     SigninTimeout,
+    /// Too many requests of a kind the daemon limits (`claims` requests, which bypass the cache and go to the
+    /// identity platform each time); `retry_after` says when to ask again.
+    RateLimited,
     /// The identity platform refused for a reason that is neither a sign-in nor transient (e.g. a bad client id).
     IdentityProviderError,
     /// The identity platform could not be reached or kept failing; retry later.
@@ -88,6 +91,7 @@ impl ErrorCode {
             Self::UnknownProfile | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::SigninTimeout => 408,
+            Self::RateLimited => 429,
             Self::IdentityProviderError => 502,
             Self::IdentityProviderUnavailable | Self::KeychainUnavailable | Self::DaemonStopping => 503,
             Self::Internal | Self::Unknown => 500,
@@ -107,6 +111,7 @@ impl ErrorCode {
             Self::SigninDeclined => "signin_declined",
             Self::SigninExpired => "signin_expired",
             Self::SigninTimeout => "signin_timeout",
+            Self::RateLimited => "rate_limited",
             Self::IdentityProviderError => "identity_provider_error",
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::KeychainUnavailable => "keychain_unavailable",
@@ -140,6 +145,7 @@ mod tests {
             ErrorCode::SigninDeclined,
             ErrorCode::SigninExpired,
             ErrorCode::SigninTimeout,
+            ErrorCode::RateLimited,
             ErrorCode::IdentityProviderError,
             ErrorCode::IdentityProviderUnavailable,
             ErrorCode::KeychainUnavailable,
@@ -177,6 +183,7 @@ mod tests {
         assert_eq!(ErrorCode::Forbidden.http_status(), 403);
         assert_eq!(ErrorCode::UnknownProfile.http_status(), 404);
         assert_eq!(ErrorCode::SigninTimeout.http_status(), 408);
+        assert_eq!(ErrorCode::RateLimited.http_status(), 429);
         assert_eq!(ErrorCode::IdentityProviderError.http_status(), 502);
         assert_eq!(ErrorCode::KeychainUnavailable.http_status(), 503);
     }
