@@ -131,9 +131,9 @@ impl ApiError {
                 format!("the identity platform wants more from the user: {detail}; ask again to sign in anew"),
             )
             .with_error_codes(codes),
-            PlatformError::Local { detail } => {
-                Self::internal(format!("{detail}; see the daemon's log, and report it if it repeats"))
-            }
+            PlatformError::Local { detail } => Self::internal(format!(
+                "this machine could not complete the request: {detail}; see the daemon's log, and report it if it repeats"
+            )),
         }
     }
 
