@@ -61,7 +61,8 @@ impl Endpoint {
 }
 
 /// What an injected fault does. In JSON (the control API) each variant is recognised by its field:
-/// `{"status":503,"retry_after":2}`, `{"delay_ms":500}`, `{"garbage":true}`, `{"error_200":"temporarily_unavailable"}`.
+/// `{"status":503,"retry_after":2}`, `{"delay_ms":500}`, `{"garbage":true}`, `{"error_200":"temporarily_unavailable"}`,
+/// `{"aadsts":70043,"error":"interaction_required"}`, `{"huge_body":2097152}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Fault {
@@ -80,6 +81,18 @@ pub enum Fault {
     Garbage { garbage: bool },
     /// HTTP 200 carrying an error body with this `error`; Entra has been seen doing this on /devicecode.
     Error200 { error_200: String },
+    /// HTTP 400 with Entra's full error body for AADSTS number `aadsts` (`error`, `error_description` starting
+    /// `AADSTSnnnn:` with the trace, correlation and timestamp lines, `error_codes`, ids, `suberror`), as a
+    /// refresh refused by policy or for a dead grant looks.
+    Aadsts {
+        aadsts: u32,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suberror: Option<String>,
+    },
+    /// HTTP 200 with a JSON body of this many bytes (an error padded with whitespace): an answer no client should
+    /// buffer whole.
+    HugeBody { huge_body: usize },
 }
 
 impl Fault {
@@ -98,6 +111,16 @@ impl Fault {
 
     pub fn error_200(error: &str) -> Self {
         Self::Error200 { error_200: error.to_owned() }
+    }
+
+    /// Entra's error body for AADSTS `code` with OAuth `error` (e.g. `invalid_grant`) and an optional suberror.
+    pub fn aadsts(code: u32, error: &str, suberror: Option<&str>) -> Self {
+        Self::Aadsts { aadsts: code, error: error.to_owned(), suberror: suberror.map(str::to_owned) }
+    }
+
+    /// An HTTP 200 answer of `bytes` bytes.
+    pub fn huge_body(bytes: usize) -> Self {
+        Self::HugeBody { huge_body: bytes }
     }
 }
 
@@ -169,7 +192,53 @@ fn render(endpoint: Endpoint, fault: Fault) -> Response {
                 .into_response()
         }
         Fault::Error200 { error_200 } => error_body(endpoint, StatusCode::OK, &error_200),
+        Fault::Aadsts { aadsts, error, suberror } => {
+            let mut entra = EntraError::new(&error, aadsts, aadsts_message(aadsts));
+            if let Some(suberror) = suberror {
+                entra = entra.with_suberror(&suberror);
+            }
+            entra.into_response()
+        }
+        Fault::HugeBody { huge_body } => {
+            let head = r#"{"error":"temporarily_unavailable","padding":""#;
+            let tail = r#""}"#;
+            let padding = " ".repeat(huge_body.saturating_sub(head.len() + tail.len()));
+            let mut response = format!("{head}{padding}{tail}").into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
         Fault::Delay { .. } => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The description Entra sends with an AADSTS number (Microsoft's AADSTS error reference), for the numbers tests
+/// inject; others get a generic sentence.
+fn aadsts_message(code: u32) -> &'static str {
+    match code {
+        70008 => {
+            "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource."
+        }
+        700082 => {
+            "The refresh token has expired due to inactivity. The token was issued on 2025-01-01T00:00:00Z and was inactive for 90.00:00:00."
+        }
+        50173 => {
+            "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password."
+        }
+        70000 => "The provided value for the input parameter 'refresh_token' or 'assertion' is not valid.",
+        700084 => {
+            "The refresh token was issued to a single page app (SPA), and therefore has a fixed, limited lifetime of 1.00:00:00, which cannot be extended."
+        }
+        54005 => {
+            "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token."
+        }
+        70043 => {
+            "The refresh token has expired or is invalid due to sign-in frequency checks by conditional access. The token was issued on 2025-01-01T00:00:00Z and the maximum allowed lifetime for this request is 3600."
+        }
+        50089 => {
+            "Authentication failed due to flow token expired. Expected - auth codes, refresh tokens, and sessions expire over time or are revoked by the user or an admin. The app will request a new login from the user."
+        }
+        9002313 => "Invalid request. Request is malformed or invalid.",
+        _ => "The request was refused.",
     }
 }
 
@@ -218,6 +287,15 @@ mod tests {
         assert_eq!(parse(r#"{"delay_ms":250}"#), Fault::delay(Duration::from_millis(250)));
         assert_eq!(parse(r#"{"garbage":true}"#), Fault::garbage());
         assert_eq!(parse(r#"{"error_200":"temporarily_unavailable"}"#), Fault::error_200("temporarily_unavailable"));
+        assert_eq!(
+            parse(r#"{"aadsts":70043,"error":"interaction_required"}"#),
+            Fault::aadsts(70043, "interaction_required", None)
+        );
+        assert_eq!(
+            parse(r#"{"aadsts":70000,"error":"invalid_grant","suberror":"bad_token"}"#),
+            Fault::aadsts(70000, "invalid_grant", Some("bad_token"))
+        );
+        assert_eq!(parse(r#"{"huge_body":2048}"#), Fault::huge_body(2048));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct ErrorDetail {
     /// With `identity_provider_error`: the platform's AADSTS numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_codes: Option<Vec<u64>>,
-    /// With `*_unavailable`: seconds after which a retry may succeed, where known.
+    /// With `*_unavailable` and `rate_limited`: seconds after which a retry may succeed, where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
 }
@@ -66,6 +66,9 @@ pub enum ErrorCode {
     /// A sign-in that was not asked for explicitly returned another account than the profile's (its stored
     /// account or `login_hint`); nothing was stored.
     AccountMismatch,
+    /// Too many requests of a kind the daemon limits (`claims` requests, which bypass the cache and go to the
+    /// identity platform each time); `retry_after` says when to ask again.
+    RateLimited,
     /// The identity platform refused for a reason that is neither a sign-in nor transient (e.g. a bad client id).
     IdentityProviderError,
     /// The identity platform could not be reached or kept failing; retry later.
@@ -92,6 +95,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::SigninTimeout => 408,
             Self::AccountMismatch => 409,
+            Self::RateLimited => 429,
             Self::IdentityProviderError => 502,
             Self::IdentityProviderUnavailable | Self::KeychainUnavailable | Self::DaemonStopping => 503,
             Self::Internal | Self::Unknown => 500,
@@ -112,6 +116,7 @@ impl ErrorCode {
             Self::SigninExpired => "signin_expired",
             Self::SigninTimeout => "signin_timeout",
             Self::AccountMismatch => "account_mismatch",
+            Self::RateLimited => "rate_limited",
             Self::IdentityProviderError => "identity_provider_error",
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::KeychainUnavailable => "keychain_unavailable",
@@ -146,6 +151,7 @@ mod tests {
             ErrorCode::SigninExpired,
             ErrorCode::SigninTimeout,
             ErrorCode::AccountMismatch,
+            ErrorCode::RateLimited,
             ErrorCode::IdentityProviderError,
             ErrorCode::IdentityProviderUnavailable,
             ErrorCode::KeychainUnavailable,
@@ -184,6 +190,7 @@ mod tests {
         assert_eq!(ErrorCode::UnknownProfile.http_status(), 404);
         assert_eq!(ErrorCode::SigninTimeout.http_status(), 408);
         assert_eq!(ErrorCode::AccountMismatch.http_status(), 409);
+        assert_eq!(ErrorCode::RateLimited.http_status(), 429);
         assert_eq!(ErrorCode::IdentityProviderError.http_status(), 502);
         assert_eq!(ErrorCode::KeychainUnavailable.http_status(), 503);
     }

@@ -64,6 +64,38 @@ impl ApiError {
         error
     }
 
+    /// `signin_required` (or, for a request that waited, `signin_timeout`) without a prompt: the sign-in is still
+    /// asking the identity platform for one.
+    pub fn signin_preparing(reason: SignInReason, waited: std::time::Duration) -> Self {
+        let (code, message) = if waited.is_zero() {
+            (
+                ErrorCode::SigninRequired,
+                "a sign-in is being prepared (the identity platform is slow to answer); ask again in a few seconds for the prompt",
+            )
+        } else {
+            (
+                ErrorCode::SigninTimeout,
+                "the sign-in is still being prepared (the identity platform is slow to answer); ask again to keep waiting",
+            )
+        };
+        let mut error = Self::new(code, message);
+        error.0.reason = Some(reason);
+        error
+    }
+
+    /// `rate_limited`: the profile's `claims` requests are spent for now.
+    pub fn claims_rate_limited(profile: &str, retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        Self::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many claims requests for profile {profile:?}: each one bypasses the cache and goes to the identity \
+                 platform; retry after {seconds} s, and pass claims only with a challenge a resource has just sent"
+            ),
+        )
+        .with_retry_after(Some(seconds))
+    }
+
     pub fn daemon_stopping() -> Self {
         Self::new(ErrorCode::DaemonStopping, "the daemon is stopping; ask again once it is back")
             .with_retry_after(Some(1))
@@ -99,9 +131,9 @@ impl ApiError {
                 format!("the identity platform wants more from the user: {detail}; ask again to sign in anew"),
             )
             .with_error_codes(codes),
-            PlatformError::Local { detail } => {
-                Self::internal(format!("{detail}; see the daemon's log, and report it if it repeats"))
-            }
+            PlatformError::Local { detail } => Self::internal(format!(
+                "this machine could not complete the request: {detail}; see the daemon's log, and report it if it repeats"
+            )),
         }
     }
 

@@ -13,7 +13,7 @@ use graphbrokerd::activation::{self, Activation};
 use graphbrokerd::broker::{Broker, SystemStores};
 use graphbrokerd::config::{CONFIG_ENV, Config};
 use graphbrokerd::idp::EntraPlatform;
-use graphbrokerd::server::{self, Activity, PeerPolicy};
+use graphbrokerd::server::{self, Activity, ConnectionLimits, PeerPolicy};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -39,6 +39,12 @@ struct Args {
     /// connection. 0 (the default) never exits.
     #[arg(long, env = "GRAPHBROKER_IDLE_EXIT", default_value_t = 0, value_name = "SECONDS")]
     idle_exit: u64,
+    /// How long a connection may take to send a request head, in milliseconds (tests shorten it).
+    #[arg(long, hide = true, value_name = "MILLISECONDS")]
+    header_read_timeout_ms: Option<u64>,
+    /// How many connections are served at once; more wait until one closes (tests lower it).
+    #[arg(long, hide = true, value_name = "COUNT")]
+    max_connections: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -131,7 +137,13 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
     // Ready only now: the listener accepts, the accounts are loaded, the signal handlers are in place.
     activation::notify(&[NotifyState::Ready, NotifyState::Status(&broker.status_line())]);
 
-    let serving = server::serve(listener, broker, PeerPolicy::current_user(), activity, supervisor.run());
+    let defaults = ConnectionLimits::default();
+    let limits = ConnectionLimits {
+        header_read_timeout: args.header_read_timeout_ms.map_or(defaults.header_read_timeout, Duration::from_millis),
+        max_connections: args.max_connections.unwrap_or(defaults.max_connections).max(1),
+    };
+    let policy = PeerPolicy::current_user();
+    let serving = server::serve_with_limits(listener, broker, policy, activity, limits, supervisor.run());
     tokio::pin!(serving);
     let result = tokio::select! {
         result = &mut serving => result.context("the server failed"),

@@ -14,6 +14,15 @@ const DAEMON_OIDC_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
 /// (`openid profile`) and a refresh token (`offline_access`).
 pub const OIDC_SCOPES: &str = "openid profile offline_access";
 
+/// The most scopes one request may name. A token for one resource rarely carries more than a dozen; the bound
+/// keeps the normalization (quadratic in the count) and the request to the platform small.
+pub const MAX_SCOPES: usize = 50;
+/// The longest one scope may be, resource URI included. Graph permission names are under 60 characters and
+/// resource URIs a few dozen more.
+pub const MAX_SCOPE_LEN: usize = 512;
+/// The longest the whole `scopes` value of a request may be, before it is split.
+pub const MAX_SCOPES_VALUE_LEN: usize = 4096;
+
 /// One resource's scopes, resource-qualified, sorted and without duplicates (compared case-insensitively).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScopeSet {
@@ -35,6 +44,12 @@ pub enum ScopeError {
         "scopes name two resources ({0} and {1}); a token is for one resource: ask for each resource's scopes separately"
     )]
     TwoResources(String, String),
+    #[error(
+        "{0} scopes were asked for; at most {MAX_SCOPES} may be: ask for fewer (one resource's scopes per request)"
+    )]
+    TooMany(usize),
+    #[error("a scope of {0} bytes was asked for; a scope may be at most {MAX_SCOPE_LEN} bytes: check the scopes")]
+    TooLong(usize),
     #[error("{0}/.default cannot be combined with other scopes of the same resource: ask for .default alone")]
     DefaultMixed(String),
 }
@@ -43,6 +58,12 @@ impl ScopeSet {
     /// Normalizes `requested` (already split into single scopes). `graph_resource` is what short names mean
     /// for the profile's cloud, e.g. `https://graph.microsoft.com`.
     pub fn normalize<S: AsRef<str>>(requested: &[S], graph_resource: &str) -> Result<Self, ScopeError> {
+        if requested.len() > MAX_SCOPES {
+            return Err(ScopeError::TooMany(requested.len()));
+        }
+        if let Some(long) = requested.iter().map(|s| s.as_ref().trim().len()).find(|&len| len > MAX_SCOPE_LEN) {
+            return Err(ScopeError::TooLong(long));
+        }
         let mut resource: Option<String> = None;
         let mut scopes: Vec<String> = Vec::new();
         for raw in requested {
@@ -194,6 +215,17 @@ mod tests {
         assert!(matches!(ScopeSet::normalize(&["User.Read\"x"], GRAPH), Err(ScopeError::Malformed(_))));
         assert!(matches!(ScopeSet::normalize(&["foo/bar"], GRAPH), Err(ScopeError::Malformed(_))));
         assert!(matches!(ScopeSet::normalize(&["https://x.example/"], GRAPH), Err(ScopeError::Malformed(_))));
+    }
+
+    #[test]
+    fn the_count_and_length_of_scopes_are_bounded() {
+        let many: Vec<String> = (0..=MAX_SCOPES).map(|i| format!("Scope{i}.Read")).collect();
+        assert_eq!(ScopeSet::normalize(&many, GRAPH).unwrap_err(), ScopeError::TooMany(MAX_SCOPES + 1));
+        assert!(ScopeSet::normalize(&many[..MAX_SCOPES], GRAPH).is_ok());
+        let long = format!("api://x/{}", "a".repeat(MAX_SCOPE_LEN));
+        assert_eq!(ScopeSet::normalize(&[long.as_str()], GRAPH).unwrap_err(), ScopeError::TooLong(long.len()));
+        let message = ScopeError::TooMany(51).to_string();
+        assert!(message.contains("at most 50"), "{message}");
     }
 
     #[test]

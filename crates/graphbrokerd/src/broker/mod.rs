@@ -16,6 +16,7 @@
 //! handed out; store operations of one profile happen in the order its state changed; a result computed for an
 //! older generation is never written back.
 
+mod claims_budget;
 mod entries;
 mod expected;
 mod lifecycle;
@@ -39,6 +40,7 @@ use graphbroker_protocol::{
 use graphbroker_store::{AccountRecord, KeyringStore, MemoryStore, SecretStore, StoreError};
 use tokio::sync::watch;
 
+pub use claims_budget::{CLAIMS_BURST, CLAIMS_REFILL};
 pub use entries::{CachedToken, MAX_SCOPE_SETS, REFRESH_AHEAD};
 pub use reload::ReloadSummary;
 pub use token::{IssuedToken, MAX_WAIT, TokenRequest};
@@ -80,6 +82,8 @@ struct ProfileSlot {
     profile: Profile,
     persistence: Arc<Persistence>,
     state: Mutex<ProfileState>,
+    /// How many cache-bypassing `claims` requests the profile may still make.
+    claims_budget: Mutex<claims_budget::ClaimsBudget>,
 }
 
 /// A write queued in the profile's store queue, to be awaited.
@@ -91,7 +95,7 @@ struct QueuedWrite {
 
 impl ProfileSlot {
     fn new(profile: Profile, persistence: Arc<Persistence>, state: ProfileState) -> Self {
-        Self { profile, persistence, state: Mutex::new(state) }
+        Self { profile, persistence, state: Mutex::new(state), claims_budget: Mutex::default() }
     }
 
     /// Queues `write`. Call it while still holding the state lock that produced the write, so that the store sees

@@ -25,6 +25,11 @@ use crate::idp::{Platform, PlatformError, Tokens};
 use crate::retry::{DEVICE_POLL, PLATFORM_CALL, retry};
 use crate::scopes::ScopeSet;
 
+/// The longest a request that does not wait (`wait=0`) is held for the sign-in's prompt. The prompt is normally
+/// ready in milliseconds (one device-code call, or a loopback port); the grace lets the first answer carry it,
+/// and bounds the answer when the platform is slow: then it says that the sign-in is being prepared.
+pub const PROMPT_GRACE: Duration = Duration::from_secs(2);
+
 /// A sign-in under way. Every request that needs the user waits on `phase`.
 #[derive(Debug)]
 pub struct SignIn {
@@ -69,20 +74,36 @@ impl SignIn {
 
     /// Waits for the sign-in to finish, up to `wait`; `signin_required` with the prompt at once when `wait` is
     /// zero. `stopping` ends the wait when the daemon stops.
+    ///
+    /// Every wait is bounded, the prompt's too: a sign-in still asking the platform for its prompt (a slow
+    /// device-code call, retried for up to half a minute) holds a `wait=0` request for at most [`PROMPT_GRACE`],
+    /// then answers `signin_required` without the prompt; a request with `wait` is held no longer than `wait`.
     pub async fn wait(&self, wait: Duration, mut stopping: watch::Receiver<bool>) -> Result<(), ApiError> {
         let mut phase = self.phase.clone();
         let stopped_unexpectedly =
             || ApiError::internal("the sign-in stopped unexpectedly; ask again to start a new one");
+        let deadline = tokio::time::Instant::now() + wait;
         // The prompt first: it is what every error below carries.
-        let prompt = loop {
-            match phase.borrow_and_update().clone() {
-                Phase::Prompt(prompt) => break prompt,
-                Phase::Done(result) => return result,
-                Phase::Starting => {}
+        let prompt = async {
+            loop {
+                match phase.borrow_and_update().clone() {
+                    Phase::Prompt(prompt) => return Ok(prompt),
+                    Phase::Done(result) => return Err(result),
+                    Phase::Starting => {}
+                }
+                if phase.changed().await.is_err() {
+                    return Err(Err(stopped_unexpectedly()));
+                }
             }
-            if phase.changed().await.is_err() {
-                return Err(stopped_unexpectedly());
-            }
+        };
+        let prompt = tokio::select! {
+            prompt = prompt => prompt,
+            _ = tokio::time::sleep(wait.max(PROMPT_GRACE)) => Err(Err(ApiError::signin_preparing(self.reason, wait))),
+            _ = stopping.wait_for(|stopping| *stopping) => Err(Err(ApiError::daemon_stopping())),
+        };
+        let prompt = match prompt {
+            Ok(prompt) => prompt,
+            Err(result) => return result,
         };
         if wait.is_zero() {
             return Err(ApiError::signin_required(self.reason, prompt));
@@ -99,7 +120,7 @@ impl SignIn {
         };
         tokio::select! {
             result = done => result,
-            _ = tokio::time::sleep(wait) => Err(ApiError::signin_timeout(self.reason, prompt)),
+            _ = tokio::time::sleep_until(deadline) => Err(ApiError::signin_timeout(self.reason, prompt)),
             _ = stopping.wait_for(|stopping| *stopping) => Err(ApiError::daemon_stopping()),
         }
     }

@@ -110,6 +110,10 @@ impl Broker {
         let started = Instant::now();
         let mut resolved = self.resolve(request)?;
         let bypass_cache = request.claims.is_some();
+        if bypass_cache {
+            let spent = resolved.slot.claims_budget.lock().expect("claims budget lock").take();
+            spent.map_err(|retry_after| ApiError::claims_rate_limited(&resolved.slot.profile.name, retry_after))?;
+        }
         for _ in 0..MAX_ROUNDS {
             let Resolved { slot, scopes, min_valid, platform_claims } = &resolved;
             match self.silent(slot, scopes, *min_valid, platform_claims.as_deref(), bypass_cache).await? {

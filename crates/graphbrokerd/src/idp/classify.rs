@@ -69,9 +69,31 @@ pub enum PlatformError {
     Local { detail: String },
 }
 
-/// AADSTS numbers that mean the refresh token can never work again (Microsoft's error reference: expired,
-/// revoked, inactive, reused code, sign-in frequency).
-const DEAD_GRANT_CODES: &[u64] = &[70008, 700082, 50173, 70000, 50089, 700084, 54005, 9002313, 70043];
+/// AADSTS numbers that mean the refresh token can never work again, so the account is forgotten (Microsoft's
+/// AADSTS error reference; entra-protocol notes §5). Each is about the grant itself, not about this request:
+///
+/// - 70008 `ExpiredOrRevokedGrant`: the refresh token expired (lifetime or inactivity).
+/// - 700082 `ExpiredOrRevokedGrantInactiveToken`: expired after 90 days without use.
+/// - 50173 `FreshTokenNeeded`: the grant was revoked (password change, admin or user revocation).
+/// - 70000 `InvalidGrant`: the refresh token is not valid (malformed, revoked, issued to another client).
+/// - 700084: a single-page-app refresh token past its fixed 24 h lifetime, which refreshing cannot extend.
+/// - 54005: an authorization code that was already redeemed; only seen when redeeming a code, where the grant
+///   presented (the code) is spent for good.
+///
+/// The suberror `bad_token` says the same without a number.
+const DEAD_GRANT_CODES: &[u64] = &[70008, 700082, 50173, 70000, 700084, 54005];
+/// AADSTS numbers that come with `invalid_grant` or `interaction_required` but leave the refresh token good
+/// for requests a policy does not cover: the user must sign in again for *these* scopes, and the account stays
+/// (MSAL maps every such `invalid_grant` to "UI required" without dropping the account). Checked before
+/// [`DEAD_GRANT_CODES`] and `bad_token`, which Entra may send beside them.
+///
+/// - 70043 `BadTokenDueToSignInFrequency`: a Conditional Access sign-in frequency policy wants a fresh
+///   sign-in for this resource; other resources may have no such policy.
+/// - 50089 flow token expired: the authentication flow (not the account) ran out of time; an interactive
+///   sign-in starts a new one.
+/// - 9002313 invalid request: Conditional Access or a request-level check refused this request; nothing says
+///   the refresh token is dead, and an interactive sign-in is how the user resolves it.
+const REAUTHENTICATE_CODES: &[u64] = &[70043, 50089, 9002313];
 /// AADSTS numbers that mean "ask the user", keeping the account.
 const INTERACTION_CODES: &[u64] = &[50076, 50079, 50078, 50058, 50072, 50074];
 /// AADSTS numbers for throttling and passing platform faults.
@@ -96,7 +118,9 @@ pub fn classify(error: &EntraError) -> PlatformError {
     }
     match error.error.as_str() {
         "invalid_grant" | "interaction_required" | "login_required" => {
-            if error.has_code(DEAD_GRANT_CODES) || suberror == "bad_token" {
+            if error.has_code(REAUTHENTICATE_CODES) {
+                needs_user(SignInReason::InteractionRequired)
+            } else if error.has_code(DEAD_GRANT_CODES) || suberror == "bad_token" {
                 PlatformError::AccountDead { detail, codes }
             } else if error.has_code(INTERACTION_CODES) || error.claims.is_some() || error.error != "invalid_grant" {
                 needs_user(SignInReason::InteractionRequired)
@@ -156,10 +180,30 @@ mod tests {
             let class = classify(&entra("invalid_grant", &[code], None));
             assert!(matches!(class, PlatformError::AccountDead { .. }), "{code}");
         }
+        for code in [70000, 700084] {
+            let class = classify(&entra("invalid_grant", &[code], Some("bad_token")));
+            assert!(matches!(class, PlatformError::AccountDead { .. }), "{code}");
+        }
         let bad_token = classify(&entra("invalid_grant", &[1], Some("bad_token")));
         assert!(matches!(bad_token, PlatformError::AccountDead { .. }));
-        let frequency = classify(&entra("interaction_required", &[70043], None));
-        assert!(matches!(frequency, PlatformError::AccountDead { .. }));
+    }
+
+    #[test]
+    fn conditional_access_and_flow_codes_keep_the_account_and_ask_the_user() {
+        for (error, code) in [
+            ("interaction_required", 70043),
+            ("invalid_grant", 70043),
+            ("invalid_grant", 50089),
+            ("invalid_grant", 9002313),
+        ] {
+            for suberror in [None, Some("bad_token")] {
+                let class = classify(&entra(error, &[code], suberror));
+                assert!(
+                    matches!(class, PlatformError::NeedsUser { reason: SignInReason::InteractionRequired, .. }),
+                    "{error} {code} {suberror:?}: {class:?}"
+                );
+            }
+        }
     }
 
     #[test]

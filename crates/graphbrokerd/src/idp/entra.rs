@@ -348,6 +348,9 @@ fn request_failure<E: ErrorResponse>(error: RequestTokenError<HttpError, E>) -> 
         RequestTokenError::Request(HttpError::Network(message)) => {
             PlatformError::Transient { retry_after: None, detail: message }
         }
+        RequestTokenError::Request(too_large @ HttpError::TooLarge) => {
+            PlatformError::Transient { retry_after: None, detail: too_large.to_string() }
+        }
         // The body is not quoted: a half-valid answer could hold a token.
         RequestTokenError::Parse(_, body) => PlatformError::Transient {
             retry_after: None,

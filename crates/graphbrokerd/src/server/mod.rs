@@ -3,8 +3,11 @@
 //! `router` builds the whole app and can be driven without a socket (tower's `oneshot`, with the peer injected
 //! as a `ConnectInfo<Peer>` extension); `serve` runs it on a listener until the `shutdown` future completes.
 //!
-//! - `peer.rs`: who may talk to the daemon. `request.rs`: query strings → validated domain requests.
+//! - `accept.rs`: the accept loop — the peer check before a request is read, the connection cap, the time limit
+//!   on request heads, graceful shutdown. `peer.rs`: who may talk to the daemon. `request.rs`: query strings →
+//!   validated domain requests.
 
+mod accept;
 mod answer;
 mod peer;
 mod request;
@@ -29,6 +32,7 @@ use secrecy::ExposeSecret;
 use tokio::net::UnixListener;
 use zeroize::Zeroize;
 
+pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 use self::answer::secret_json;
 use self::peer::peer_check;
 pub use self::peer::{Peer, PeerPolicy};
@@ -111,7 +115,8 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .with_state(AppState { broker })
 }
 
-/// Runs the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
+/// Runs the API on `listener` with the default [`ConnectionLimits`] until `shutdown` completes, then lets
+/// in-flight requests finish.
 pub async fn serve(
     listener: UnixListener,
     broker: Arc<Broker>,
@@ -119,8 +124,20 @@ pub async fn serve(
     activity: Arc<Activity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router_with_activity(broker, policy, activity).into_make_service_with_connect_info::<Peer>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    serve_with_limits(listener, broker, policy, activity, ConnectionLimits::default(), shutdown).await
+}
+
+/// [`serve`] within `limits`. Peers `policy` refuses are answered before their request is read (see `accept.rs`).
+pub async fn serve_with_limits(
+    listener: UnixListener,
+    broker: Arc<Broker>,
+    policy: PeerPolicy,
+    activity: Arc<Activity>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router_with_activity(broker, policy, activity);
+    accept::accept_loop(listener, app, policy, limits, shutdown).await
 }
 
 async fn version() -> Json<VersionResponse> {

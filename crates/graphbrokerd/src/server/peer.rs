@@ -1,5 +1,6 @@
 //! Who may talk to the daemon: the peer's credentials from `SO_PEERCRED`, the policy, and the middleware that
-//! refuses everyone else before any route runs.
+//! refuses everyone else before any route runs. The accept loop (`accept.rs`) applies the same policy before a
+//! request is even read; the middleware is the second line, for routers served some other way.
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
@@ -7,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 use graphbroker_protocol::ErrorCode;
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 
 use crate::error::ApiError;
 
@@ -19,14 +20,24 @@ pub struct Peer {
     pub pid: Option<i32>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl Peer {
+    /// The credentials of the process at the other end of `stream`.
+    pub fn of(stream: &UnixStream) -> Self {
+        match stream.peer_cred() {
             Ok(cred) => Peer { uid: Some(cred.uid()), pid: cred.pid() },
             Err(_) => Peer { uid: None, pid: None },
         }
     }
 }
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        Peer::of(stream.io())
+    }
+}
+
+/// What a refused peer is told.
+pub(super) const FORBIDDEN_MESSAGE: &str = "this daemon serves only the user it runs as; start your own graphbrokerd";
 
 /// Who may talk to the daemon: the user it runs as, as with ssh-agent. The socket's 0600 mode keeps others
 /// out already; this check also refuses root's processes and anything that got hold of the file some other way.
@@ -40,19 +51,20 @@ impl PeerPolicy {
     pub fn current_user() -> Self {
         Self { allowed_uid: nix::unistd::getuid().as_raw() }
     }
+
+    /// Whether `peer` may talk to the daemon; a peer whose uid the kernel could not tell may not.
+    pub fn allows(&self, peer: &Peer) -> bool {
+        peer.uid == Some(self.allowed_uid)
+    }
 }
 
 pub(super) async fn peer_check(State(policy): State<PeerPolicy>, request: Request, next: Next) -> Response {
     let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
     match peer {
-        Some(Peer { uid: Some(uid), .. }) if uid == policy.allowed_uid => next.run(request).await,
+        Some(peer) if policy.allows(&peer) => next.run(request).await,
         other => {
             tracing::warn!(peer = ?other, "refused a connection from another user");
-            ApiError::new(
-                ErrorCode::Forbidden,
-                "this daemon serves only the user it runs as; start your own graphbrokerd",
-            )
-            .into_response()
+            ApiError::new(ErrorCode::Forbidden, FORBIDDEN_MESSAGE).into_response()
         }
     }
 }

@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use graphbroker_protocol::{TokenQuery, split_scopes};
+use graphbroker_protocol::{ErrorCode, TokenQuery, split_scopes};
 use serde::de::DeserializeOwned;
 
 use crate::broker::{MAX_WAIT, TokenRequest};
 use crate::config::MAX_MIN_VALID;
 use crate::error::ApiError;
 use crate::idp::ClaimsChallenge;
+use crate::scopes::MAX_SCOPES_VALUE_LEN;
 
 /// Parses a query string into `T`; no query means `T::default()`.
 pub fn parse_query<T: DeserializeOwned + Default>(raw: Option<String>) -> Result<T, ApiError> {
@@ -21,8 +22,20 @@ pub fn parse_query<T: DeserializeOwned + Default>(raw: Option<String>) -> Result
 }
 
 /// A token query, checked: `scopes` split (none, or an empty list, means the profile's), `min_valid` within
-/// bounds, `wait` capped at [`MAX_WAIT`], `claims` decoded.
+/// bounds, `wait` capped at [`MAX_WAIT`], `claims` decoded. The count and length of single scopes are checked
+/// where they are normalized (`ScopeSet::normalize`); the whole value's length here, before it is split.
 pub fn token_request(query: TokenQuery) -> Result<TokenRequest, ApiError> {
+    if let Some(value) = query.scopes.as_deref()
+        && value.len() > MAX_SCOPES_VALUE_LEN
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidScopes,
+            format!(
+                "the scopes value is {} bytes; it may be at most {MAX_SCOPES_VALUE_LEN}: ask for fewer scopes",
+                value.len()
+            ),
+        ));
+    }
     let scopes = query.scopes.as_deref().map(split_scopes).filter(|list| !list.is_empty());
     let min_valid = match query.min_valid.map(Duration::from_secs) {
         Some(asked) if asked > MAX_MIN_VALID => {
@@ -44,8 +57,6 @@ pub fn token_request(query: TokenQuery) -> Result<TokenRequest, ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use graphbroker_protocol::ErrorCode;
-
     use super::*;
 
     fn request(query: &str) -> Result<TokenRequest, ApiError> {
@@ -85,5 +96,14 @@ mod tests {
         }
         let message = request("claims=%5B1%5D").unwrap_err().0.message;
         assert!(message.contains("JSON object"), "{message}");
+    }
+
+    #[test]
+    fn an_overlong_scopes_value_is_invalid_scopes_naming_the_limit() {
+        let value = vec!["User.Read"; MAX_SCOPES_VALUE_LEN / 9].join(",");
+        let error = request(&format!("scopes={value}")).unwrap_err();
+        assert_eq!(error.code(), ErrorCode::InvalidScopes);
+        assert!(error.0.message.contains(&MAX_SCOPES_VALUE_LEN.to_string()), "{}", error.0.message);
+        assert!(request(&format!("scopes={}", &value[..MAX_SCOPES_VALUE_LEN - 10])).is_ok());
     }
 }

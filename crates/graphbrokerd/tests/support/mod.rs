@@ -157,6 +157,23 @@ impl Daemon {
         self.wait_ready();
     }
 
+    /// Starts `program`, a wrapper that runs the daemon (e.g. `unshare`), with the daemon's environment and log,
+    /// and waits until the socket answers; `adjust` gives it its arguments.
+    pub fn spawn_program(&mut self, program: &str, adjust: impl FnOnce(&mut Command)) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
+        let mut command = Command::new(program);
+        command
+            .env("RUST_LOG", "trace")
+            .env_remove("GRAPHBROKER_SOCKET")
+            .env_remove("GRAPHBROKER_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        adjust(&mut command);
+        self.child = Some(command.spawn().unwrap_or_else(|e| panic!("{program} starts: {e}")));
+        self.wait_ready();
+    }
+
     /// Waits until the socket accepts connections, or the daemon exits (then panics with its log).
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -302,4 +319,18 @@ pub fn pids_mentioning(needle: &str) -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// Whether a test that needs root (to run a process as another uid) can run. Under `scripts/test`
+/// (`GRAPHBROKER_TEST_ROOT=required`, as CI runs as root) its absence is a failure, elsewhere a skip with a
+/// printed reason.
+pub fn root_available(test: &str) -> bool {
+    if nix::unistd::getuid().is_root() {
+        return true;
+    }
+    if std::env::var("GRAPHBROKER_TEST_ROOT").as_deref() == Ok("required") {
+        panic!("{test}: needs root to run a process as another user, but GRAPHBROKER_TEST_ROOT=required");
+    }
+    eprintln!("skipping {test}: needs root to run a process as another user");
+    false
 }

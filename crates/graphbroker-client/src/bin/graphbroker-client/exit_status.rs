@@ -68,6 +68,7 @@ impl ExitStatus {
             ErrorCode::DaemonStopping => Self::Unreachable,
             ErrorCode::BadRequest | ErrorCode::InvalidScopes | ErrorCode::UnknownProfile => Self::BadRequest,
             ErrorCode::Forbidden
+            | ErrorCode::RateLimited
             | ErrorCode::NotFound
             | ErrorCode::MethodNotAllowed
             | ErrorCode::Internal

@@ -4,7 +4,9 @@
 //! - `interleavings.rs`: concurrent work finishing in the orders that matter (refresh vs sign-out, save vs
 //!   delete, reload during refresh, sign-in completion vs sign-out).
 //! - `transitions.rs`: each transition driven through the broker.
+//! - `bounds.rs`: what one client can make the broker hold or do.
 
+mod bounds;
 mod interleavings;
 mod transitions;
 
@@ -93,6 +95,12 @@ impl Harness {
         let mut state = slot.state.lock().unwrap();
         let key = "https://graph.microsoft.com/user.read";
         state.entries.token(key, Duration::ZERO).map(|t| t.access_token.expose_secret().to_owned())
+    }
+
+    /// How many scope sets the default profile keeps entries for.
+    fn entries(&self) -> usize {
+        let slot = self.broker.profile_set().slots[PROFILE].clone();
+        slot.state.lock().unwrap().entries.len()
     }
 
     fn signin_pending(&self) -> bool {
