@@ -23,6 +23,11 @@ pub const MAX_WAIT_PER_REQUEST: Duration = Duration::from_secs(60);
 /// in a tight loop.
 const PAUSE_AFTER_UNHELD_ANSWER: Duration = Duration::from_secs(1);
 
+/// How long to pause before asking again for a prompt the daemon is still preparing (`signin_required` without
+/// a prompt, with `retry_after`): the identity platform is handing out the device code, normally in
+/// milliseconds.
+const PAUSE_WHILE_PREPARING: Duration = Duration::from_millis(200);
+
 impl Client {
     /// An access token, waiting up to `timeout` for the user to sign in when one is needed.
     ///
@@ -71,6 +76,16 @@ impl Client {
                         shown = Some(prompt.clone());
                     }
                     Some(_) => {}
+                    // The prompt is on its way (`wait=0` is answered at once): ask again for it shortly.
+                    None if shown.is_none() && error.detail().is_some_and(|d| d.retry_after.is_some()) => {
+                        let pause = Instant::now() + PAUSE_WHILE_PREPARING;
+                        if pause > deadline {
+                            return Err(error);
+                        }
+                        tokio::time::sleep_until(pause).await;
+                        query.wait = Some(0);
+                        continue;
+                    }
                     // Nothing for the user to do, so nothing to wait for.
                     None if shown.is_none() => return Err(error),
                     None => {}

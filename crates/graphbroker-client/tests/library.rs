@@ -102,6 +102,37 @@ async fn each_distinct_prompt_is_shown_once_and_the_wait_ends_with_the_token() {
 }
 
 #[tokio::test]
+async fn a_prompt_still_being_prepared_is_asked_for_again_without_waiting() {
+    // The daemon answers `wait=0` at once; twice the platform has not handed out the device code yet.
+    let preparing = || {
+        Reply::error(
+            401,
+            json!({"error": {
+                "code": "signin_required",
+                "message": "a sign-in is being prepared; ask again in a moment for the prompt",
+                "reason": "no_account",
+                "retry_after": 1,
+            }}),
+        )
+    };
+    let daemon = MockDaemon::start(move |_, index| match index {
+        0 | 1 => preparing(),
+        2 => signin_required(),
+        _ => Reply::ok(token_body()),
+    });
+    let mut prompts = 0;
+    let token = Client::new(daemon.socket())
+        .token_with_signin(&user_read(), Duration::from_secs(900), |_, _| prompts += 1)
+        .await
+        .unwrap();
+    assert_eq!(token.account.username, "adele@contoso.com");
+    assert_eq!(prompts, 1);
+    let waits: Vec<Option<String>> = daemon.requests().iter().map(|request| request.param("wait")).collect();
+    assert_eq!(waits[..3], [Some("0".into()), Some("0".into()), Some("0".into())], "{waits:?}");
+    assert_eq!(waits.len(), 4, "{waits:?}");
+}
+
+#[tokio::test]
 async fn a_declined_sign_in_ends_the_wait_with_its_error() {
     let daemon = MockDaemon::start(|_, index| match index {
         0 => signin_required(),

@@ -597,7 +597,15 @@ async fn service_runs_under_a_real_systemd_user_manager() {
     script.expect("PAUSE signin");
     let client = Client::new(dir.path().join("runtime/graphbroker/graphbroker.sock"));
     let query = TokenQuery { scopes: Some("User.Read".into()), ..TokenQuery::default() };
-    let error = client.token(&query).await.expect_err("no account yet");
+    // `wait=0` is answered at once, before the device code may be there: ask again until the prompt is.
+    let mut error = client.token(&query).await.expect_err("no account yet");
+    for _ in 0..400 {
+        if error.signin_prompt().is_some() || error.code() != Some(ErrorCode::SigninRequired) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        error = client.token(&query).await.expect_err("no account yet");
+    }
     assert_eq!(error.code(), Some(ErrorCode::SigninRequired), "{error}\n{}", script.logs());
     let Some(SignInPrompt::Device { user_code, .. }) = error.signin_prompt() else {
         panic!("no device prompt: {error}")

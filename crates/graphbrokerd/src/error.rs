@@ -70,7 +70,7 @@ impl ApiError {
         let (code, message) = if waited.is_zero() {
             (
                 ErrorCode::SigninRequired,
-                "a sign-in is being prepared (the identity platform is slow to answer); ask again in a few seconds for the prompt",
+                "a sign-in is being prepared (the identity platform has not handed out its prompt yet); ask again in a moment for the prompt",
             )
         } else {
             (
@@ -78,7 +78,7 @@ impl ApiError {
                 "the sign-in is still being prepared (the identity platform is slow to answer); ask again to keep waiting",
             )
         };
-        let mut error = Self::new(code, message);
+        let mut error = Self::new(code, message).with_retry_after(Some(1));
         error.0.reason = Some(reason);
         error
     }

@@ -77,7 +77,7 @@ async fn a_browser_sign_in_as_another_account_than_the_login_hint_is_refused_unl
     let daemon = Daemon::start(&config);
     let client = daemon.client();
 
-    let error = client.token(&query("User.Read")).await.expect_err("sign-in needed");
+    let error = needing_signin(&client, &query("User.Read")).await;
     let url = browser_url(error.signin_prompt());
     let waiting = tokio::spawn({
         let client = client.clone();
@@ -87,7 +87,7 @@ async fn a_browser_sign_in_as_another_account_than_the_login_hint_is_refused_unl
     assert!(page.contains("Sign-in failed") && page.contains(BOB), "the tab says what happened: {page}");
     let error = waiting.await.unwrap().expect_err("another account");
     assert_mismatch(&error, ALICE, BOB);
-    let again = client.token(&query("User.Read")).await.expect_err("nothing was stored");
+    let again = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(again.code(), Some(ErrorCode::SigninRequired), "{again}");
 
     // `signin` is the user choosing: the same account is then taken.
@@ -110,7 +110,7 @@ async fn after_the_session_ends_a_device_sign_in_must_bring_back_the_same_accoun
     let mut forced = query("User.Read");
     forced.min_valid = Some(86_400); // longer than any cached token: the refresh token is redeemed
     let polls = fake.stats().token.device_code;
-    let error = client.token(&forced).await.expect_err("the session ended");
+    let error = needing_signin(&client, &forced).await;
     assert_eq!(error.signin_reason(), Some(SignInReason::SessionExpired), "{error}");
     let waiting = hold_for_device_signin(&client, &fake, polls).await;
     fake.approve_device(&device_code_of(&error), BOB).expect("approve as bob");
@@ -132,7 +132,7 @@ async fn an_mfa_sign_in_as_another_account_keeps_the_signed_in_one() {
 
     fake.require_mfa(ALICE, "https://graph.microsoft.com", true).expect("mfa");
     let polls = fake.stats().token.device_code;
-    let error = client.token(&query("User.Read")).await.expect_err("MFA needed");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(error.signin_reason(), Some(SignInReason::InteractionRequired), "{error}");
     let waiting = hold_for_device_signin(&client, &fake, polls).await;
     fake.approve_device(&device_code_of(&error), BOB).expect("approve as bob");

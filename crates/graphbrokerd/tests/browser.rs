@@ -63,7 +63,7 @@ async fn a_browser_sign_in_with_pkce_serves_a_token_and_closes_its_port() {
     let daemon = Daemon::start(&browser_config(&fake, &opened, 300));
     let client = daemon.client();
 
-    let error = client.token(&query("User.Read")).await.expect_err("sign-in needed");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::SigninRequired));
     assert_eq!(error.signin_reason(), Some(SignInReason::NoAccount));
     let url = browser_url(&error);
@@ -108,7 +108,7 @@ async fn stray_requests_and_a_wrong_state_do_not_consume_the_sign_in() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&browser_config(&fake, &dir.path().join("opened"), 300));
     let client = daemon.client();
-    let url = browser_url(&client.token(&query("User.Read")).await.expect_err("sign-in needed"));
+    let url = browser_url(&needing_signin(&client, &query("User.Read")).await);
     let redirect_uri = query_param(&url, "redirect_uri");
     let state = query_param(&url, "state");
 
@@ -133,7 +133,7 @@ async fn a_cancelled_browser_sign_in_answers_signin_declined() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&browser_config(&fake, &dir.path().join("opened"), 300));
     let client = daemon.client();
-    let url = browser_url(&client.token(&query("User.Read")).await.expect_err("sign-in needed"));
+    let url = browser_url(&needing_signin(&client, &query("User.Read")).await);
     let waiting = tokio::spawn({
         let client = client.clone();
         async move { client.token(&with_wait("User.Read", 30)).await }
@@ -155,12 +155,12 @@ async fn a_browser_sign_in_nobody_completes_times_out_and_frees_its_port() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&browser_config(&fake, &dir.path().join("opened"), 10));
     let client = daemon.client();
-    let url = browser_url(&client.token(&query("User.Read")).await.expect_err("sign-in needed"));
+    let url = browser_url(&needing_signin(&client, &query("User.Read")).await);
     let error = client.token(&with_wait("User.Read", 60)).await.expect_err("timed out");
     assert_eq!(error.code(), Some(ErrorCode::SigninExpired), "{error}");
     wait_until_closed(&query_param(&url, "redirect_uri")).await;
     // The next request starts a fresh sign-in on a new URL.
-    let again = browser_url(&client.token(&query("User.Read")).await.expect_err("new sign-in"));
+    let again = browser_url(&needing_signin(&client, &query("User.Read")).await);
     assert_ne!(query_param(&again, "state"), query_param(&url, "state"));
 }
 
@@ -171,7 +171,7 @@ async fn a_second_client_joins_the_same_browser_sign_in_and_one_cancelling_does_
     let daemon = Daemon::start(&browser_config(&fake, &dir.path().join("opened"), 300));
     let first = daemon.client();
     let second = daemon.client();
-    let url = browser_url(&first.token(&query("User.Read")).await.expect_err("sign-in needed"));
+    let url = browser_url(&needing_signin(&first, &query("User.Read")).await);
     // A client that gives up: its wait is cut short by its own timeout.
     let impatient = first.token(&with_wait("User.Read", 1)).await.expect_err("gave up");
     assert_eq!(impatient.code(), Some(ErrorCode::SigninTimeout));

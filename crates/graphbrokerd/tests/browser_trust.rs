@@ -93,7 +93,7 @@ async fn the_browser_command_never_sees_the_authorize_url_yet_reaches_it() {
     let opened = dir.path().join("opened");
     let daemon = Daemon::start(&browser_config(&fake, &opened));
     let client = daemon.client();
-    let url = browser_url(&client.token(&query("User.Read")).await.expect_err("sign-in needed"));
+    let url = browser_url(&needing_signin(&client, &query("User.Read")).await);
     let state = query_param(&url, "state");
     let challenge = query_param(&url, "code_challenge");
 
@@ -137,7 +137,7 @@ async fn a_browser_command_that_exits_at_once_leaves_no_zombie() {
     let opened = dir.path().join("opened");
     let daemon = Daemon::start(&browser_config(&fake, &opened));
     let client = daemon.client();
-    client.token(&query("User.Read")).await.expect_err("sign-in needed");
+    needing_signin(&client, &query("User.Read")).await;
     recorded_arguments(&opened).await;
     // The recorder has written its line and exits; the daemon must reap it.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -162,7 +162,7 @@ async fn the_redirect_is_served_on_both_loopback_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&browser_config(&fake, &dir.path().join("opened")));
     let client = daemon.client();
-    let url = browser_url(&client.token(&query("User.Read")).await.expect_err("sign-in needed"));
+    let url = browser_url(&needing_signin(&client, &query("User.Read")).await);
     let redirect_uri = query_param(&url, "redirect_uri");
     let port = redirect_uri.trim_start_matches("http://localhost:");
     // Both addresses `localhost` may resolve to answer, on the same port.
@@ -188,7 +188,7 @@ async fn another_users_redirect_and_launch_page_requests_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&browser_config(&fake, &dir.path().join("opened")));
     let client = daemon.client();
-    let url = browser_url(&client.token(&query("User.Read")).await.expect_err("sign-in needed"));
+    let url = browser_url(&needing_signin(&client, &query("User.Read")).await);
     let redirect_uri = query_param(&url, "redirect_uri");
 
     // Another user cannot learn the authorize URL from the launch page…
@@ -203,7 +203,7 @@ async fn another_users_redirect_and_launch_page_requests_are_refused() {
     assert!(daemon.log().contains("another user (uid 65534)"), "the refusal is logged");
 
     // The sign-in still waits for its own user.
-    let error = client.token(&query("User.Read")).await.expect_err("still waiting");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::SigninRequired));
     assert_eq!(browser_url(&error), url);
     let (status, location, _) = browse(&launch_page(&redirect_uri)).await;
@@ -219,7 +219,7 @@ async fn a_transient_failure_redeeming_the_code_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&browser_config(&fake, &dir.path().join("opened")));
     let client = daemon.client();
-    let url = browser_url(&client.token(&query("User.Read")).await.expect_err("sign-in needed"));
+    let url = browser_url(&needing_signin(&client, &query("User.Read")).await);
     assert_eq!(browse(&url).await.0, 200, "the platform's sign-in page");
     let redirect = fake.approve_browser(&query_param(&url, "state"), ALICE).expect("approve");
     // The token endpoint is down for the first two tries of the redeem.

@@ -29,7 +29,7 @@ async fn refresh_refused_with(
     assert_eq!(keychain_items(&service), 1);
 
     fake.inject_fault(Endpoint::Token, 1, Fault::aadsts(code, error, suberror));
-    let answer = client.token(&query("User.Read")).await.expect_err("the refresh is refused");
+    let answer = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(fake.stats().faults_fired.get("token"), Some(&1), "the refusal was the stand-in's answer");
     Some((fake, daemon, service, answer))
 }
@@ -133,7 +133,7 @@ async fn an_oversized_answer_is_unavailable_with_a_clear_detail_and_the_account_
     let client = daemon.client();
     sign_in(&client, &fake, "User.Read,Mail.Read", ALICE).await;
     fake.inject_fault(Endpoint::Token, 10, Fault::huge_body(2 * 1024 * 1024));
-    let answer = client.token(&query("User.Read")).await.expect_err("the answer is too large");
+    let answer = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(answer.code(), Some(ErrorCode::IdentityProviderUnavailable), "{answer}");
     assert!(answer.to_string().contains("larger than 1024 KiB"), "{answer}");
     fake.clear_faults();

@@ -31,7 +31,7 @@ async fn first_demand_sign_in_serves_a_token_graph_accepts_then_serves_from_cach
     let daemon = Daemon::start(&config(&fake, "keyring", &service, ""));
     let client = daemon.client();
 
-    let error = client.token(&query("User.Read")).await.expect_err("no account yet");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::SigninRequired));
     assert_eq!(error.signin_reason(), Some(SignInReason::NoAccount));
     let token = sign_in(&client, &fake, "User.Read", ALICE).await;
@@ -150,7 +150,7 @@ async fn a_declined_sign_in_answers_signin_declined() {
     let fake = fake();
     let daemon = Daemon::start(&config(&fake, "memory", &unique_service("decline"), ""));
     let client = daemon.client();
-    let error = client.token(&query("User.Read")).await.expect_err("sign-in needed");
+    let error = needing_signin(&client, &query("User.Read")).await;
     // The daemon polls once at once, then every second. The decline must come after that first poll, and the
     // waiting request before the next one: a request arriving after the sign-in had ended would rightly start
     // a new sign-in. So: wait for the first poll, send the waiting request, then decline.
@@ -167,7 +167,7 @@ async fn a_declined_sign_in_answers_signin_declined() {
     let error = waiting.await.expect("task").expect_err("declined");
     assert_eq!(error.code(), Some(ErrorCode::SigninDeclined), "{error}");
     // The next request starts a new sign-in rather than repeating the old answer.
-    let error = client.token(&query("User.Read")).await.expect_err("new sign-in");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::SigninRequired));
     assert_eq!(fake.stats().devicecode, 2);
 }
@@ -199,7 +199,7 @@ async fn a_revoked_refresh_token_forgets_the_account_and_asks_for_sign_in() {
     assert_eq!(keychain_items(&service), 1);
 
     fake.revoke_user(ALICE).expect("revoke");
-    let error = client.token(&query("Mail.Read")).await.expect_err("revoked");
+    let error = needing_signin(&client, &query("Mail.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::SigninRequired), "{error}");
     assert_eq!(error.signin_reason(), Some(SignInReason::SessionExpired));
     assert_eq!(keychain_items(&service), 0, "the dead refresh token is gone from the keychain");
@@ -219,7 +219,7 @@ async fn scopes_not_yet_consented_keep_the_account_and_sign_in_for_consent() {
     let client = daemon.client();
     sign_in(&client, &fake, "User.Read", ALICE).await;
 
-    let error = client.token(&query("Mail.Read")).await.expect_err("consent needed");
+    let error = needing_signin(&client, &query("Mail.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::SigninRequired), "{error}");
     assert_eq!(error.signin_reason(), Some(SignInReason::ConsentRequired));
     assert_eq!(keychain_items(&service), 1, "the account stays");
@@ -259,7 +259,7 @@ async fn a_platform_that_stays_down_is_identity_provider_unavailable_and_the_acc
     client.token(&query("User.Read")).await.expect("refresh works");
 
     fake.inject_fault(Endpoint::Token, 10, Fault::garbage());
-    let error = client.token(&query("User.Read")).await.expect_err("platform answers garbage");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::IdentityProviderUnavailable), "{error}");
     fake.clear_faults();
     client.token(&query("User.Read")).await.expect("the sign-in was not lost");
@@ -314,7 +314,7 @@ async fn signout_forgets_the_account_in_the_keychain_and_memory() {
     assert_eq!(out.account.map(|a| a.username).as_deref(), Some(ALICE));
     assert_eq!(out.tokens_dropped, 1);
     assert_eq!(keychain_items(&service), 0);
-    let error = client.token(&query("User.Read")).await.expect_err("signed out");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(error.signin_reason(), Some(SignInReason::NoAccount));
 }
 
@@ -345,7 +345,7 @@ async fn mfa_required_for_a_resource_keeps_the_account_and_asks_with_the_platfor
     sign_in(&client, &fake, "User.Read", ALICE).await;
 
     fake.require_mfa(ALICE, "https://graph.microsoft.com", true).expect("mfa");
-    let error = client.token(&query("User.Read")).await.expect_err("MFA needed");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::SigninRequired), "{error}");
     assert_eq!(error.signin_reason(), Some(SignInReason::InteractionRequired));
     let status = client.status().await.expect("status");
@@ -363,7 +363,7 @@ async fn a_keychain_that_cannot_be_reached_is_a_clear_error_not_a_file() {
         command.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
     });
     let client = daemon.client();
-    let error = client.token(&query("User.Read")).await.expect_err("no keychain");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::KeychainUnavailable), "{error}");
     let status = client.status().await.expect("status");
     assert!(status.profiles[0].store_error.is_some(), "status says why: {:?}", status.profiles[0]);
@@ -453,7 +453,7 @@ async fn a_trace_level_log_of_sign_in_refresh_and_consent_holds_no_secret() {
     let mut served = vec![sign_in(&client, &fake, "User.Read", ALICE).await.access_token];
     served.push(client.token(&query("User.Read")).await.expect("refresh").access_token);
     served.push(client.header(&query("User.Read")).await.expect("refresh").authorization);
-    let consent = client.token(&query("Mail.Read")).await.expect_err("consent");
+    let consent = needing_signin(&client, &query("Mail.Read")).await;
     fake.approve_device(&device_code_of(&consent), ALICE).expect("approve");
     served.push(client.token(&with_wait("Mail.Read", 30)).await.expect("after consent").access_token);
     client.signout(None).await.expect("signout");

@@ -51,7 +51,7 @@ async fn readiness_status_and_stopping_are_notified() {
 
     // A pending sign-in shows in the status line, then the account.
     let client = daemon.client();
-    let error = client.token(&query("User.Read")).await.expect_err("sign-in needed");
+    let error = needing_signin(&client, &query("User.Read")).await;
     notify.wait_for("sign-in pending for work");
     fake.approve_device(&device_code_of(&error), ALICE).unwrap();
     client.token(&with_wait("User.Read", 30)).await.expect("token");
@@ -113,7 +113,7 @@ async fn sighup_reloads_profiles_keeping_accounts_whose_tenant_and_client_are_un
     reload(other_client);
     let status = wait_for_profiles(1).await;
     assert!(status.profiles[0].account.is_none(), "a profile that now names another app starts over");
-    let error = client.token(&query("User.Read")).await.expect_err("the stored account is for the other app");
+    let error = needing_signin(&client, &query("User.Read")).await;
     assert_ne!(error.code(), Some(ErrorCode::Internal), "{error}");
 }
 

@@ -42,7 +42,7 @@ struct Tally {
 async fn sign_in_quickly(daemon: &Daemon, fake: &fake_entra::FakeEntra) {
     fake.inject_fault(Endpoint::Token, 1, Fault::delay(Duration::from_millis(100)));
     let client = daemon.client();
-    let error = client.token(&query("User.Read")).await.expect_err("a sign-in is needed first");
+    let error = needing_signin(&client, &query("User.Read")).await;
     fake.approve_device(&device_code_of(&error), ALICE).expect("approve");
     client.token(&with_wait("User.Read", 30)).await.expect("token after sign-in");
     fake.clear_faults();
@@ -88,7 +88,7 @@ async fn signin_run(fake: &fake_entra::FakeEntra, rng: &mut impl Rng, tally: &mu
     // completion (token answer, keychain write), not in the seconds between polls.
     fake.inject_fault(Endpoint::Token, 1, Fault::delay(Duration::from_millis(delay + 60)));
     let client = daemon.client();
-    let error = client.token(&query("User.Read")).await.expect_err("a sign-in is needed");
+    let error = needing_signin(&client, &query("User.Read")).await;
     fake.approve_device(&device_code_of(&error), ALICE).expect("approve");
     let waiting = tokio::spawn(async move { client.token(&with_wait("User.Read", 30)).await });
     kill_after(&mut daemon, Duration::from_millis(rng.random_range(0..delay + 100))).await;

@@ -32,7 +32,6 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use graphbroker_protocol::{
     AccountInfo, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse, StoreKind,
@@ -385,7 +384,7 @@ impl Broker {
                 "the profile's settings changed as the sign-in started; ask again to start a new one",
             ));
         };
-        match signin.wait(Duration::ZERO, self.shutdown.subscribe()).await {
+        match signin.prompt(self.shutdown.subscribe()).await {
             Err(ApiError(detail)) if detail.code == ErrorCode::SigninRequired => Ok(SignInResponse {
                 profile: slot.profile.name.clone(),
                 state: SignInState::Pending,

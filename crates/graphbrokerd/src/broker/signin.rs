@@ -25,10 +25,9 @@ use crate::idp::{Platform, PlatformError, Tokens};
 use crate::retry::{DEVICE_POLL, PLATFORM_CALL, retry};
 use crate::scopes::ScopeSet;
 
-/// The longest a request that does not wait (`wait=0`) is held for the sign-in's prompt. The prompt is normally
-/// ready in milliseconds (one device-code call, or a loopback port); the grace lets the first answer carry it,
-/// and bounds the answer when the platform is slow: then it says that the sign-in is being prepared.
-pub const PROMPT_GRACE: Duration = Duration::from_secs(2);
+/// How long `POST /v1/signin` waits for the prompt it answers with. Handing out a device code is one platform
+/// call, retried with [`PLATFORM_CALL`]'s budget (30 s); a prompt later than this is not coming.
+pub const PROMPT_PATIENCE: Duration = Duration::from_secs(45);
 
 /// A sign-in under way. Every request that needs the user waits on `phase`.
 #[derive(Debug)]
@@ -37,6 +36,9 @@ pub struct SignIn {
     pub id: u64,
     /// Why it was started, for the prompt every waiting request gets.
     pub reason: SignInReason,
+    /// The cache key of the scopes it signs in for: a request for them joins it rather than refreshing again
+    /// into the same refusal.
+    pub scopes_key: String,
     pub phase: watch::Receiver<Phase>,
     /// Whether `POST /v1/signin` asked for it (or joined it): the user is choosing an account, so whichever
     /// account signs in is taken. Otherwise it must be the profile's (`expected.rs`).
@@ -75,14 +77,31 @@ impl SignIn {
     /// Waits for the sign-in to finish, up to `wait`; `signin_required` with the prompt at once when `wait` is
     /// zero. `stopping` ends the wait when the daemon stops.
     ///
-    /// Every wait is bounded, the prompt's too: a sign-in still asking the platform for its prompt (a slow
-    /// device-code call, retried for up to half a minute) holds a `wait=0` request for at most [`PROMPT_GRACE`],
-    /// then answers `signin_required` without the prompt; a request with `wait` is held no longer than `wait`.
-    pub async fn wait(&self, wait: Duration, mut stopping: watch::Receiver<bool>) -> Result<(), ApiError> {
+    /// Every wait is bounded, the prompt's too: a `wait=0` request is answered at once, with the prompt when the
+    /// sign-in has one, else `signin_required` without it ("being prepared", `retry_after: 1`) while the
+    /// platform is still handing out the device code; a request with `wait` is held no longer than `wait`.
+    pub async fn wait(&self, wait: Duration, stopping: watch::Receiver<bool>) -> Result<(), ApiError> {
+        self.wait_with_patience(wait, wait, stopping).await
+    }
+
+    /// For `POST /v1/signin`, whose answer is the prompt: waits up to [`PROMPT_PATIENCE`] for it, then answers
+    /// like [`SignIn::wait`] with a zero wait.
+    pub async fn prompt(&self, stopping: watch::Receiver<bool>) -> Result<(), ApiError> {
+        self.wait_with_patience(Duration::ZERO, PROMPT_PATIENCE, stopping).await
+    }
+
+    /// [`SignIn::wait`], holding up to `patience` for the prompt (at least `wait`).
+    async fn wait_with_patience(
+        &self,
+        wait: Duration,
+        patience: Duration,
+        mut stopping: watch::Receiver<bool>,
+    ) -> Result<(), ApiError> {
         let mut phase = self.phase.clone();
         let stopped_unexpectedly =
             || ApiError::internal("the sign-in stopped unexpectedly; ask again to start a new one");
-        let deadline = tokio::time::Instant::now() + wait;
+        let started = tokio::time::Instant::now();
+        let deadline = started + wait;
         // The prompt first: it is what every error below carries.
         let prompt = async {
             loop {
@@ -97,8 +116,12 @@ impl SignIn {
             }
         };
         let prompt = tokio::select! {
+            // Biased: a prompt (or outcome) already there wins over a zero wait that has run out.
+            biased;
             prompt = prompt => prompt,
-            _ = tokio::time::sleep(wait.max(PROMPT_GRACE)) => Err(Err(ApiError::signin_preparing(self.reason, wait))),
+            _ = tokio::time::sleep_until(started + patience.max(wait)) => {
+                Err(Err(ApiError::signin_preparing(self.reason, wait)))
+            }
             _ = stopping.wait_for(|stopping| *stopping) => Err(Err(ApiError::daemon_stopping())),
         };
         let prompt = match prompt {
@@ -146,10 +169,10 @@ pub(super) struct Job {
 pub(super) fn spawn(job: Job) -> Arc<SignIn> {
     let (tx, rx) = watch::channel(Phase::Starting);
     let tx = Arc::new(tx);
-    let (id, reason) = (job.id, job.reason);
+    let (id, reason, scopes_key) = (job.id, job.reason, job.scopes.key().to_owned());
     let deliberate = Arc::new(AtomicBool::new(job.deliberate));
     let task = tokio::spawn(run(job, deliberate.clone(), tx.clone()));
-    Arc::new(SignIn { id, reason, phase: rx, deliberate, announce: tx, task: task.abort_handle() })
+    Arc::new(SignIn { id, reason, scopes_key, phase: rx, deliberate, announce: tx, task: task.abort_handle() })
 }
 
 /// The sign-in task: the prompt for the waiting clients, the user's part, then the account is stored and the
@@ -312,6 +335,15 @@ impl SignIn {
         let (tx, rx) = watch::channel(Phase::Starting);
         let task = tokio::spawn(std::future::pending::<()>());
         let deliberate = Arc::new(AtomicBool::new(false));
-        Arc::new(SignIn { id, reason, phase: rx, deliberate, announce: Arc::new(tx), task: task.abort_handle() })
+        let scopes_key = String::new();
+        Arc::new(SignIn {
+            id,
+            reason,
+            scopes_key,
+            phase: rx,
+            deliberate,
+            announce: Arc::new(tx),
+            task: task.abort_handle(),
+        })
     }
 }

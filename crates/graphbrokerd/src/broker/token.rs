@@ -165,7 +165,16 @@ impl Broker {
         if !bypass_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
             return Ok(Silent::Token { token, refresh_ahead });
         }
-        let grant = slot.state.lock().expect("state lock").grant();
+        let (grant, pending) = {
+            let state = slot.state.lock().expect("state lock");
+            let pending = state.signin.as_ref().filter(|s| s.scopes_key == scopes.key()).map(|s| s.reason);
+            (state.grant(), pending)
+        };
+        // The user is already being asked for these scopes (the last refresh for them wanted the user): join
+        // that sign-in. Refreshing again would only fetch the same refusal, once per waiting client's poll.
+        if let (Some(reason), Grant::Ready { .. }) = (pending, &grant) {
+            return Ok(Silent::NeedSignIn { reason, claims: None });
+        }
         let (refresh_token, generation) = match grant {
             Grant::Ready { refresh_token, generation } => (refresh_token, generation),
             Grant::NeedSignIn(reason) => return Ok(Silent::NeedSignIn { reason, claims: None }),

@@ -253,6 +253,24 @@ pub fn with_wait(scopes: &str, wait: u64) -> TokenQuery {
     TokenQuery { scopes: Some(scopes.into()), wait: Some(wait), ..TokenQuery::default() }
 }
 
+/// The answer to a token request that needs a sign-in, once it carries the prompt. `wait=0` is answered at once,
+/// even before the platform has handed out the device code ("being prepared": `signin_required` without a
+/// prompt, with `retry_after`); then this asks again, a bounded number of times. Any other answer is returned as
+/// it came.
+pub async fn needing_signin(client: &Client, query: &TokenQuery) -> graphbroker_client::Error {
+    for _ in 0..400 {
+        let error = client.token(query).await.expect_err("a token request that needs a sign-in");
+        let preparing = error.code() == Some(graphbroker_protocol::ErrorCode::SigninRequired)
+            && error.signin_prompt().is_none()
+            && error.detail().is_some_and(|d| d.retry_after.is_some());
+        if !preparing {
+            return error;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no sign-in prompt after 400 requests");
+}
+
 /// The device prompt of a `signin_required` error.
 pub fn device_code_of(error: &graphbroker_client::Error) -> String {
     match error.signin_prompt() {
@@ -268,7 +286,7 @@ pub async fn sign_in(
     scopes: &str,
     user: &str,
 ) -> graphbroker_protocol::TokenResponse {
-    let error = client.token(&query(scopes)).await.expect_err("a sign-in is needed first");
+    let error = needing_signin(client, &query(scopes)).await;
     assert_eq!(error.code(), Some(graphbroker_protocol::ErrorCode::SigninRequired), "{error}");
     fake.approve_device(&device_code_of(&error), user).expect("approve the device code");
     client.token(&with_wait(scopes, 30)).await.expect("token after sign-in")

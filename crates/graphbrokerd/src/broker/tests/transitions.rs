@@ -108,6 +108,33 @@ async fn a_request_that_needs_the_user_keeps_the_account() {
     assert_eq!(h.store.refresh_token(PROFILE).as_deref(), Some("rt-0"));
 }
 
+/// Rule: while the user is being asked to sign in for some scopes (their refresh wanted the user), requests for
+/// those scopes join that sign-in instead of refreshing again into the same refusal — a client polling with
+/// `wait=0` costs the platform nothing.
+#[tokio::test(start_paused = true)]
+async fn requests_for_scopes_the_user_is_asked_for_join_without_refreshing() {
+    let mut h = harness(&config(""), false, true);
+    let first = h.request(0);
+    h.platform.next().await.tokens(Err(PlatformError::NeedsUser {
+        reason: SignInReason::InteractionRequired,
+        claims: None,
+        detail: "AADSTS70043".into(),
+        codes: vec![70043],
+    }));
+    h.platform.next().await.device(Ok(device_code("CODE-1")));
+    let poll = h.platform.next().await;
+    first.await.unwrap().unwrap_err();
+    for _ in 0..3 {
+        let again = h.request(0).await.unwrap().unwrap_err();
+        assert_eq!(again.0.reason, Some(SignInReason::InteractionRequired));
+        assert!(again.0.signin.is_some(), "the pending sign-in's prompt");
+    }
+    assert!(h.platform.try_next().is_none(), "no further refresh while the sign-in is pending");
+    poll.tokens(Ok(tokens("at-1", Some("rt-1"), USER)));
+    h.settle(|h| !h.signin_pending()).await;
+    assert_eq!(token_value(h.request(0).await.unwrap()), "at-1");
+}
+
 /// Rule: a transient platform failure is retried (after a backoff) before the request is answered.
 #[tokio::test(start_paused = true)]
 async fn a_transient_failure_is_retried() {
@@ -126,15 +153,15 @@ async fn a_transient_failure_is_retried() {
 async fn waiting_requests_get_the_token_of_the_sign_in_they_joined() {
     let mut h = harness(&config(""), false, false);
     let held = h.request(900);
-    let start = h.platform.next().await;
-    let quick = h.request(0);
-    start.device(Ok(device_code("CODE-1")));
-    let prompt = quick.await.unwrap().unwrap_err();
+    h.platform.next().await.device(Ok(device_code("CODE-1")));
+    // The first poll shows the prompt is out.
+    let poll = h.platform.next().await;
+    let prompt = h.request(0).await.unwrap().unwrap_err();
     assert_eq!(prompt.code(), ErrorCode::SigninRequired);
     assert!(
         matches!(prompt.0.signin, Some(graphbroker_protocol::SignInPrompt::Device { ref user_code, .. }) if user_code == "CODE-1")
     );
-    h.platform.next().await.tokens(Ok(tokens("at-1", Some("rt-1"), USER)));
+    poll.tokens(Ok(tokens("at-1", Some("rt-1"), USER)));
     assert_eq!(token_value(held.await.unwrap()), "at-1");
     assert_eq!(h.store.refresh_token(PROFILE).as_deref(), Some("rt-1"));
     assert_eq!(h.broker.status().counters.signins, 1);
