@@ -188,17 +188,17 @@ impl ForeignListener {
             std::os::unix::fs::chown(made, Some(NOBODY), Some(NOBODY)).unwrap();
         }
         let (socket, log, ready) = (run.join("graphbroker.sock"), logs.join("received"), logs.join("ready"));
-        let child = {
+        let mut command = std::process::Command::new(&program);
+        {
             use std::os::unix::process::CommandExt;
-            std::process::Command::new(&program)
+            command
                 .args(["--exact", "foreign_listener", "--ignored", "--quiet"])
                 .env(FOREIGN_ENV, format!("{} {} {}", socket.display(), log.display(), ready.display()))
                 .uid(NOBODY)
                 .gid(NOBODY)
-                .stdin(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        };
+                .stdin(std::process::Stdio::null());
+        }
+        let child = spawn_fresh_copy(&mut command);
         let mut foreign = Self { dir, run, socket, log, child };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !ready.exists() {
@@ -222,6 +222,22 @@ impl ForeignListener {
             }
             assert!(Instant::now() < deadline, "only {} connection(s) reached the foreign listener", received.len());
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Spawns a program just written. A process another test thread forks at that moment briefly holds the copy's
+/// write descriptor (until its exec closes it), and exec then fails with ETXTBSY; trying again shortly is the
+/// known remedy, bounded here.
+fn spawn_fresh_copy(command: &mut std::process::Command) -> std::process::Child {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match command.spawn() {
+            Ok(child) => return child,
+            Err(error) if error.raw_os_error() == Some(nix::libc::ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("could not start the foreign listener: {error}"),
         }
     }
 }
