@@ -32,11 +32,7 @@ pub enum Error {
     },
     /// The socket's directory is a symlink, another user's, or open to others: the client did not connect.
     #[error("refusing to talk to graphbrokerd at {}: {directory}", socket.display())]
-    UnsafeSocketDirectory {
-        socket: PathBuf,
-        #[source]
-        directory: UnsafeDirectory,
-    },
+    UnsafeSocketDirectory { socket: PathBuf, directory: UnsafeDirectory },
     /// The program listening on the socket runs as another user (`listener`), or the kernel could not say who it
     /// is (`None`). The connection was dropped before anything was written to it.
     #[error("{}", untrusted_listener_message(path, *listener, *expected))]

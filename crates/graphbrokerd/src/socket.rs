@@ -21,7 +21,7 @@ pub enum BindError {
     #[error("{0} exists and is not a socket; move it away or choose another path with --socket")]
     NotASocket(PathBuf),
     /// The socket's directory is a symlink, not ours, or open to others.
-    #[error("{0}")]
+    #[error(transparent)]
     UnsafeDirectory(#[from] UnsafeDirectory),
     #[error("could not prepare {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
