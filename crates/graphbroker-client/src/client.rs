@@ -7,16 +7,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use graphbroker_protocol::{
-    ErrorBody, HeaderResponse, ProfileQuery, SignInFlow, SignInQuery, SignInResponse, SignoutResponse, StatusResponse,
-    TokenQuery, TokenResponse, VersionResponse, resolve_socket_path, routes,
+    ErrorBody, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInFlow, SignInQuery,
+    SignInResponse, SignoutResponse, StatusResponse, TokenQuery, TokenResponse, VersionResponse, resolve_socket_path,
+    routes,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client as HttpClient;
-use hyperlocal::{UnixClientExt, UnixConnector};
+use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::connect::{CheckedConnector, ConnectError};
 use crate::error::{Error, describe_parse_failure};
 
 /// How long the daemon may take to answer beyond any `wait` the request asked for. The daemon retries the
@@ -25,10 +27,15 @@ use crate::error::{Error, describe_parse_failure};
 pub const DEFAULT_ANSWER_MARGIN: Duration = Duration::from_secs(90);
 
 /// A handle on graphbrokerd's socket. Cloning is cheap and clones share one connection pool.
+///
+/// Every connection is checked before a request goes out on it: the socket's directory must be the user's alone
+/// and the listener must run as the user (see `connect.rs`); and every answer but `/v1/version`'s must carry the
+/// daemon's protocol version ([`graphbroker_protocol::PROTOCOL_HEADER`]) equal to this client's.
 #[derive(Clone)]
 pub struct Client {
     socket: Arc<PathBuf>,
-    http: HttpClient<UnixConnector, Full<Bytes>>,
+    uid: u32,
+    http: HttpClient<CheckedConnector, Full<Bytes>>,
     answer_margin: Duration,
 }
 
@@ -41,13 +48,17 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client of the daemon listening on `socket_path`. Nothing is connected until the first request.
     pub fn new(socket_path: impl Into<PathBuf>) -> Self {
-        Self { socket: Arc::new(socket_path.into()), http: HttpClient::unix(), answer_margin: DEFAULT_ANSWER_MARGIN }
+        let socket = Arc::new(socket_path.into());
+        let uid = nix::unistd::getuid().as_raw();
+        let http = HttpClient::builder(TokioExecutor::new()).build(CheckedConnector::new(socket.clone(), uid));
+        Self { socket, uid, http, answer_margin: DEFAULT_ANSWER_MARGIN }
     }
 
     /// A client of the daemon at the usual place: `GRAPHBROKER_SOCKET`, else the per-user runtime directory
-    /// (see [`graphbroker_protocol::resolve_socket_path`]).
-    pub fn from_env() -> Self {
-        Self::new(resolve_socket_path(|name| std::env::var_os(name), nix::unistd::getuid().as_raw()))
+    /// (see [`graphbroker_protocol::resolve_socket_path`]). Fails with [`Error::NoSocketPath`] when neither is
+    /// set and there is no private temporary directory: a shared `/tmp` is never used.
+    pub fn from_env() -> Result<Self, Error> {
+        Ok(Self::new(resolve_socket_path(|name| std::env::var_os(name), nix::unistd::getuid().as_raw())?))
     }
 
     /// Sets how long the daemon may take to answer beyond a request's `wait` ([`DEFAULT_ANSWER_MARGIN`] unless
@@ -62,7 +73,8 @@ impl Client {
         &self.socket
     }
 
-    /// `GET /v1/version`: the daemon's protocol and package versions.
+    /// `GET /v1/version`: the daemon's protocol and package versions. The one answer whose protocol header is
+    /// not checked: the route never changes shape, so it can report a mismatch in words (see `version`).
     pub async fn version(&self) -> Result<VersionResponse, Error> {
         self.call(Method::GET, routes::VERSION, None, Duration::ZERO).await
     }
@@ -99,7 +111,7 @@ impl Client {
 
     /// `GET /healthz`: succeeds when the daemon is up and answering.
     pub async fn healthz(&self) -> Result<(), Error> {
-        let (status, _) = self.send(Method::GET, routes::HEALTHZ, Duration::ZERO).await?;
+        let (status, _) = self.send(Method::GET, routes::HEALTHZ, None, Duration::ZERO).await?;
         if status.is_success() {
             Ok(())
         } else {
@@ -120,21 +132,22 @@ impl Client {
         query: Option<String>,
         held_for: Duration,
     ) -> Result<T, Error> {
-        let path_and_query = match query {
-            Some(query) if !query.is_empty() => format!("{route}?{query}"),
-            _ => route.to_owned(),
-        };
-        let (status, body) = self.send(method, &path_and_query, held_for).await?;
+        let (status, body) = self.send(method, route, query, held_for).await?;
         decode(route, status, &body)
     }
 
     async fn send(
         &self,
         method: Method,
-        path_and_query: &str,
+        route: &str,
+        query: Option<String>,
         held_for: Duration,
     ) -> Result<(StatusCode, Bytes), Error> {
-        let uri: hyper::Uri = hyperlocal::Uri::new(self.socket.as_path(), path_and_query).into();
+        // The authority is a placeholder: the connector is bound to this client's socket.
+        let uri = match query {
+            Some(query) if !query.is_empty() => format!("http://localhost{route}?{query}"),
+            _ => format!("http://localhost{route}"),
+        };
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -144,6 +157,9 @@ impl Client {
         let limit = held_for.saturating_add(self.answer_margin);
         let exchange = async {
             let response = self.http.request(request).await.map_err(|error| self.transport_error(error))?;
+            if route != routes::VERSION {
+                self.check_protocol(response.headers())?;
+            }
             let status = response.status();
             let body = response
                 .into_body()
@@ -158,11 +174,31 @@ impl Client {
             .map_err(|_| Error::Timeout { path: self.socket.to_path_buf(), after: limit })?
     }
 
-    /// Sorts a failed exchange into "daemon not running" (the case autostart can fix) and everything else.
+    /// The answer's protocol header must name this client's protocol.
+    fn check_protocol(&self, headers: &hyper::HeaderMap) -> Result<(), Error> {
+        let daemon = headers.get(PROTOCOL_HEADER).and_then(|value| value.to_str().ok()?.trim().parse::<u32>().ok());
+        if daemon == Some(PROTOCOL_VERSION) {
+            return Ok(());
+        }
+        Err(Error::ProtocolMismatch { path: self.socket.to_path_buf(), daemon, client: PROTOCOL_VERSION })
+    }
+
+    /// Sorts a failed exchange into "daemon not running" (the case autostart can fix), a socket the client refused
+    /// to trust, and everything else.
     fn transport_error(&self, error: hyper_util::client::legacy::Error) -> Error {
         let path = self.socket.to_path_buf();
+        let io_error = match find_error::<ConnectError>(&error) {
+            Some(ConnectError::Directory(directory)) => {
+                return Error::UnsafeSocketDirectory { socket: path, directory: directory.clone() };
+            }
+            Some(ConnectError::Listener { uid }) => {
+                return Error::UntrustedListener { path, listener: *uid, expected: self.uid };
+            }
+            Some(ConnectError::Io(io_error)) => Some(io_error),
+            None => find_error::<io::Error>(&error),
+        };
         if error.is_connect()
-            && let Some(io_error) = find_io_error(&error)
+            && let Some(io_error) = io_error
             && matches!(io_error.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused)
         {
             let source = match io_error.raw_os_error() {
@@ -175,11 +211,12 @@ impl Client {
     }
 }
 
-fn find_io_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
+/// The first error of type `E` in `error`'s chain of sources.
+fn find_error<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
     let mut current = Some(error);
     while let Some(error) = current {
-        if let Some(io_error) = error.downcast_ref::<io::Error>() {
-            return Some(io_error);
+        if let Some(found) = error.downcast_ref::<E>() {
+            return Some(found);
         }
         current = error.source();
     }

@@ -9,7 +9,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use graphbroker_protocol::{ErrorCode, ErrorDetail, SignInPrompt, SignInReason};
+use graphbroker_protocol::{ErrorCode, ErrorDetail, NoSocketPath, SignInPrompt, SignInReason, UnsafeDirectory};
 
 /// An error from [`crate::Client`].
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,21 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The socket's directory is a symlink, another user's, or open to others: the client did not connect.
+    #[error("refusing to talk to graphbrokerd at {}: {directory}", socket.display())]
+    UnsafeSocketDirectory { socket: PathBuf, directory: UnsafeDirectory },
+    /// The program listening on the socket runs as another user (`listener`), or the kernel could not say who it
+    /// is (`None`). The connection was dropped before anything was written to it.
+    #[error("{}", untrusted_listener_message(path, *listener, *expected))]
+    UntrustedListener { path: PathBuf, listener: Option<u32>, expected: u32 },
+    /// No socket path was given and there is no private directory to look in (see
+    /// [`graphbroker_protocol::resolve_socket_path`]).
+    #[error(transparent)]
+    NoSocketPath(#[from] NoSocketPath),
+    /// The daemon speaks another protocol version (`daemon`), or did not say which (`None`: a graphbrokerd older
+    /// than the protocol header, or not graphbrokerd at all).
+    #[error("{}", protocol_mismatch_message(path, *daemon, *client))]
+    ProtocolMismatch { path: PathBuf, daemon: Option<u32>, client: u32 },
     /// The daemon took longer than the client allows (the request's `wait` plus a margin).
     #[error("graphbrokerd at {} did not answer within {}s; check its log, or restart it", path.display(), after.as_secs())]
     Timeout { path: PathBuf, after: Duration },
@@ -76,6 +91,12 @@ impl Error {
         matches!(self, Self::Unreachable { .. })
     }
 
+    /// True when the client refused the socket itself: its directory or its listener is not the user's alone.
+    /// Starting a daemon does not help; the user must look at what is there.
+    pub fn is_untrusted_socket(&self) -> bool {
+        matches!(self, Self::UnsafeSocketDirectory { .. } | Self::UntrustedListener { .. })
+    }
+
     /// True when the socket file does not exist (as opposed to existing with nobody listening).
     pub fn is_socket_missing(&self) -> bool {
         matches!(self, Self::Unreachable { source, .. } if source.kind() == io::ErrorKind::NotFound)
@@ -90,6 +111,38 @@ fn unreachable_message(path: &std::path::Path, source: &io::Error) -> String {
         }
         _ => format!(
             "graphbrokerd is not running (nothing listens on {path}); start it with `graphbrokerd` or its service"
+        ),
+    }
+}
+
+fn untrusted_listener_message(path: &std::path::Path, listener: Option<u32>, expected: u32) -> String {
+    let path = path.display();
+    match listener {
+        Some(uid) => format!(
+            "refusing to talk to {path}: the program listening there runs as uid {uid}, not as you (uid {expected}), \
+             so it is not your graphbrokerd; nothing was sent to it; remove the socket and start graphbrokerd again"
+        ),
+        None => format!(
+            "refusing to talk to {path}: the system could not say which user listens there; nothing was sent to it"
+        ),
+    }
+}
+
+fn protocol_mismatch_message(path: &std::path::Path, daemon: Option<u32>, client: u32) -> String {
+    let path = path.display();
+    match daemon {
+        Some(daemon) if daemon > client => format!(
+            "graphbrokerd at {path} speaks protocol {daemon} and this client speaks protocol {client}: the client \
+             is older; upgrade graphbroker-client (or the program using its library)"
+        ),
+        Some(daemon) => format!(
+            "graphbrokerd at {path} speaks protocol {daemon} and this client speaks protocol {client}: the daemon \
+             is older; upgrade graphbrokerd and restart it (`systemctl --user restart graphbroker.service`, or stop \
+             it and let the next command start it)"
+        ),
+        None => format!(
+            "the program answering on {path} does not say which protocol it speaks: it is a graphbrokerd older \
+             than this client (protocol {client}), or not graphbrokerd at all; upgrade graphbrokerd and restart it"
         ),
     }
 }
@@ -156,12 +209,48 @@ mod tests {
     }
 
     #[test]
+    fn a_protocol_mismatch_says_which_side_is_older() {
+        let mismatch = |daemon| Error::ProtocolMismatch { path: "/s".into(), daemon, client: 2 }.to_string();
+        let newer = mismatch(Some(3));
+        assert!(newer.starts_with("graphbrokerd at /s speaks protocol 3 and this client speaks protocol 2"), "{newer}");
+        assert!(newer.contains("the client is older; upgrade graphbroker-client"), "{newer}");
+        let older = mismatch(Some(1));
+        assert!(older.contains("the daemon is older; upgrade graphbrokerd and restart it"), "{older}");
+        let silent = mismatch(None);
+        assert!(silent.contains("does not say which protocol it speaks"), "{silent}");
+    }
+
+    #[test]
+    fn an_untrusted_listener_is_named_by_its_uid() {
+        let error = Error::UntrustedListener { path: "/run/s".into(), listener: Some(65534), expected: 1000 };
+        assert!(error.is_untrusted_socket() && !error.is_unreachable());
+        assert!(
+            error.to_string().starts_with(
+                "refusing to talk to /run/s: the program listening there runs as uid 65534, not as you (uid 1000)"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn every_message_is_one_lowercase_line() {
         let errors = [
             Error::Unreachable { path: "/s".into(), source: io::ErrorKind::ConnectionRefused.into() },
             Error::Connection { path: "/s".into(), source: "permission denied".into() },
             Error::Timeout { path: "/s".into(), after: Duration::from_secs(90) },
             Error::Protocol("HTTP 404 without an error envelope".into()),
+            Error::UnsafeSocketDirectory {
+                socket: "/d/s".into(),
+                directory: UnsafeDirectory {
+                    path: "/d".into(),
+                    problem: graphbroker_protocol::DirectoryProblem::Mode { mode: 0o755 },
+                },
+            },
+            Error::UntrustedListener { path: "/s".into(), listener: Some(65534), expected: 1000 },
+            Error::UntrustedListener { path: "/s".into(), listener: None, expected: 1000 },
+            Error::NoSocketPath(NoSocketPath { tmpdir: None }),
+            Error::ProtocolMismatch { path: "/s".into(), daemon: Some(2), client: 1 },
+            Error::ProtocolMismatch { path: "/s".into(), daemon: None, client: 1 },
             Error::Request("bad".into()),
         ];
         for error in errors {

@@ -11,7 +11,7 @@
 //! use graphbroker_client::{Client, TokenQuery};
 //!
 //! # async fn example() -> Result<(), graphbroker_client::Error> {
-//! let client = Client::from_env();
+//! let client = Client::from_env()?;
 //! let query = TokenQuery { scopes: Some("User.Read".into()), ..TokenQuery::default() };
 //! let token = client
 //!     .token_with_signin(&query, Duration::from_secs(900), |prompt, _reason| {
@@ -26,8 +26,13 @@
 //!
 //! Errors are typed: [`Error::Daemon`] carries the daemon's stable [`ErrorCode`] (branch on
 //! [`Error::code`], never on the message), and [`Error::Unreachable`] means no daemon is running.
+//!
+//! Trust: before a request goes out, the client checks that the socket's directory is the user's alone and that
+//! the program listening on it runs as the user ([`Error::UnsafeSocketDirectory`], [`Error::UntrustedListener`]
+//! otherwise), and it checks the daemon's protocol version on every answer ([`Error::ProtocolMismatch`]).
 
 mod client;
+mod connect;
 mod error;
 mod wait;
 

@@ -25,7 +25,7 @@ async fn a_daemon_that_is_not_running_is_started_then_asked() {
     let program = dir.path().join("graphbrokerd");
     // The client passes `--socket PATH` because the test names the socket explicitly.
     let script = format!(
-        "#!/bin/sh\n[ \"$1\" = --socket ] || exit 64\nmkdir -p \"$(dirname \"$2\")\"\n\
+        "#!/bin/sh\n[ \"$1\" = --socket ] || exit 64\nmkdir -m 700 -p \"$(dirname \"$2\")\"\n\
          exec env {STAND_IN_SOCKET_ENV}=\"$2\" '{}' --exact stand_in_daemon --ignored --quiet\n",
         std::env::current_exe().unwrap().display()
     );

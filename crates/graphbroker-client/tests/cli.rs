@@ -86,7 +86,7 @@ async fn no_wait_shows_the_prompt_and_exits_4() {
 
 #[tokio::test]
 async fn no_daemon_and_no_autostart_exits_3() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::private_tempdir();
     let output = run(&dir.path().join("graphbroker.sock"), &["token", "--no-autostart"]).await;
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(text(&output.stdout), "");
@@ -143,7 +143,7 @@ async fn signin_waits_for_the_sign_in_it_started() {
 
 #[tokio::test]
 async fn status_never_starts_a_daemon_and_version_reports_both_sides() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::private_tempdir();
     let output = run(&dir.path().join("graphbroker.sock"), &["status"]).await;
     assert_eq!(output.status.code(), Some(3));
 
@@ -157,14 +157,14 @@ async fn status_never_starts_a_daemon_and_version_reports_both_sides() {
 
 #[tokio::test]
 async fn usage_errors_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::private_tempdir();
     let output = run(&dir.path().join("graphbroker.sock"), &["token", "--format", "yaml"]).await;
     assert_eq!(output.status.code(), Some(2));
 }
 
 #[tokio::test]
 async fn a_daemon_program_that_cannot_start_exits_3() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::private_tempdir();
     let socket = dir.path().join("graphbroker.sock");
     for (program, expected) in
         [("/bin/false", "stopped as it started"), ("/nonexistent/graphbrokerd", "could not start")]

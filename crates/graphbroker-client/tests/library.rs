@@ -185,7 +185,7 @@ async fn with_no_time_to_wait_the_prompt_is_shown_and_signin_required_returned()
 
 #[tokio::test]
 async fn no_socket_file_is_unreachable_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::private_tempdir();
     let socket = dir.path().join("graphbroker.sock");
     let error = Client::new(&socket).token(&user_read()).await.unwrap_err();
     assert!(matches!(&error, Error::Unreachable { path, .. } if *path == socket), "{error:?}");
@@ -195,7 +195,7 @@ async fn no_socket_file_is_unreachable_and_says_so() {
 
 #[tokio::test]
 async fn a_socket_nobody_listens_on_is_unreachable_too() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::private_tempdir();
     let socket = dir.path().join("graphbroker.sock");
     // Dropping a listener leaves its file behind, as a crashed daemon does.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
@@ -244,4 +244,25 @@ async fn version_and_healthz_answer() {
     client.healthz().await.unwrap();
     let version = client.version().await.unwrap();
     assert_eq!((version.protocol, version.daemon.as_str()), (1, "0.1.0"));
+}
+
+#[tokio::test]
+async fn a_daemon_of_another_protocol_is_named_older_or_newer() {
+    let daemon = MockDaemon::start(|request, _| match request.path.as_str() {
+        "/v1/token" => Reply::ok(token_body()).speaking(Some("2")),
+        "/v1/status" => daemon_error(404, "not_found", "no such route").speaking(None),
+        _ => Reply::ok(json!({"protocol": 2, "daemon": "9.9.9"})).speaking(Some("2")),
+    });
+    let client = Client::new(daemon.socket());
+    let error = client.token(&user_read()).await.unwrap_err();
+    assert!(matches!(error, Error::ProtocolMismatch { daemon: Some(2), client: 1, .. }), "{error:?}");
+    assert!(error.to_string().contains("speaks protocol 2 and this client speaks protocol 1: the client is older"));
+    assert!(!error.to_string().contains(ACCESS_TOKEN), "{error}");
+
+    let error = client.status().await.unwrap_err();
+    assert!(matches!(error, Error::ProtocolMismatch { daemon: None, .. }), "{error:?}");
+    assert!(error.to_string().contains("does not say which protocol it speaks"), "{error}");
+
+    // `/v1/version` is not held to the header: it is how a mismatch is reported in words.
+    assert_eq!(client.version().await.unwrap().protocol, 2);
 }

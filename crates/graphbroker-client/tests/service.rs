@@ -60,7 +60,10 @@ fn test_dir() -> tempfile::TempDir {
     } else {
         target_tmp.to_owned()
     };
-    tempfile::Builder::new().prefix("service-").tempdir_in(base).unwrap()
+    let dir = tempfile::Builder::new().prefix("service-").tempdir_in(base).unwrap();
+    // Private, as a runtime directory is: the client refuses a socket in a directory open to others.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
 }
 
 /// `systemd-analyze verify --user` on unit files; every line it prints (warnings come with exit status 0) fails.
@@ -348,6 +351,7 @@ fn install_stops_a_daemon_started_outside_systemd_first() {
     let sandbox = Sandbox::new();
     let socket = sandbox.socket();
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    std::fs::set_permissions(socket.parent().unwrap(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut stand_in = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "unmanaged_stand_in", "--ignored", "--quiet"])
         .env(STAND_IN_SOCKET_ENV, &socket)

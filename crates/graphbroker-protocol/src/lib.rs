@@ -18,12 +18,21 @@ pub use messages::{
     TokenResponse, VersionResponse, split_scopes,
 };
 pub use redact::redact_url;
-pub use socket::{SOCKET_DIR_NAME, SOCKET_ENV, SOCKET_FILE_NAME, resolve_socket_path};
+pub use socket::{
+    DirectoryProblem, NoSocketPath, SOCKET_DIR_NAME, SOCKET_ENV, SOCKET_FILE_NAME, UnsafeDirectory,
+    private_directory_problem, resolve_socket_path,
+};
 pub use time::EpochSeconds;
 
 /// The version of the socket protocol. It changes only when a v1 route changes incompatibly; `GET /v1/version`
 /// reports it and never changes shape, so a client can always tell a user that the daemon is older than it.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The response header on every answer of the daemon, carrying [`PROTOCOL_VERSION`] in decimal. A client checks
+/// it on each answer, so that a daemon older or newer than the client is named as such instead of surfacing as a
+/// body that fails to parse; an answer without it comes from a daemon older than the header, or not from
+/// graphbrokerd at all.
+pub const PROTOCOL_HEADER: &str = "graphbroker-protocol";
 
 /// Route paths, so that daemon and clients cannot disagree on a spelling.
 pub mod routes {

@@ -100,10 +100,10 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
             (tokio::net::UnixListener::from_std(listener)?, Some(activation), path)
         }
         None => {
-            let path = args
-                .socket
-                .clone()
-                .unwrap_or_else(|| resolve_socket_path(|name| std::env::var_os(name), nix::unistd::getuid().as_raw()));
+            let path = match args.socket.clone() {
+                Some(path) => path,
+                None => resolve_socket_path(|name| std::env::var_os(name), nix::unistd::getuid().as_raw())?,
+            };
             (graphbrokerd::socket::bind(&path)?, None, Some(path))
         }
     };

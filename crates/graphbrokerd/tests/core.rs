@@ -434,6 +434,9 @@ async fn a_stale_socket_file_is_replaced() {
     let fake = fake();
     let mut daemon = Daemon::unstarted(&config(&fake, "memory", &unique_service("stale"), ""));
     std::fs::create_dir_all(daemon.socket.parent().unwrap()).unwrap();
+    // Private, as the daemon would have made it: it refuses a directory open to others.
+    std::fs::set_permissions(daemon.socket.parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .unwrap();
     // Binding and dropping a listener leaves the file with nobody listening: what a crashed daemon leaves.
     drop(std::os::unix::net::UnixListener::bind(&daemon.socket).unwrap());
     daemon.spawn(|_| {});

@@ -142,6 +142,9 @@ async fn under_socket_activation_an_idle_daemon_exits_only_with_nothing_to_lose(
     let fake = fake();
     let daemon = Daemon::unstarted(&config(&fake, "memory", &unique_service("idle"), ""));
     std::fs::create_dir_all(daemon.socket.parent().unwrap()).unwrap();
+    // Private, as systemd's DirectoryMode=0700 makes it: the client refuses a socket directory open to others.
+    std::fs::set_permissions(daemon.socket.parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .unwrap();
     let log = std::fs::File::create(&daemon.log_path).unwrap();
     let mut activator = Command::new("systemd-socket-activate")
         .arg("-l")

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{ALICE, config, fake, graphbrokerd_bin, query, sign_in, unique_service};
+use support::{ALICE, config, fake, graphbrokerd_bin, private_tempdir, query, sign_in, unique_service, write_config};
 
 fn systemd_socket_activate_available(test: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -66,9 +66,9 @@ async fn serves_on_a_socket_passed_by_systemd_socket_activate() {
         return;
     }
     let fake = fake();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, config(&fake, "memory", &unique_service("activation"), "")).unwrap();
+    write_config(&config_path, &config(&fake, "memory", &unique_service("activation"), ""));
     let socket = dir.path().join("graphbroker.sock");
     // Given to --socket to show it is not used: the passed listener wins.
     let own_socket = dir.path().join("own").join("graphbroker.sock");

@@ -38,15 +38,23 @@ pub struct Reply {
     pub body: Value,
     /// Seconds to hold the answer, as a daemon honouring `wait` does.
     pub hold_secs: u64,
+    /// The protocol header's value (`None`: no header), graphbrokerd's own version unless a test says otherwise.
+    pub protocol: Option<String>,
 }
 
 impl Reply {
     pub fn ok(body: Value) -> Self {
-        Self { status: 200, body, hold_secs: 0 }
+        Self::error(200, body)
     }
 
     pub fn error(status: u16, body: Value) -> Self {
-        Self { status, body, hold_secs: 0 }
+        Self { status, body, hold_secs: 0, protocol: Some(graphbroker_client::PROTOCOL_VERSION.to_string()) }
+    }
+
+    /// The same answer with another protocol header (`None`: none at all).
+    pub fn speaking(mut self, protocol: Option<&str>) -> Self {
+        self.protocol = protocol.map(str::to_owned);
+        self
     }
 
     pub fn held_for(mut self, seconds: u64) -> Self {
@@ -76,7 +84,7 @@ impl MockDaemon {
     /// requests other than `/healthz` (which always answers `ok`). Ready as soon as this returns: the socket is
     /// bound before it does.
     pub fn start(script: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let socket = dir.path().join("graphbroker.sock");
         let (requests, stop, _served) = serve_on(&socket, script);
         Self { _dir: dir, socket, requests, stop: Some(stop) }
@@ -98,6 +106,15 @@ impl Drop for MockDaemon {
             let _ = stop.send(());
         }
     }
+}
+
+/// A fresh temporary directory with mode 0700, as a socket's directory must be (tempfile's follow the umask, which
+/// leaves them readable by others; the client refuses a socket there).
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
 }
 
 /// Serves the script on `socket` until the returned sender fires (or is dropped); the task ends once the open
@@ -124,7 +141,10 @@ pub fn serve_on(
 
 async fn answer(State(state): State<MockState>, method: Method, uri: Uri) -> Response {
     if uri.path() == "/healthz" {
-        return Response::new(Body::from("ok"));
+        return Response::builder()
+            .header(graphbroker_client::protocol::PROTOCOL_HEADER, graphbroker_client::PROTOCOL_VERSION)
+            .body(Body::from("ok"))
+            .unwrap();
     }
     let request =
         Recorded { method: method.to_string(), path: uri.path().to_owned(), query: uri.query().unwrap_or("").into() };
@@ -137,11 +157,13 @@ async fn answer(State(state): State<MockState>, method: Method, uri: Uri) -> Res
     if reply.hold_secs > 0 {
         tokio::time::sleep(std::time::Duration::from_secs(reply.hold_secs)).await;
     }
-    Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::from_u16(reply.status).unwrap())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(reply.body.to_string()))
-        .unwrap()
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(protocol) = &reply.protocol {
+        response = response.header(graphbroker_client::protocol::PROTOCOL_HEADER, protocol.as_str());
+    }
+    response.body(Body::from(reply.body.to_string())).unwrap()
 }
 
 /// The access token every scripted token answer carries.

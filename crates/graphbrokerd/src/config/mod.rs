@@ -177,6 +177,16 @@ pub enum ConfigError {
         source: std::io::Error,
     },
 
+    /// The file belongs to someone other than the user (or root), or others may write to it: whoever can write it
+    /// chooses the identity platform the daemon signs in to. Refused as ssh refuses such a `~/.ssh/config`.
+    #[error(
+        "bad owner or permissions on config file {}: owned by uid {owner} with mode {mode:04o}; it must be owned by \
+         you (uid {uid}) or root and not writable by group or others (`chmod go-w {}`)",
+        .path.display(),
+        .path.display()
+    )]
+    Permissions { path: PathBuf, owner: u32, mode: u32, uid: u32 },
+
     /// Not valid TOML, an unknown key, or a value of the wrong type. `at` is `:line:column` when known.
     #[error("{}{at}: {}{message}", .path.display(), key_prefix(.key))]
     Syntax { path: PathBuf, at: String, key: Option<String>, message: String },
@@ -234,14 +244,15 @@ impl Config {
                 None => return Ok(Config::defaults()),
             },
         };
-        match std::fs::read_to_string(&path) {
+        match read_trusted(&path, nix::unistd::getuid().as_raw()) {
             Ok(text) => Config::parse(&text, &path),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => match origin {
+            Err(ReadFailure::Untrusted(err)) => Err(err),
+            Err(ReadFailure::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => match origin {
                 Origin::DefaultLocation => Ok(Config::defaults()),
                 Origin::CommandLine => Err(ConfigError::NotFound { path, named_by: "the command line".to_owned() }),
                 Origin::Environment => Err(ConfigError::NotFound { path, named_by: format!("${CONFIG_ENV}") }),
             },
-            Err(source) => Err(ConfigError::Read { path, source }),
+            Err(ReadFailure::Io(source)) => Err(ConfigError::Read { path, source }),
         }
     }
 
@@ -255,6 +266,37 @@ impl Config {
     pub fn profile(&self, name: Option<&str>) -> Option<&Profile> {
         self.profiles.get(name.unwrap_or(&self.default_profile))
     }
+}
+
+/// Why [`read_trusted`] returned no text.
+enum ReadFailure {
+    Io(std::io::Error),
+    Untrusted(ConfigError),
+}
+
+/// Reads the file at `path` if it passes [`check_ownership`] for user `uid`. The check is on the opened file
+/// (`fstat`), so the file read is the file checked, even if the path is swapped in between.
+fn read_trusted(path: &Path, uid: u32) -> Result<String, ReadFailure> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).map_err(ReadFailure::Io)?;
+    let meta = file.metadata().map_err(ReadFailure::Io)?;
+    check_ownership(path, &meta, uid).map_err(ReadFailure::Untrusted)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(ReadFailure::Io)?;
+    Ok(text)
+}
+
+/// The rule for the config file, ssh's for `~/.ssh/config`: owned by the user or by root, and not writable by
+/// group or others. Root-owned is accepted because root can change any file of the user's anyway, and an
+/// administrator may provide the file; a group-writable file is refused even when the group is the user's alone,
+/// since the daemon cannot tell who else may join it.
+fn check_ownership(path: &Path, meta: &std::fs::Metadata, uid: u32) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (owner, mode) = (meta.uid(), meta.mode() & 0o7777);
+    if (owner == uid || owner == 0) && mode & 0o022 == 0 {
+        return Ok(());
+    }
+    Err(ConfigError::Permissions { path: path.to_owned(), owner, mode, uid })
 }
 
 /// The config file at the platform's config directory: `$XDG_CONFIG_HOME/graphbroker/config.toml` (or

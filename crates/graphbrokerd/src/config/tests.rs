@@ -385,3 +385,65 @@ fn default_path_is_under_the_config_dir() {
         assert!(path.ends_with("graphbroker/config.toml"), "{}", path.display());
     }
 }
+
+#[test]
+fn a_config_writable_by_group_or_others_is_refused_with_its_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "keyring_service = \"mine\"\n").unwrap();
+    for mode in [0o600, 0o644, 0o400] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert_eq!(Config::load_from(Some(&path), |_| None, None).unwrap().keyring_service, "mine", "{mode:o}");
+    }
+    for mode in [0o664, 0o646, 0o666, 0o620] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = Config::load_from(Some(&path), |_| None, None).unwrap_err();
+        assert!(matches!(err, ConfigError::Permissions { mode: found, .. } if found == mode), "{err:?}");
+        let message = err.to_string();
+        let expected = format!("bad owner or permissions on config file {}: owned by uid", path.display());
+        assert!(message.starts_with(&expected), "{message}");
+        assert!(message.contains(&format!("with mode {mode:04o}")), "{message}");
+    }
+}
+
+#[test]
+fn a_config_owned_by_another_user_is_refused_and_one_owned_by_root_accepted() {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    if std::fs::metadata(&path).unwrap().uid() == 0 {
+        // Root owns what it writes, and root-owned files are accepted for any user, as ssh accepts them.
+        assert!(check_ownership(&path, &std::fs::metadata(&path).unwrap(), 1000).is_ok());
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    }
+    let meta = std::fs::metadata(&path).unwrap();
+    let owner = meta.uid();
+    assert!(check_ownership(&path, &meta, owner).is_ok());
+    // Seen by another user (never root): the file is foreign to them.
+    let viewer = owner + 1;
+    let message = check_ownership(&path, &meta, viewer).unwrap_err().to_string();
+    assert!(message.contains(&format!("owned by uid {owner} with mode 0644")), "{message}");
+    assert!(message.contains(&format!("owned by you (uid {viewer})")), "{message}");
+}
+
+#[test]
+fn a_config_chowned_to_another_user_is_refused_by_load() {
+    if !nix::unistd::getuid().is_root() {
+        if std::env::var("GRAPHBROKER_TEST_ROOT").as_deref() == Ok("required") {
+            panic!("a_config_chowned_to_another_user_is_refused_by_load: not root but GRAPHBROKER_TEST_ROOT=required");
+        }
+        eprintln!("skipping a_config_chowned_to_another_user_is_refused_by_load: needs root to chown");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "").unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let message = Config::load_from(Some(&path), |_| None, None).unwrap_err().to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("owned by uid 65534 with mode 0"), "{message}");
+}

@@ -25,8 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use graphbroker_protocol::{
-    EpochSeconds, ErrorCode, HeaderResponse, PROTOCOL_VERSION, ProfileQuery, SignInQuery, TokenResponse,
-    VersionResponse, routes,
+    EpochSeconds, ErrorCode, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInQuery,
+    TokenResponse, VersionResponse, routes,
 };
 use secrecy::ExposeSecret;
 use tokio::net::UnixListener;
@@ -112,7 +112,15 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         // Inner layer: only requests that passed the peer check count as activity.
         .layer(middleware::from_fn_with_state(activity, track))
         .layer(middleware::from_fn_with_state(policy, peer_check))
+        // Outermost: every answer, a refusal by the peer check included, says which protocol the daemon speaks.
+        .layer(middleware::map_response(protocol_header))
         .with_state(AppState { broker })
+}
+
+/// Sets [`graphbroker_protocol::PROTOCOL_HEADER`], which clients check on each answer.
+async fn protocol_header(mut response: Response) -> Response {
+    response.headers_mut().insert(PROTOCOL_HEADER, axum::http::HeaderValue::from(PROTOCOL_VERSION));
+    response
 }
 
 /// Runs the API on `listener` with the default [`ConnectionLimits`] until `shutdown` completes, then lets

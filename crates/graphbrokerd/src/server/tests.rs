@@ -122,3 +122,23 @@ async fn version_status_and_healthz_answer() {
     let (status, _, _) = send(app, request(Method::GET, "/healthz", Some(OWNER))).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn every_answer_says_which_protocol_the_daemon_speaks() {
+    let (app, _script) = app().await;
+    let expected = graphbroker_protocol::PROTOCOL_VERSION.to_string();
+    for (method, uri, peer) in [
+        (Method::GET, "/v1/version", Some(OWNER)),
+        (Method::GET, "/healthz", Some(OWNER)),
+        (Method::GET, "/v1/status", Some(OWNER)),
+        (Method::GET, "/v1/token?wait=soon", Some(OWNER)),
+        (Method::GET, "/v1/nope", Some(OWNER)),
+        (Method::DELETE, "/v1/status", Some(OWNER)),
+        // The peer check's refusal too: a client of another user learns it talks to a graphbrokerd.
+        (Method::GET, "/v1/status", Some(OWNER + 1)),
+    ] {
+        let (status, headers, _) = send(app.clone(), request(method.clone(), uri, peer)).await;
+        let found = headers.get(graphbroker_protocol::PROTOCOL_HEADER).and_then(|v| v.to_str().ok());
+        assert_eq!(found, Some(expected.as_str()), "{method} {uri} ({status})");
+    }
+}

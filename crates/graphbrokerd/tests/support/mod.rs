@@ -79,6 +79,22 @@ store = "{store}"
     )
 }
 
+/// A fresh temporary directory with mode 0700. tempfile's follow the umask; a socket directly inside one would be
+/// refused by the client as open to others.
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod temp dir");
+    dir
+}
+
+/// Writes a config file with mode 0600, whatever the umask: the daemon refuses one writable by group or others.
+pub fn write_config(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write config");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod config");
+}
+
 /// A running daemon. Dropped: SIGTERM, then SIGKILL if it does not exit in time.
 pub struct Daemon {
     child: Option<Child>,
@@ -105,9 +121,9 @@ impl Daemon {
 
     /// A daemon's directory and config, not started yet (see [`Daemon::spawn`]).
     pub fn unstarted(config: &str) -> Daemon {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = private_tempdir();
         let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        write_config(&config_path, config);
         let socket = dir.path().join("run").join("graphbroker.sock");
         let log_path = dir.path().join("daemon.log");
         Daemon { child: None, dir, socket, config_path, log_path, binary: None }
@@ -116,9 +132,9 @@ impl Daemon {
     /// Starts the daemon as another user: its directory and a copy of the binary are handed to that user, so
     /// that nothing depends on the permissions of the build directory.
     pub fn start_as(config: &str, user: &nix::unistd::User) -> Daemon {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = private_tempdir();
         let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        write_config(&config_path, config);
         let binary = dir.path().join("graphbrokerd");
         std::fs::copy(graphbrokerd_bin(), &binary).expect("copy binary");
         for path in [dir.path(), config_path.as_path(), binary.as_path()] {

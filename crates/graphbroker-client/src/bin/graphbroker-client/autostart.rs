@@ -4,6 +4,9 @@
 //! this command and a Ctrl-C in the terminal does not reach it; readiness is `GET /healthz` answering, polled
 //! with a deadline.
 //!
+//! The probe is an ordinary request, so it passes the client's checks first: a socket directory that is not the
+//! user's alone, or a listener of another user, is refused rather than taken for a running daemon.
+//!
 //! Autostart is for machines without a service manager. When systemd or launchd owns the socket (`service
 //! install`), it is the one to start the daemon: the first request does, and autostart only waits for the answer.
 
@@ -81,9 +84,12 @@ async fn ensure_service_answers(client: &Client, start_hint: &str) -> Result<(),
 async fn wait_until_ready(probe: &Client, child: &mut Child, program: &Path) -> Result<(), Failure> {
     let deadline = Instant::now() + STARTUP_DEADLINE;
     loop {
-        // Any failure here (not yet listening, or listening but not yet serving) means "not ready yet".
-        if probe.healthz().await.is_ok() {
-            return Ok(());
+        // A failure here (not yet listening, or listening but not yet serving) means "not ready yet" — except a
+        // socket the client refuses to trust: whatever answers there is not the daemon just started.
+        match probe.healthz().await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_untrusted_socket() => return Err(Failure::from(error)),
+            Err(_) => {}
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(Failure::new(

@@ -33,7 +33,7 @@ Examples:
 #[command(name = "graphbroker-client", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     /// The socket graphbrokerd listens on [default: $XDG_RUNTIME_DIR/graphbroker/graphbroker.sock, else
-    /// /tmp/graphbroker-UID/graphbroker.sock]
+    /// $TMPDIR/graphbroker-UID/graphbroker.sock when $TMPDIR is private to you; never a shared /tmp]
     #[arg(long, global = true, env = graphbroker_client::protocol::SOCKET_ENV, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 

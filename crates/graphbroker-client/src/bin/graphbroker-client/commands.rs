@@ -14,13 +14,16 @@ use crate::ui::Ui;
 
 /// Runs the command the user asked for.
 pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
+    // `service` sets up what starts the daemon and talks to the service manager only; it needs no socket path.
+    if let Command::Service { action } = &cli.command {
+        return service::run(*action, cli.socket.as_deref(), ui);
+    }
     let client = match &cli.socket {
         Some(socket) => Client::new(socket),
-        None => Client::from_env(),
+        None => Client::from_env()?,
     };
-    // `status` and `version` report on the daemon rather than need it, so they never start one; `service` sets up
-    // what starts it.
-    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version | Command::Service { .. });
+    // `status` and `version` report on the daemon rather than need it, so they never start one.
+    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version);
     if wants_daemon && !cli.no_autostart {
         ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
     }

@@ -23,8 +23,14 @@ pub fn find_daemon_program() -> Option<PathBuf> {
         .or_else(|| find_on_path(DAEMON_PROGRAM, std::env::var_os("PATH").as_deref()?))
 }
 
+/// The first executable `program` in a directory of `path`. Entries that are not absolute (an empty entry, `.`,
+/// `bin`) are skipped: they name a directory relative to wherever the command happens to run, so a file dropped
+/// in such a directory would be started as the daemon — and installed as the service.
 fn find_on_path(program: &str, path: &OsStr) -> Option<PathBuf> {
-    std::env::split_paths(path).map(|dir| dir.join(program)).find(|candidate| is_executable(candidate))
+    std::env::split_paths(path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
 }
 
 /// A regular file with an execute bit set (following symlinks).
@@ -55,5 +61,26 @@ mod tests {
         assert_eq!(find_on_path(DAEMON_PROGRAM, &path), Some(first.join(DAEMON_PROGRAM)));
         let path = std::env::join_paths([&plain]).unwrap();
         assert_eq!(find_on_path(DAEMON_PROGRAM, &path), None);
+    }
+
+    #[test]
+    fn relative_path_entries_are_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let (relative, absolute) = (root.path().join("bin"), root.path().join("abs"));
+        for dir in [&relative, &absolute] {
+            fs::create_dir(dir).unwrap();
+            let program = dir.join(DAEMON_PROGRAM);
+            fs::write(&program, "#!/bin/sh\n").unwrap();
+            fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        // Entries relative to the working directory: the empty entry and "." (both mean "here"), and a relative
+        // spelling of `relative` ("../../…/bin"), which holds an executable graphbrokerd and must still be skipped.
+        let here = std::env::current_dir().unwrap();
+        let up = "../".repeat(here.components().count() - 1);
+        let relative_spelling = PathBuf::from(up).join(relative.strip_prefix("/").unwrap());
+        assert!(is_executable(&relative_spelling.join(DAEMON_PROGRAM)), "the relative entry does name the program");
+        let path =
+            std::env::join_paths([PathBuf::new(), PathBuf::from("."), relative_spelling, absolute.clone()]).unwrap();
+        assert_eq!(find_on_path(DAEMON_PROGRAM, &path), Some(absolute.join(DAEMON_PROGRAM)));
     }
 }

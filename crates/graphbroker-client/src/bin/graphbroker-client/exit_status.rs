@@ -11,6 +11,7 @@
 //! | 6 | the identity platform refused the request or could not be reached |
 //! | 7 | the OS keychain is locked or unavailable |
 //! | 8 | bad request: invalid scopes, unknown profile, bad parameter |
+//! | 9 | the socket is not safe to use (its directory or its listener is not yours alone), or there is no private place for it |
 //! | 130 | interrupted (Ctrl-C); a sign-in under way goes on in graphbrokerd |
 
 use std::time::Duration;
@@ -30,6 +31,8 @@ Exit status:
   6    the identity platform refused the request or could not be reached
   7    the OS keychain is locked or unavailable
   8    bad request: invalid scopes, unknown profile, bad parameter
+  9    the socket is not safe to use (its directory or its listener is not yours alone), or there is no private
+       place for it; nothing was sent
   130  interrupted (Ctrl-C); a sign-in under way goes on in graphbrokerd";
 
 /// Why the command stopped, as its exit status.
@@ -43,6 +46,7 @@ pub enum ExitStatus {
     IdentityPlatform = 6,
     Keychain = 7,
     BadRequest = 8,
+    UnsafeSocket = 9,
     Interrupted = 130,
 }
 
@@ -51,6 +55,9 @@ impl ExitStatus {
     pub fn of(error: &Error) -> Self {
         match error {
             Error::Unreachable { .. } | Error::Connection { .. } | Error::Timeout { .. } => Self::Unreachable,
+            Error::UnsafeSocketDirectory { .. } | Error::UntrustedListener { .. } | Error::NoSocketPath(_) => {
+                Self::UnsafeSocket
+            }
             Error::Daemon { detail, .. } => Self::of_code(detail.code),
             _ => Self::Other,
         }
@@ -175,6 +182,16 @@ mod tests {
         assert_eq!(ExitStatus::of(&missing).code(), 3);
         assert_eq!(ExitStatus::of(&slow).code(), 3);
         assert_eq!(ExitStatus::of(&Error::Protocol("x".into())).code(), 1);
+        let mismatch = Error::ProtocolMismatch { path: "/s".into(), daemon: Some(2), client: 1 };
+        assert_eq!(ExitStatus::of(&mismatch).code(), 1);
+    }
+
+    #[test]
+    fn a_socket_that_is_not_ours_alone_exits_9() {
+        let foreign = Error::UntrustedListener { path: "/s".into(), listener: Some(65534), expected: 1000 };
+        let no_place = Error::NoSocketPath(graphbroker_client::protocol::NoSocketPath { tmpdir: None });
+        assert_eq!(ExitStatus::of(&foreign).code(), 9);
+        assert_eq!(ExitStatus::of(&no_place).code(), 9);
         assert_eq!(Failure::interrupted().status.code(), 130);
     }
 
@@ -218,6 +235,7 @@ mod tests {
             ExitStatus::IdentityPlatform,
             ExitStatus::Keychain,
             ExitStatus::BadRequest,
+            ExitStatus::UnsafeSocket,
             ExitStatus::Interrupted,
         ] {
             let line = format!("\n  {:<4} ", status.code());

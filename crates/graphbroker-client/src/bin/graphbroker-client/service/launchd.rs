@@ -33,10 +33,14 @@ fn log_dir() -> Result<PathBuf, Failure> {
 }
 
 /// The socket the agent listens on: where clients look when `GRAPHBROKER_SOCKET` is not set (on macOS the per-user
-/// `$TMPDIR`, unless `XDG_RUNTIME_DIR` is set).
+/// `$TMPDIR`, unless `XDG_RUNTIME_DIR` is set). `None` when there is no private directory for it.
 pub fn service_socket() -> Option<PathBuf> {
+    resolved_service_socket().ok()
+}
+
+fn resolved_service_socket() -> Result<PathBuf, graphbroker_client::protocol::NoSocketPath> {
     let env = |name: &str| if name == SOCKET_ENV { None } else { std::env::var_os(name) };
-    Some(resolve_socket_path(env, nix::unistd::getuid().as_raw()))
+    resolve_socket_path(env, nix::unistd::getuid().as_raw())
 }
 
 /// `gui/UID`, the launchd domain of the logged-in user's agents.
@@ -51,7 +55,8 @@ fn service_target() -> String {
 pub fn install(program: &Path) -> Result<(), Failure> {
     let plist = plist_path()?;
     let logs = log_dir()?;
-    let socket = service_socket().ok_or_else(|| Failure::new(ExitStatus::Other, "could not tell the socket path"))?;
+    let socket =
+        resolved_service_socket().map_err(|error| Failure::new(ExitStatus::UnsafeSocket, error.to_string()))?;
     let content = render_plist(program, &socket, &logs)?;
     let loaded = is_loaded()?;
     if !loaded {
