@@ -28,13 +28,17 @@ const PAUSE_AFTER_UNHELD_ANSWER: Duration = Duration::from_secs(1);
 /// milliseconds.
 const PAUSE_WHILE_PREPARING: Duration = Duration::from_millis(200);
 
+/// How long to keep asking for a prompt still being prepared, whatever the caller's timeout (zero included):
+/// getting the prompt is not waiting for the user. The daemon gives a device-code call 30 s of retries.
+const PROMPT_PATIENCE: Duration = Duration::from_secs(45);
+
 impl Client {
     /// An access token, waiting up to `timeout` for the user to sign in when one is needed.
     ///
     /// `on_prompt` is called once for each distinct sign-in prompt (normally once): show it to the user. Returns
     /// the token, or the error that ended the wait: `signin_declined`, `signin_expired`, or — when `timeout` runs
     /// out — the daemon's `signin_timeout` (the sign-in goes on in the daemon; asking again picks it up). With a
-    /// zero `timeout` it answers `signin_required` at once, after calling `on_prompt`.
+    /// zero `timeout` it answers `signin_required` as soon as the prompt is there, after calling `on_prompt`.
     pub async fn token_with_signin(
         &self,
         query: &TokenQuery,
@@ -62,6 +66,7 @@ impl Client {
         mut on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
     ) -> Result<T, Error> {
         let deadline = Instant::now() + timeout;
+        let prompt_deadline = Instant::now() + PROMPT_PATIENCE;
         let mut query = TokenQuery { wait: Some(0), ..query.clone() };
         let mut shown: Option<SignInPrompt> = None;
         loop {
@@ -79,7 +84,7 @@ impl Client {
                     // The prompt is on its way (`wait=0` is answered at once): ask again for it shortly.
                     None if shown.is_none() && error.detail().is_some_and(|d| d.retry_after.is_some()) => {
                         let pause = Instant::now() + PAUSE_WHILE_PREPARING;
-                        if pause > deadline {
+                        if pause > prompt_deadline {
                             return Err(error);
                         }
                         tokio::time::sleep_until(pause).await;
