@@ -6,7 +6,7 @@
 //! - `peer.rs`: who may talk to the daemon. `request.rs`: query strings → validated domain requests.
 
 mod peer;
-mod request;
+pub(crate) mod request;
 
 #[cfg(test)]
 mod tests;
