@@ -19,12 +19,18 @@
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification. [`hardening`]: no core
 //!   dumps, no debugger.
+//!
+//! With the `fuzzing` feature, a hidden `fuzzing` module exposes the parsers of untrusted input to the fuzz
+//! targets in `fuzz/`; the normal build does not carry it.
 
 pub mod activation;
 pub mod broker;
 pub mod browser;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hardening;
 pub mod idp;
 pub mod retry;

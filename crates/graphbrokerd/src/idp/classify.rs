@@ -32,7 +32,13 @@ impl EntraError {
     pub fn summary(&self) -> String {
         let description = self.error_description.as_deref().unwrap_or("");
         let first = description.lines().next().unwrap_or("").trim();
-        if first.is_empty() { self.error.clone() } else { format!("{}: {first}", self.error) }
+        match (self.error.trim().is_empty(), first.is_empty()) {
+            // Seen by the fuzzer: `{"error": ""}` made every message that quotes the platform end in nothing.
+            (true, true) => "an error without a code or a description".to_owned(),
+            (true, false) => first.to_owned(),
+            (false, true) => self.error.clone(),
+            (false, false) => format!("{}: {first}", self.error),
+        }
     }
 
     fn has_code(&self, codes: &[u64]) -> bool {
@@ -242,6 +248,15 @@ mod tests {
             classify(&entra("invalid_request", &[90002], None)),
             PlatformError::Refused { hint: Some(h), .. } if h.contains("tenant")
         ));
+    }
+
+    #[test]
+    fn an_error_without_code_or_description_still_says_something() {
+        let empty: EntraError = serde_json::from_str(r#"{"error": ""}"#).unwrap();
+        assert_eq!(empty.summary(), "an error without a code or a description");
+        let described: EntraError =
+            serde_json::from_str(r#"{"error": "", "error_description": "AADSTS1: x"}"#).unwrap();
+        assert_eq!(described.summary(), "AADSTS1: x");
     }
 
     #[test]

@@ -277,7 +277,7 @@ impl Platform for EntraPlatform {
     }
 }
 
-fn tokens_from(response: EntraTokenResponse) -> Tokens {
+pub(crate) fn tokens_from(response: EntraTokenResponse) -> Tokens {
     let extra = response.extra_fields();
     let identity = identity_from(extra.id_token.as_deref(), extra.client_info.as_deref());
     let refresh_in = extra.refresh_in.as_ref().and_then(loose_seconds);

@@ -103,7 +103,7 @@ fn describe_reqwest(error: &oauth2::reqwest::Error) -> String {
     text
 }
 
-fn body_is_error(body: &[u8]) -> bool {
+pub(crate) fn body_is_error(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .is_some_and(|v| v.get("error").is_some_and(|e| e.is_string()) && v.get("access_token").is_none())

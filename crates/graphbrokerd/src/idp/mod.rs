@@ -25,6 +25,12 @@ pub use entra::{EntraDeviceFields, EntraPlatform, EntraTokenFields, EntraTokenRe
 pub use http::HttpError;
 pub use oauth2::{AuthorizationCode, PkceCodeVerifier};
 use secrecy::SecretString;
+/// The answer parsers, for the fuzz targets ([`crate::fuzzing`]).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use {
+    entra::tokens_from,
+    http::{body_is_error, parse_retry_after},
+};
 
 use crate::config::Profile;
 use crate::scopes::ScopeSet;

@@ -10,7 +10,7 @@
 mod accept;
 mod answer;
 mod peer;
-mod request;
+pub(crate) mod request;
 
 #[cfg(test)]
 mod tests;
