@@ -97,8 +97,11 @@ fn scope_list<S: AsRef<str>>(requested: &[S]) {
     let reversed: Vec<&str> = requested.iter().rev().map(AsRef::as_ref).collect();
     let reversed = ScopeSet::normalize(&reversed, GRAPH).expect("the same scopes in reverse order are refused");
     assert_eq!(reversed.key(), set.key(), "order changed the key");
-    let doubled: Vec<&str> = requested.iter().chain(requested).map(AsRef::as_ref).collect();
-    assert_eq!(ScopeSet::normalize(&doubled, GRAPH).expect("doubled scopes are refused").key(), set.key());
+    // (The cap on scopes counts what was asked for, repetitions included: it bounds the work of one request.)
+    if requested.len() * 2 <= crate::scopes::MAX_SCOPES {
+        let doubled: Vec<&str> = requested.iter().chain(requested).map(AsRef::as_ref).collect();
+        assert_eq!(ScopeSet::normalize(&doubled, GRAPH).expect("doubled scopes are refused").key(), set.key());
+    }
     // The shape the cache and the platform request rely on.
     let lower: Vec<String> = set.scopes().iter().map(|s| s.to_ascii_lowercase()).collect();
     assert!(lower.windows(2).all(|w| w[0] < w[1]), "scopes not sorted and unique: {:?}", set.scopes());
