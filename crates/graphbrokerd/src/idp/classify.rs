@@ -28,11 +28,16 @@ pub struct EntraError {
 }
 
 impl EntraError {
-    /// The description's first line (`AADSTSnnnn: …`), without the trace and correlation lines.
+    /// The description's first line (`AADSTSnnnn: …`), without the trace and correlation lines. Never empty: a
+    /// body with neither (`{"error":""}`, found by fuzzing) would make an error message that says nothing.
     pub fn summary(&self) -> String {
         let description = self.error_description.as_deref().unwrap_or("");
         let first = description.lines().next().unwrap_or("").trim();
-        if first.is_empty() { self.error.clone() } else { format!("{}: {first}", self.error) }
+        match (self.error.trim().is_empty(), first.is_empty()) {
+            (true, true) => "an error without a code or description".to_owned(),
+            (_, true) => self.error.clone(),
+            (_, false) => format!("{}: {first}", self.error),
+        }
     }
 
     fn has_code(&self, codes: &[u64]) -> bool {
@@ -198,6 +203,14 @@ mod tests {
             classify(&entra("invalid_request", &[90002], None)),
             PlatformError::Refused { hint: Some(h), .. } if h.contains("tenant")
         ));
+    }
+
+    #[test]
+    fn an_error_body_without_code_or_description_still_says_something() {
+        let empty: EntraError = serde_json::from_str(r#"{"error": ""}"#).unwrap();
+        assert!(!empty.summary().is_empty());
+        let PlatformError::Refused { detail, .. } = classify(&empty) else { panic!("not refused") };
+        assert!(detail.contains("without a code"), "{detail}");
     }
 
     #[test]
