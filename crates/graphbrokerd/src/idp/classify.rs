@@ -28,7 +28,8 @@ pub struct EntraError {
 }
 
 impl EntraError {
-    /// The description's first line (`AADSTSnnnn: …`), without the trace and correlation lines.
+    /// The description's first line (`AADSTSnnnn: …`), without the trace and correlation lines. Never empty: a
+    /// body with neither (`{"error":""}`, found by fuzzing) would make an error message that says nothing.
     pub fn summary(&self) -> String {
         let description = self.error_description.as_deref().unwrap_or("");
         let first = description.lines().next().unwrap_or("").trim();
