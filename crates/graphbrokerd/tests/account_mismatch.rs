@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use graphbroker_protocol::{ErrorCode, SignInPrompt, SignInReason};
+use graphbroker_protocol::{ErrorCode, SignInReason};
 use support::*;
 
 const BOB: &str = "bob@contoso.com";
@@ -19,17 +19,6 @@ fn two_user_fake() -> fake_entra::FakeEntra {
         .device_interval(Duration::from_secs(1))
         .start()
         .expect("fake identity platform starts")
-}
-
-fn browser_url(prompt: Option<&SignInPrompt>) -> String {
-    match prompt {
-        Some(SignInPrompt::Browser { url, .. }) => url.clone(),
-        other => panic!("expected a browser prompt, got {other:?}"),
-    }
-}
-
-fn query_param(url: &str, name: &str) -> String {
-    url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap()
 }
 
 async fn browse(url: &str) -> (u16, String) {
@@ -78,7 +67,7 @@ async fn a_browser_sign_in_as_another_account_than_the_login_hint_is_refused_unl
     let client = daemon.client();
 
     let error = needing_signin(&client, &query("User.Read")).await;
-    let url = browser_url(error.signin_prompt());
+    let url = browser_url(&error);
     let waiting = tokio::spawn({
         let client = client.clone();
         async move { client.token(&with_wait("User.Read", 30)).await }
@@ -92,7 +81,7 @@ async fn a_browser_sign_in_as_another_account_than_the_login_hint_is_refused_unl
 
     // `signin` is the user choosing: the same account is then taken.
     let started = client.signin(None, None).await.expect("signin");
-    let url = browser_url(started.signin.as_ref());
+    let url = prompt_url(started.signin.as_ref());
     let page = browser_signs_in(&fake, &url, BOB).await;
     assert!(page.contains("Signed in"), "{page}");
     let token = client.token(&with_wait("User.Read", 30)).await.expect("token");

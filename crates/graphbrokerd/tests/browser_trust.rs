@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use graphbroker_protocol::{ErrorCode, SignInPrompt};
+use graphbroker_protocol::ErrorCode;
 use support::*;
 
 /// The uid another user's requests run as.
@@ -22,17 +22,6 @@ fn browser_config(fake: &fake_entra::FakeEntra, opened: &std::path::Path) -> Str
         opened.display()
     );
     base.replacen("default_profile", &format!("{top}default_profile"), 1)
-}
-
-fn browser_url(error: &graphbroker_client::Error) -> String {
-    match error.signin_prompt() {
-        Some(SignInPrompt::Browser { url, .. }) => url.clone(),
-        other => panic!("expected a browser prompt, got {other:?} from {error}"),
-    }
-}
-
-fn query_param(url: &str, name: &str) -> String {
-    url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap()
 }
 
 /// The browser's side: fetch a URL without following redirects; (status, Location, body).

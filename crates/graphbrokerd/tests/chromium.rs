@@ -86,10 +86,6 @@ fn browser_config(fake: &fake_entra::FakeEntra, opened: &Path) -> String {
     base.replacen("default_profile", &format!("{top}default_profile"), 1)
 }
 
-fn query_param(url: &str, name: &str) -> String {
-    url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap()
-}
-
 fn signal(pid: i32, signal: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
 }

@@ -156,17 +156,8 @@ impl Daemon {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
         let binary = self.binary.clone().unwrap_or_else(|| PathBuf::from(graphbrokerd_bin()));
         let mut command = Command::new(binary);
-        command
-            .arg("--config")
-            .arg(&self.config_path)
-            .arg("--socket")
-            .arg(&self.socket)
-            .env("RUST_LOG", "trace")
-            .env_remove("GRAPHBROKER_SOCKET")
-            .env_remove("GRAPHBROKER_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log);
+        command.arg("--config").arg(&self.config_path).arg("--socket").arg(&self.socket);
+        daemon_environment(&mut command, log);
         adjust(&mut command);
         let child = command.spawn().expect("graphbrokerd starts");
         self.child = Some(child);
@@ -178,13 +169,7 @@ impl Daemon {
     pub fn spawn_program(&mut self, program: &str, adjust: impl FnOnce(&mut Command)) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
         let mut command = Command::new(program);
-        command
-            .env("RUST_LOG", "trace")
-            .env_remove("GRAPHBROKER_SOCKET")
-            .env_remove("GRAPHBROKER_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log);
+        daemon_environment(&mut command, log);
         adjust(&mut command);
         self.child = Some(command.spawn().unwrap_or_else(|e| panic!("{program} starts: {e}")));
         self.wait_ready();
@@ -243,6 +228,18 @@ impl Daemon {
     }
 }
 
+/// The daemon's environment in every test: trace logging to `log`, no socket or config from the test's own
+/// environment, no stdin.
+fn daemon_environment(command: &mut Command, log: std::fs::File) {
+    command
+        .env("RUST_LOG", "trace")
+        .env_remove("GRAPHBROKER_SOCKET")
+        .env_remove("GRAPHBROKER_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log);
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -285,6 +282,27 @@ pub async fn needing_signin(client: &Client, query: &TokenQuery) -> graphbroker_
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("no sign-in prompt after 400 requests");
+}
+
+/// The browser prompt's URL of a `signin_required` error.
+pub fn browser_url(error: &graphbroker_client::Error) -> String {
+    match error.signin_prompt() {
+        Some(SignInPrompt::Browser { url, .. }) => url.clone(),
+        other => panic!("expected a browser prompt, got {other:?} from {error}"),
+    }
+}
+
+/// The URL of a browser prompt (e.g. `POST /v1/signin`'s).
+pub fn prompt_url(prompt: Option<&SignInPrompt>) -> String {
+    match prompt {
+        Some(SignInPrompt::Browser { url, .. }) => url.clone(),
+        other => panic!("expected a browser prompt, got {other:?}"),
+    }
+}
+
+/// The value of query parameter `name` in `url` (which must have it).
+pub fn query_param(url: &str, name: &str) -> String {
+    url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap()
 }
 
 /// The device prompt of a `signin_required` error.
