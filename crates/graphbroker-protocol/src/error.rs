@@ -73,6 +73,8 @@ pub enum ErrorCode {
     IdentityProviderError,
     /// The identity platform could not be reached or kept failing; retry later.
     IdentityProviderUnavailable,
+    /// Microsoft Graph could not be reached through the proxy, or broke off its answer; retry later.
+    GraphUnavailable,
     /// The OS keychain is locked or absent.
     KeychainUnavailable,
     /// The daemon is stopping; ask again once it is back (a service manager restarts it on demand).
@@ -96,7 +98,7 @@ impl ErrorCode {
             Self::SigninTimeout => 408,
             Self::AccountMismatch => 409,
             Self::RateLimited => 429,
-            Self::IdentityProviderError => 502,
+            Self::IdentityProviderError | Self::GraphUnavailable => 502,
             Self::IdentityProviderUnavailable | Self::KeychainUnavailable | Self::DaemonStopping => 503,
             Self::Internal | Self::Unknown => 500,
         }
@@ -119,6 +121,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::IdentityProviderError => "identity_provider_error",
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
+            Self::GraphUnavailable => "graph_unavailable",
             Self::KeychainUnavailable => "keychain_unavailable",
             Self::DaemonStopping => "daemon_stopping",
             Self::Internal => "internal",

@@ -50,4 +50,25 @@ pub mod routes {
     pub const STATUS: &str = "/v1/status";
     /// `GET`: liveness; answers `ok`.
     pub const HEALTHZ: &str = "/healthz";
+    /// Any method: `/graph/{version}/{path…}` is forwarded to the profile's Microsoft Graph endpoint with its
+    /// `Authorization` header attached (see [`crate::proxy`]).
+    pub const GRAPH_PREFIX: &str = "/graph/";
+}
+
+/// The request and answer headers of the Graph proxy (`/graph/{version}/{path…}`).
+pub mod proxy {
+    /// The scopes of the token to attach, separated by spaces or commas; the profile's scopes when absent.
+    pub const SCOPES_HEADER: &str = "x-graphbroker-scopes";
+    /// The profile; the default profile when absent.
+    pub const PROFILE_HEADER: &str = "x-graphbroker-profile";
+    /// Seconds to hold the call while a sign-in it needs goes on (as `wait` on `/v1/token`); 0 when absent.
+    pub const WAIT_HEADER: &str = "x-graphbroker-wait";
+    /// On an answer that came from Graph (rather than from the daemon itself): `graph`. Lets a program tell
+    /// Graph's `{"error":…}` from the daemon's.
+    pub const UPSTREAM_HEADER: &str = "graphbroker-upstream";
+    /// On a Graph claims challenge the daemon could not retry (the request body was too large to replay):
+    /// `renewed`, meaning a token satisfying the challenge is now cached and sending the call again will succeed.
+    pub const CLAIMS_HEADER: &str = "graphbroker-claims";
+    /// The API versions Graph serves.
+    pub const VERSIONS: [&str; 2] = ["v1.0", "beta"];
 }

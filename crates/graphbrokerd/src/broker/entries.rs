@@ -81,11 +81,15 @@ struct ScopeEntry {
     refreshing_ahead: bool,
     /// When the entry was last used, for eviction.
     last_used: Instant,
+    /// The platform `claims` the cached token was fetched with to answer a claims challenge, and the serial of
+    /// that answer ([`ScopeEntries::answers`]): requests that queued behind that refresh with the same challenge
+    /// take its token instead of refreshing again.
+    answered: Option<(String, u64)>,
 }
 
 impl ScopeEntry {
     fn new() -> Self {
-        Self { token: None, flight: Arc::default(), refreshing_ahead: false, last_used: Instant::now() }
+        Self { token: None, flight: Arc::default(), refreshing_ahead: false, last_used: Instant::now(), answered: None }
     }
 
     /// Nothing depends on this entry but its token: no refresh holds or waits on its lock.
@@ -99,6 +103,9 @@ impl ScopeEntry {
 pub struct ScopeEntries {
     map: HashMap<String, ScopeEntry>,
     capacity: usize,
+    /// Challenge answers recorded so far: a request notes the count when it arrives, and afterwards knows an
+    /// answer with a higher serial came after it. A count, not a time, so that the paused test clock orders too.
+    answers: u64,
 }
 
 impl Default for ScopeEntries {
@@ -109,7 +116,7 @@ impl Default for ScopeEntries {
 
 impl ScopeEntries {
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { map: HashMap::new(), capacity: capacity.max(1) }
+        Self { map: HashMap::new(), capacity: capacity.max(1), answers: 0 }
     }
 
     /// The token for `key` if at least `min_valid` of its life remains. An expired token is dropped on the way.
@@ -148,7 +155,32 @@ impl ScopeEntries {
     }
 
     pub fn insert_token(&mut self, key: &str, token: CachedToken) {
-        self.entry(key).token = Some(token);
+        let entry = self.entry(key);
+        entry.token = Some(token);
+        entry.answered = None;
+    }
+
+    /// Records that the token just cached for `key` answers a challenge, sent to the platform as `claims`.
+    pub fn note_answered(&mut self, key: &str, claims: &str) {
+        self.answers += 1;
+        let serial = self.answers;
+        self.entry(key).answered = Some((claims.to_owned(), serial));
+    }
+
+    /// How many challenge answers have been recorded: what a request arriving now notes.
+    pub fn answers_so_far(&self) -> u64 {
+        self.answers
+    }
+
+    /// The cached token for `key` if it answered the same `claims` after `seen` answers had been recorded (so
+    /// after the asker arrived) and still has `min_valid` left.
+    pub fn answered_after(&mut self, key: &str, claims: &str, seen: u64, min_valid: Duration) -> Option<CachedToken> {
+        let entry = self.map.get(key)?;
+        let (answered, serial) = entry.answered.as_ref()?;
+        if answered != claims || *serial <= seen {
+            return None;
+        }
+        self.token(key, min_valid)
     }
 
     /// Drops every token (the account changed); returns how many were live. Entries nothing else needs go too.
@@ -156,6 +188,7 @@ impl ScopeEntries {
         let live = self.live_tokens().count();
         self.map.retain(|_, entry| {
             entry.token = None;
+            entry.answered = None;
             !entry.idle()
         });
         live

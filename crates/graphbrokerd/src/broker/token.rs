@@ -74,6 +74,19 @@ impl From<Stale> for Silent {
     }
 }
 
+/// Whether the silent path may answer from the cache.
+#[derive(Debug, Clone, Copy)]
+enum Freshness {
+    /// A cached token with `min_valid` left will do.
+    Cached,
+    /// A new token, fetched now (the refresh ahead of expiry).
+    Renew,
+    /// A new token for a claims challenge, unless a refresh for the same challenge finished after this request
+    /// arrived (when `seen` answers had been recorded), while it queued behind that refresh: then that one's
+    /// token (single flight for claims).
+    Challenge { seen: u64 },
+}
+
 /// What one request resolves to against the profile slot it is served from.
 struct Resolved {
     slot: Arc<ProfileSlot>,
@@ -109,14 +122,16 @@ impl Broker {
     async fn token_inner(self: &Arc<Self>, request: &TokenRequest) -> Result<IssuedToken, ApiError> {
         let started = Instant::now();
         let mut resolved = self.resolve(request)?;
-        let bypass_cache = request.claims.is_some();
-        if bypass_cache {
-            let spent = resolved.slot.claims_budget.lock().expect("claims budget lock").take();
-            spent.map_err(|retry_after| ApiError::claims_rate_limited(&resolved.slot.profile.name, retry_after))?;
-        }
+        let mut freshness = match request.claims {
+            Some(_) => {
+                let seen = resolved.slot.state.lock().expect("state lock").entries.answers_so_far();
+                Freshness::Challenge { seen }
+            }
+            None => Freshness::Cached,
+        };
         for _ in 0..MAX_ROUNDS {
             let Resolved { slot, scopes, min_valid, platform_claims } = &resolved;
-            match self.silent(slot, scopes, *min_valid, platform_claims.as_deref(), bypass_cache).await? {
+            match self.silent(slot, scopes, *min_valid, platform_claims.as_deref(), freshness).await? {
                 Silent::Token { token, refresh_ahead } => {
                     if refresh_ahead {
                         self.refresh_ahead(slot.clone(), scopes.clone());
@@ -137,6 +152,8 @@ impl Broker {
                         Some(signin) => {
                             let remaining = request.wait.saturating_sub(started.elapsed());
                             signin.wait(remaining, self.shutdown.subscribe()).await?;
+                            // The sign-in sent the challenge's claims: the token it cached answers them.
+                            freshness = Freshness::Cached;
                         }
                         None => resolved = self.resolve(request)?,
                     }
@@ -153,17 +170,31 @@ impl Broker {
         scopes: &ScopeSet,
         min_valid: Duration,
         claims: Option<&str>,
-        bypass_cache: bool,
+        freshness: Freshness,
     ) -> Result<Silent, ApiError> {
         self.ensure_loaded(slot).await?;
         self.ensure_saved(slot).await?;
-        if !bypass_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
+        let from_cache = matches!(freshness, Freshness::Cached);
+        if from_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
             return Ok(Silent::Token { token, refresh_ahead });
         }
         let flight = slot.state.lock().expect("state lock").entries.flight(scopes.key());
         let _flight = flight.lock().await;
-        if !bypass_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
+        if from_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
             return Ok(Silent::Token { token, refresh_ahead });
+        }
+        let challenge = match freshness {
+            Freshness::Challenge { seen } => claims.map(|claims| (claims, seen)),
+            Freshness::Cached | Freshness::Renew => None,
+        };
+        if let Some((claims, seen)) = challenge {
+            if let Some(token) = self.answered(slot, scopes, claims, seen, min_valid) {
+                return Ok(Silent::Token { token, refresh_ahead: false });
+            }
+            // Only a request that goes to the platform spends from the budget: those that joined a refresh
+            // for the same challenge cost the platform nothing.
+            let spent = slot.claims_budget.lock().expect("claims budget lock").take();
+            spent.map_err(|retry_after| ApiError::claims_rate_limited(&slot.profile.name, retry_after))?;
         }
         let (grant, pending) = {
             let state = slot.state.lock().expect("state lock");
@@ -185,7 +216,10 @@ impl Broker {
         let platform = self.platform();
         let outcome = retry(PLATFORM_CALL, || platform.refresh(&slot.profile, &refresh_token, scopes, claims)).await;
         match outcome {
-            Ok(tokens) => self.accept_refresh(slot, scopes, tokens, generation).await,
+            Ok(tokens) => {
+                let answers = challenge.map(|(claims, _)| claims);
+                self.accept_refresh(slot, scopes, tokens, generation, answers).await
+            }
             Err(PlatformError::AccountDead { detail, .. }) => {
                 tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
                 self.forget_account(slot, Some(generation)).await;
@@ -197,6 +231,22 @@ impl Broker {
             }
             Err(other) => Err(ApiError::from_platform(other, &slot.profile.name)),
         }
+    }
+
+    /// The token a refresh for the same challenge cached after `seen` answers.
+    fn answered(
+        &self,
+        slot: &ProfileSlot,
+        scopes: &ScopeSet,
+        claims: &str,
+        seen: u64,
+        min_valid: Duration,
+    ) -> Option<IssuedToken> {
+        let mut state = slot.state.lock().expect("state lock");
+        let token = state.entries.answered_after(scopes.key(), claims, seen, min_valid)?;
+        let record = state.record()?.clone();
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(issued(&slot.profile, &record, token))
     }
 
     /// A cache hit, and whether this caller should start the token's background refresh.
@@ -216,7 +266,7 @@ impl Broker {
         tokio::spawn(async move {
             tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing ahead of expiry");
             let claims = request_claims(None, slot.profile.cae);
-            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), true).await;
+            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), Freshness::Renew).await;
             slot.state.lock().expect("state lock").entries.release_refresh_ahead(scopes.key());
             match outcome {
                 Ok(Silent::Token { .. } | Silent::Stale) => {}
@@ -228,13 +278,15 @@ impl Broker {
         });
     }
 
-    /// Persists the rotated refresh token, then caches and returns the access token.
+    /// Persists the rotated refresh token, then caches and returns the access token. `answers`: the platform
+    /// claims of the challenge this refresh answered.
     async fn accept_refresh(
         &self,
         slot: &Arc<ProfileSlot>,
         scopes: &ScopeSet,
         tokens: Tokens,
         generation: u64,
+        answers: Option<&str>,
     ) -> Result<Silent, ApiError> {
         let profile = &slot.profile;
         let granted = scopes.granted_from_response(&tokens.granted, &profile.graph_resource);
@@ -259,6 +311,9 @@ impl Broker {
         let Some(record) = state.record().cloned() else { return Ok(Silent::Stale) };
         if !state.cache(generation, scopes.key(), token.clone()) {
             return Ok(Silent::Stale);
+        }
+        if let Some(claims) = answers {
+            state.entries.note_answered(scopes.key(), claims);
         }
         Ok(Silent::Token { token: issued(profile, &record, token), refresh_ahead: false })
     }

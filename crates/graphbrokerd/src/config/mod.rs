@@ -98,6 +98,9 @@ pub struct Profile {
     /// its first path segment.
     pub tenant: String,
     pub client_id: String,
+    /// Where the Graph proxy forwards to, e.g. `https://graph.microsoft.com/`: the `graph_url` key (a Graph host of
+    /// a cloud, or a loopback stand-in), else the cloud's Graph endpoint.
+    pub graph_url: Url,
     /// The national cloud. With an explicit authority, the cloud whose login host it names (public otherwise).
     pub cloud: Cloud,
     /// The Graph resource of the cloud, e.g. `https://graph.microsoft.com`: what short scope names such as
@@ -146,6 +149,7 @@ impl Profile {
         let cloud = Cloud::Public;
         Profile {
             name: name.to_owned(),
+            graph_url: Url::parse(cloud.graph_resource()).expect("a cloud's Graph resource is a URL"),
             authority: cloud.authority(DEFAULT_TENANT),
             tenant: DEFAULT_TENANT.to_owned(),
             client_id: DEFAULT_CLIENT_ID.to_owned(),

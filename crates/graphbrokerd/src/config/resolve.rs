@@ -46,6 +46,7 @@ struct RawProfile {
     login_hint: Option<String>,
     prompt: Option<String>,
     cae: Option<bool>,
+    graph_url: Option<String>,
 }
 
 /// A TOML or serde error, located by line and column, with the key it is about when that can be read off the
@@ -266,8 +267,14 @@ impl Resolver<'_> {
             prompt => prompt,
         };
 
+        let graph_url = match raw.graph_url {
+            Some(text) => self.graph_url(&key("graph_url"), &text)?,
+            None => Url::parse(cloud.graph_resource()).expect("a cloud's Graph resource is a URL"),
+        };
+
         Ok(Profile {
             name: name.to_owned(),
+            graph_url,
             authority,
             tenant,
             client_id,
@@ -301,6 +308,31 @@ impl Resolver<'_> {
 
     /// An explicit authority: https (or http to a loopback host, for tests and the offline demo), a tenant path, no
     /// query, fragment or credentials. The trailing slash is trimmed.
+    /// The Graph endpoint the proxy forwards to: a Microsoft Graph host of one of the clouds, or a loopback
+    /// stand-in. Never any other host: the proxy attaches the user's token to what it sends there.
+    fn graph_url(&self, key: &str, text: &str) -> Result<Url, ConfigError> {
+        let known: Vec<&str> = Cloud::ALL.iter().map(|c| c.graph_resource()).collect();
+        let refuse = |why: String| {
+            self.invalid(
+                key,
+                format!("{why}: use one of {}, or a loopback stand-in such as http://127.0.0.1:PORT", known.join(", ")),
+            )
+        };
+        let url = Url::parse(text).map_err(|err| refuse(format!("{text:?} is not a URL ({err})")))?;
+        let bare = url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.username().is_empty()
+            && url.password().is_none();
+        if !bare {
+            return Err(refuse(format!("{text:?} must be a scheme and host only, without a path, query or user")));
+        }
+        let graph_host =
+            url.scheme() == "https" && known.iter().any(|k| Url::parse(k).is_ok_and(|k| k.origin() == url.origin()));
+        let stand_in = matches!(url.scheme(), "http" | "https") && is_loopback(&url);
+        if graph_host || stand_in { Ok(url) } else { Err(refuse(format!("{text:?} is not a Microsoft Graph host"))) }
+    }
+
     fn authority(&self, key: &str, text: &str) -> Result<Url, ConfigError> {
         let mut url = Url::parse(text).map_err(|err| {
             self.invalid(key, format!("{text:?} is not a URL ({err}): write it as https://<login host>/<tenant>"))

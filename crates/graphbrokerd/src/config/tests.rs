@@ -258,6 +258,32 @@ fn each_mistake_names_the_file_the_key_and_what_is_allowed() {
         ("http_timeout = 601\n", "http_timeout", "between 1 and 600"),
         ("keyring_service = \" \"\n", "keyring_service", "must not be empty"),
         ("[profiles.default]\ncae = \"yes\"\n", "profiles.default.cae", "invalid type"),
+        (
+            "[profiles.default]\ngraph_url = \"https://evil.example\"\n",
+            "profiles.default.graph_url",
+            "not a Microsoft Graph host",
+        ),
+        (
+            "[profiles.default]\ngraph_url = \"http://graph.microsoft.com\"\n",
+            "profiles.default.graph_url",
+            "https://graph.microsoft.com",
+        ),
+        (
+            "[profiles.default]\ngraph_url = \"https://graph.microsoft.com.evil.example\"\n",
+            "profiles.default.graph_url",
+            "not a Microsoft Graph host",
+        ),
+        (
+            "[profiles.default]\ngraph_url = \"https://graph.microsoft.com/v1.0\"\n",
+            "profiles.default.graph_url",
+            "without a path",
+        ),
+        (
+            "[profiles.default]\ngraph_url = \"https://u@graph.microsoft.com\"\n",
+            "profiles.default.graph_url",
+            "without a path, query or user",
+        ),
+        ("[profiles.default]\ngraph_url = \"graph\"\n", "profiles.default.graph_url", "not a URL"),
     ];
     for (text, key, allowed) in cases {
         let message = error_naming(text, key);
@@ -446,4 +472,13 @@ fn a_config_chowned_to_another_user_is_refused_by_load() {
     let message = Config::load_from(Some(&path), |_| None, None).unwrap_err().to_string();
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(message.contains("owned by uid 65534 with mode 0"), "{message}");
+}
+
+#[test]
+fn graph_url_defaults_to_the_clouds_graph_and_takes_graph_hosts_or_a_loopback_stand_in() {
+    let config = parse("default_profile = \"gov\"\n[profiles.gov]\ncloud = \"usgov\"\n[profiles.mine]\ngraph_url = \"https://dod-graph.microsoft.us\"\n[profiles.local]\ngraph_url = \"http://127.0.0.1:8400\"\n").unwrap();
+    assert_eq!(config.profile(Some("gov")).unwrap().graph_url.as_str(), "https://graph.microsoft.us/");
+    assert_eq!(config.profile(Some("mine")).unwrap().graph_url.as_str(), "https://dod-graph.microsoft.us/");
+    assert_eq!(config.profile(Some("local")).unwrap().graph_url.as_str(), "http://127.0.0.1:8400/");
+    assert_eq!(Profile::builtin("x").graph_url.as_str(), "https://graph.microsoft.com/");
 }

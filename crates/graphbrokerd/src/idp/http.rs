@@ -92,7 +92,7 @@ async fn read_bounded(mut response: oauth2::reqwest::Response, limit: usize) -> 
 }
 
 /// reqwest's messages name the URL, which carries no secret (tokens travel in bodies), and the cause.
-fn describe_reqwest(error: &oauth2::reqwest::Error) -> String {
+pub(crate) fn describe_reqwest(error: &oauth2::reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

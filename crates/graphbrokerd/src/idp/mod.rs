@@ -23,6 +23,7 @@ pub use claims::{ClaimsChallenge, ClaimsError, request_claims};
 pub use classify::{EntraError, PlatformError, classify};
 pub use entra::{EntraDeviceFields, EntraPlatform, EntraTokenFields, EntraTokenResponse};
 pub use http::HttpError;
+pub(crate) use http::describe_reqwest;
 pub use oauth2::{AuthorizationCode, PkceCodeVerifier};
 use secrecy::SecretString;
 /// The answer parsers, for the fuzz targets ([`crate::fuzzing`]).

@@ -10,6 +10,7 @@
 mod accept;
 mod answer;
 mod peer;
+pub(crate) mod proxy;
 pub(crate) mod request;
 
 #[cfg(test)]
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::extract::{RawQuery, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use graphbroker_protocol::{
     EpochSeconds, ErrorCode, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInQuery,
@@ -43,6 +44,7 @@ use crate::error::ApiError;
 #[derive(Debug, Clone)]
 struct AppState {
     broker: Arc<Broker>,
+    graph: proxy::GraphClient,
 }
 
 /// Requests in flight and the time of the last one, for exiting when idle under socket activation.
@@ -105,6 +107,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .route(routes::SIGNOUT, post(signout))
         .route(routes::STATUS, get(status))
         .route(routes::HEALTHZ, get(|| async { "ok" }))
+        .route("/graph/{*path}", any(proxy::forward))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route: see docs/api.md for the routes") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")
@@ -114,7 +117,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .layer(middleware::from_fn_with_state(policy, peer_check))
         // Outermost: every answer, a refusal by the peer check included, says which protocol the daemon speaks.
         .layer(middleware::map_response(protocol_header))
-        .with_state(AppState { broker })
+        .with_state(AppState { broker, graph: proxy::GraphClient::new() })
 }
 
 /// Sets [`graphbroker_protocol::PROTOCOL_HEADER`], which clients check on each answer.

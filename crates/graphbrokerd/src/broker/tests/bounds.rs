@@ -104,3 +104,45 @@ async fn claims_requests_are_rate_limited_per_profile() {
     assert_eq!(token_value(request.await.unwrap()), "at-late");
     assert_eq!(ask(&h).await.unwrap().unwrap_err().code(), ErrorCode::RateLimited);
 }
+
+/// Rule: single flight covers claims requests. Requests with the same challenge for the same scopes that queue
+/// behind one refresh share its token: one refresh, one spend from the budget. Another challenge, or the same one
+/// asked after that refresh ended, goes to the platform again.
+#[tokio::test(start_paused = true)]
+async fn the_same_challenge_for_the_same_scopes_causes_one_refresh() {
+    let mut h = harness(&config(""), false, true);
+    let ask = |h: &Harness, nbf: &str| {
+        let broker = h.broker.clone();
+        let claims = format!(r#"{{"access_token":{{"nbf":{{"essential":true,"value":"{nbf}"}}}}}}"#);
+        let request = TokenRequest { claims: ClaimsChallenge::parse(&claims).unwrap(), ..TokenRequest::default() };
+        tokio::spawn(async move { broker.token(&request).await })
+    };
+    let together: Vec<_> = (0..6).map(|_| ask(&h, "1700000000")).collect();
+    let refresh = h.platform.next().await;
+    match &refresh.asked {
+        Asked::Refresh { claims: Some(claims), .. } => assert!(claims.contains("1700000000"), "{claims}"),
+        other => panic!("expected a refresh with the claims, got {other:?}"),
+    }
+    // Let every request reach the single-flight lock before the refresh answers.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    refresh.tokens(Ok(tokens("at-answer", Some("rt-2"), USER)));
+    for request in together {
+        let answer = tokio::time::timeout(PATIENCE, request).await.expect("answered by the one refresh");
+        assert_eq!(token_value(answer.unwrap()), "at-answer");
+    }
+    assert!(h.platform.try_next().is_none(), "one refresh answered all six");
+
+    // A different challenge is its own refresh; so is the same one asked again after the refresh ended.
+    for (nbf, token) in [("1700000099", "at-other"), ("1700000000", "at-again")] {
+        let request = ask(&h, nbf);
+        h.platform.next().await.tokens(Ok(tokens(token, Some(&format!("rt-{token}")), USER)));
+        assert_eq!(token_value(request.await.unwrap()), token);
+    }
+    // Three refreshes spent three of the burst: the fourth still goes through, the fifth is refused.
+    let request = ask(&h, "1700000100");
+    h.platform.next().await.tokens(Ok(tokens("at-4", Some("rt-4"), USER)));
+    request.await.unwrap().unwrap();
+    assert_eq!(ask(&h, "1700000101").await.unwrap().unwrap_err().code(), ErrorCode::RateLimited);
+}

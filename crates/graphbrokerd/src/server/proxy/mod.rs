@@ -1,0 +1,272 @@
+//! The Graph reverse proxy: `/graph/{version}/{path…}` on the socket is forwarded to the profile's Microsoft
+//! Graph endpoint with the `Authorization` header attached, and a Continuous Access Evaluation challenge in
+//! the answer is met with one token renewal and one retry.
+//!
+//! - The host is never the caller's choice: it is the profile's `graph_url`, which config only accepts as a
+//!   Graph host of a cloud or a loopback stand-in. The path is checked so it cannot climb out of
+//!   `/{version}/`, and redirects are passed back, never followed, so the header never goes anywhere else.
+//! - Method, query, headers (but hop-by-hop ones and the caller's own `Authorization`) and bodies pass both
+//!   ways; bodies are streamed. A body up to [`body::REPLAY_LIMIT`] is kept so that a challenged call can be
+//!   sent again.
+//! - Graph's throttling (429, 503 with `Retry-After`) passes through unchanged: the caller decides when to
+//!   come back.
+
+mod body;
+pub(crate) mod challenge;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use graphbroker_protocol::{ErrorCode, TokenQuery, proxy as names};
+use secrecy::ExposeSecret;
+use url::Url;
+use zeroize::Zeroizing;
+
+use self::body::Outgoing;
+use super::AppState;
+use super::request::token_request;
+use crate::broker::TokenRequest;
+use crate::error::ApiError;
+use crate::idp::ClaimsChallenge;
+
+/// How long connecting to Graph may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long Graph may stay silent, between any two pieces of an answer. Graph answers most calls in well
+/// under a second; reports and large downloads stream steadily once started.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus those the proxy sets itself.
+const NOT_FORWARDED: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "expect",
+];
+
+/// The HTTP client for Graph: no redirects followed (a 302 to a pre-authenticated download URL goes back to the
+/// caller, without the bearer), no decompression (bodies pass as they are).
+#[derive(Debug, Clone)]
+pub(crate) struct GraphClient(Option<reqwest::Client>);
+
+impl GraphClient {
+    pub(crate) fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build();
+        match client {
+            Ok(client) => Self(Some(client)),
+            Err(error) => {
+                tracing::error!("the Graph proxy is off: its HTTP client could not be built: {error}");
+                Self(None)
+            }
+        }
+    }
+}
+
+/// Any method on `/graph/{version}/{path…}`.
+pub(super) async fn forward(State(app): State<AppState>, request: Request) -> Response {
+    match forward_inner(&app, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn forward_inner(app: &AppState, request: Request) -> Result<Response, ApiError> {
+    let Some(client) = app.graph.0.clone() else {
+        return Err(ApiError::internal("the Graph proxy could not start its HTTP client; the daemon's log says why"));
+    };
+    let (parts, body) = request.into_parts();
+    let token_request = token_request(query_from_headers(&parts.headers)?)?;
+    let base = app.broker.graph_url(token_request.profile.as_deref())?;
+    let target = target_url(&base, parts.uri.path(), parts.uri.query())?;
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
+        .map_err(|_| ApiError::bad_request("the request method is not one HTTP knows"))?;
+    let mut outgoing = Outgoing::read(body).await?;
+    let mut token = app.broker.token(&token_request).await?;
+
+    let mut retried = false;
+    loop {
+        let (body, replayable) = outgoing.attempt();
+        let mut upstream = client.request(method.clone(), target.clone()).headers(forwarded(&parts.headers));
+        if !outgoing.is_empty() || replayable {
+            upstream = upstream.body(body);
+        }
+        let upstream = upstream.header(header::AUTHORIZATION, bearer(token.access_token.expose_secret())?);
+        let answer = upstream.send().await.map_err(|e| unreachable(&target, e))?;
+        let challenge = claims_challenge(&answer);
+        let Some(challenge) = challenge.filter(|_| !retried) else {
+            return Ok(passed_back(answer, None));
+        };
+        tracing::info!(profile = %token.profile, "Graph sent a claims challenge; renewing the token");
+        let challenge = ClaimsChallenge::parse(&challenge).ok().flatten().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::GraphUnavailable,
+                "Graph sent a claims challenge that is not base64 JSON; the call was not retried",
+            )
+        })?;
+        let renewal = TokenRequest { claims: Some(challenge), ..token_request.clone() };
+        token = app.broker.token(&renewal).await?;
+        if !replayable {
+            return Ok(passed_back(answer, Some("renewed")));
+        }
+        retried = true;
+    }
+}
+
+/// The token request the proxy headers make: the same rules as `/v1/token`'s query.
+fn query_from_headers(headers: &HeaderMap) -> Result<TokenQuery, ApiError> {
+    let text = |name: &str| -> Result<Option<String>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| ApiError::bad_request(format!("the {name} header is not text")))
+            })
+            .transpose()
+    };
+    let wait = match text(names::WAIT_HEADER)? {
+        None => None,
+        Some(seconds) => Some(seconds.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("{} must be a number of seconds, not {seconds:?}", names::WAIT_HEADER))
+        })?),
+    };
+    Ok(TokenQuery {
+        scopes: text(names::SCOPES_HEADER)?,
+        profile: text(names::PROFILE_HEADER)?,
+        wait,
+        ..TokenQuery::default()
+    })
+}
+
+/// `{graph_url}/{version}/{path}?{query}` for the request path `/graph/{version}/{path}`, refused unless it stays
+/// on the Graph host under `/{version}/`.
+fn target_url(base: &Url, path: &str, query: Option<&str>) -> Result<Url, ApiError> {
+    let rest = path.strip_prefix(graphbroker_protocol::routes::GRAPH_PREFIX).unwrap_or_default();
+    let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    if !names::VERSIONS.contains(&version) {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("{version:?} is not a Graph version: use /graph/v1.0/… or /graph/beta/…"),
+        ));
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let climbs = segments.iter().any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    });
+    if rest.is_empty()
+        || climbs
+        || segments.iter().any(|s| s.is_empty())
+        || rest.contains('\\')
+        || rest.to_ascii_lowercase().contains("%5c")
+    {
+        return Err(ApiError::bad_request(format!(
+            "{path:?} is not a Graph path: give /graph/{version}/ and a path without empty, . or .. segments"
+        )));
+    }
+    let mut text = format!("{}/{version}/{rest}", base.as_str().trim_end_matches('/'));
+    if let Some(query) = query {
+        text.push('?');
+        text.push_str(query);
+    }
+    let url = Url::parse(&text).map_err(|e| ApiError::bad_request(format!("{path:?} does not make a URL: {e}")))?;
+    // Defence in depth: whatever the parser made of it, it must still be the Graph host and the version.
+    if url.origin() != base.origin() || !url.path().starts_with(&format!("/{version}/")) {
+        return Err(ApiError::bad_request(format!("{path:?} would leave the Graph endpoint; it was not sent")));
+    }
+    Ok(url)
+}
+
+/// The caller's headers minus connection-level ones, its own `Authorization` and the proxy's `X-Graphbroker-*`.
+fn forwarded(headers: &HeaderMap) -> HeaderMap {
+    let connection_named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|name| name.trim().to_ascii_lowercase()))
+        .collect();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let lower = name.as_str();
+        let dropped = NOT_FORWARDED.contains(&lower)
+            || lower == "authorization"
+            || lower.starts_with("x-graphbroker-")
+            || connection_named.iter().any(|n| n == lower);
+        if !dropped {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// `Bearer <token>` as a header value marked sensitive, in a buffer that is wiped when the value is dropped.
+fn bearer(token: &str) -> Result<HeaderValue, ApiError> {
+    let mut value = Zeroizing::new(Vec::with_capacity("Bearer ".len() + token.len()));
+    value.extend_from_slice(b"Bearer ");
+    value.extend_from_slice(token.as_bytes());
+    let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(value))
+        .map_err(|_| ApiError::internal("the access token is not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The `claims` of a 401 (or a Conditional Access 403) carrying `error="insufficient_claims"`.
+fn claims_challenge(answer: &reqwest::Response) -> Option<String> {
+    if !matches!(answer.status().as_u16(), 401 | 403) {
+        return None;
+    }
+    let values = answer.headers().get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok());
+    challenge::insufficient_claims(values)
+}
+
+/// Graph's answer as the caller's: status, headers but the connection-level ones, and the body as a stream.
+fn passed_back(answer: reqwest::Response, claims: Option<&'static str>) -> Response {
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = forwarded_back(answer.headers());
+    headers.insert(HeaderName::from_static(names::UPSTREAM_HEADER), HeaderValue::from_static("graph"));
+    if let Some(claims) = claims {
+        headers.insert(HeaderName::from_static(names::CLAIMS_HEADER), HeaderValue::from_static(claims));
+    }
+    let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn forwarded_back(headers: &reqwest::header::HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !NOT_FORWARDED.contains(&name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The message names the host only: the full URL (its query) is the caller's business, not the log's.
+fn unreachable(target: &Url, error: reqwest::Error) -> ApiError {
+    let host = target.host_str().unwrap_or("Graph");
+    let error = error.without_url();
+    let why =
+        if error.is_timeout() { "it did not answer in time".to_owned() } else { crate::idp::describe_reqwest(&error) };
+    ApiError::new(
+        ErrorCode::GraphUnavailable,
+        format!("could not reach Microsoft Graph at {host} ({why}); retry later"),
+    )
+}
+
+#[cfg(test)]
+mod tests;
