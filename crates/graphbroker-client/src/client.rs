@@ -33,8 +33,8 @@ pub const DEFAULT_ANSWER_MARGIN: Duration = Duration::from_secs(90);
 /// daemon's protocol version ([`graphbroker_protocol::PROTOCOL_HEADER`]) equal to this client's.
 #[derive(Clone)]
 pub struct Client {
-    socket: Arc<PathBuf>,
-    uid: u32,
+    pub(crate) socket: Arc<PathBuf>,
+    pub(crate) uid: u32,
     http: HttpClient<CheckedConnector, Full<Bytes>>,
     answer_margin: Duration,
 }
@@ -175,7 +175,7 @@ impl Client {
     }
 
     /// The answer's protocol header must name this client's protocol.
-    fn check_protocol(&self, headers: &hyper::HeaderMap) -> Result<(), Error> {
+    pub(crate) fn check_protocol(&self, headers: &hyper::HeaderMap) -> Result<(), Error> {
         let daemon = headers.get(PROTOCOL_HEADER).and_then(|value| value.to_str().ok()?.trim().parse::<u32>().ok());
         if daemon == Some(PROTOCOL_VERSION) {
             return Ok(());
@@ -185,7 +185,7 @@ impl Client {
 
     /// Sorts a failed exchange into "daemon not running" (the case autostart can fix), a socket the client refused
     /// to trust, and everything else.
-    fn transport_error(&self, error: hyper_util::client::legacy::Error) -> Error {
+    pub(crate) fn transport_error(&self, error: hyper_util::client::legacy::Error) -> Error {
         let path = self.socket.to_path_buf();
         let io_error = match find_error::<ConnectError>(&error) {
             Some(ConnectError::Directory(directory)) => {
@@ -228,7 +228,7 @@ fn encode_query(query: &impl Serialize) -> Result<String, Error> {
 }
 
 /// A 2xx body is the route's type; anything else should be the error envelope.
-fn decode<T: DeserializeOwned>(route: &str, status: StatusCode, body: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode<T: DeserializeOwned>(route: &str, status: StatusCode, body: &[u8]) -> Result<T, Error> {
     if status.is_success() {
         return serde_json::from_slice(body).map_err(|error| Error::Protocol(describe_parse_failure(route, &error)));
     }

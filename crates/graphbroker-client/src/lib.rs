@@ -34,10 +34,12 @@
 mod client;
 mod connect;
 mod error;
+mod graph;
 mod wait;
 
 pub use client::{Client, DEFAULT_ANSWER_MARGIN};
 pub use error::Error;
+pub use graph::{GraphBody, GraphRequest, empty_body, graph_path, reader_body};
 pub use wait::MAX_WAIT_PER_REQUEST;
 
 /// The wire types, re-exported so that a program needs only this crate.

@@ -69,6 +69,7 @@ http_timeout = 5
 
 [profiles.work]
 authority = "{authority}"
+graph_url = "{graph}"
 client_id = "{CLIENT_ID}"
 flow = "device"
 scopes = ["User.Read"]
@@ -76,6 +77,7 @@ store = "{store}"
 {extra}
 "#,
         authority = fake.authority("common"),
+        graph = fake.base_url(),
     )
 }
 

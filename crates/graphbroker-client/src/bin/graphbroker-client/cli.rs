@@ -87,6 +87,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Call Microsoft Graph through graphbrokerd, which attaches the token (e.g. `graph GET /me`)
+    #[command(after_help = GRAPH_EXAMPLES)]
+    Graph(crate::graph::GraphArgs),
     /// Show the client's and the daemon's versions
     Version,
     /// Run graphbrokerd as a user service (systemd, or launchd on macOS), started on the first request
@@ -95,6 +98,13 @@ pub enum Command {
         action: ServiceAction,
     },
 }
+
+const GRAPH_EXAMPLES: &str = "\
+Examples:
+  graphbroker-client graph GET /me
+  graphbroker-client graph GET '/me/messages?$top=5' --scopes Mail.Read
+  graphbroker-client graph POST /me/sendMail --scopes Mail.Send --data @mail.json
+  graphbroker-client graph PUT /me/drive/root:/report.pdf:/content --scopes Files.ReadWrite --data @report.pdf";
 
 /// The options shared by `token` and `header`.
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Signout { profile } => signout(&client, profile.as_deref()).await,
         Command::Status { json } => status(&client, *json).await,
         Command::Version => version(&client).await,
+        Command::Graph(args) => crate::graph::run(&client, args, ui).await,
         Command::Service { action } => service::run(*action, cli.socket.as_deref(), ui),
     }
 }

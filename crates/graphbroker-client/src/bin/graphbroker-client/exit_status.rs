@@ -12,6 +12,7 @@
 //! | 7 | the OS keychain is locked or unavailable |
 //! | 8 | bad request: invalid scopes, unknown profile, bad parameter |
 //! | 9 | the socket is not safe to use (its directory or its listener is not yours alone), or there is no private place for it |
+//! | 10 | `graph`: Microsoft Graph answered 4xx or 5xx (its body is on stdout), or could not be reached |
 //! | 130 | interrupted (Ctrl-C); a sign-in under way goes on in graphbrokerd |
 
 use std::time::Duration;
@@ -33,6 +34,7 @@ Exit status:
   8    bad request: invalid scopes, unknown profile, bad parameter
   9    the socket is not safe to use (its directory or its listener is not yours alone), or there is no private
        place for it; nothing was sent
+  10   graph: Microsoft Graph answered 4xx or 5xx (its body is on stdout), or could not be reached
   130  interrupted (Ctrl-C); a sign-in under way goes on in graphbrokerd";
 
 /// Why the command stopped, as its exit status.
@@ -47,6 +49,7 @@ pub enum ExitStatus {
     Keychain = 7,
     BadRequest = 8,
     UnsafeSocket = 9,
+    Graph = 10,
     Interrupted = 130,
 }
 
@@ -72,6 +75,7 @@ impl ExitStatus {
             | ErrorCode::AccountMismatch => Self::SigninIncomplete,
             ErrorCode::IdentityProviderError | ErrorCode::IdentityProviderUnavailable => Self::IdentityPlatform,
             ErrorCode::KeychainUnavailable => Self::Keychain,
+            ErrorCode::GraphUnavailable => Self::Graph,
             ErrorCode::DaemonStopping => Self::Unreachable,
             ErrorCode::BadRequest | ErrorCode::InvalidScopes | ErrorCode::UnknownProfile => Self::BadRequest,
             ErrorCode::Forbidden
@@ -163,6 +167,7 @@ mod tests {
             (ErrorCode::IdentityProviderError, 6),
             (ErrorCode::IdentityProviderUnavailable, 6),
             (ErrorCode::KeychainUnavailable, 7),
+            (ErrorCode::GraphUnavailable, 10),
             (ErrorCode::BadRequest, 8),
             (ErrorCode::InvalidScopes, 8),
             (ErrorCode::UnknownProfile, 8),

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod daemon_program;
 mod exit_status;
+mod graph;
 mod service;
 mod status_view;
 mod ui;
