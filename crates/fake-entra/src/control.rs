@@ -194,10 +194,18 @@ struct AttachmentRequest {
 }
 
 async fn attachment(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    ok_or_error(parse::<AttachmentRequest>(&body).and_then(|a| {
-        let attachment = shared.add_attachment(&a.user, a.size)?;
-        serde_json::to_value(attachment).map_err(|e| ControlError::BadRequest(e.to_string()))
-    }))
+    let request = match parse::<AttachmentRequest>(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    // Hashing a large attachment takes a while; keep the server's one thread free meanwhile.
+    let created = tokio::task::spawn_blocking(move || shared.add_attachment(&request.user, request.size)).await;
+    ok_or_error(
+        created
+            .map_err(|e| ControlError::BadRequest(e.to_string()))
+            .and_then(|created| created)
+            .and_then(|a| serde_json::to_value(a).map_err(|e| ControlError::BadRequest(e.to_string()))),
+    )
 }
 
 async fn uploads(State(shared): State<Arc<Shared>>) -> Response {

@@ -104,6 +104,16 @@ pub(crate) async fn me(State(shared): State<Arc<Shared>>, uri: Uri, headers: Hea
     .into_response()
 }
 
+/// What Graph answers for a path it has no resource for; outside Graph, a bare 404.
+pub(crate) async fn unknown_path(uri: Uri) -> Response {
+    let path = uri.path();
+    if !is_graph_path(path) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let segment = path.trim_start_matches('/').split('/').nth(1).unwrap_or_default();
+    graph_error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Resource not found for the segment '{segment}'."))
+}
+
 /// Whether `path` is a Graph API path (`/v1.0/…` or `/beta/…`).
 pub(crate) fn is_graph_path(path: &str) -> bool {
     ["/v1.0", "/beta"]

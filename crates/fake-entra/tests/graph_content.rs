@@ -299,3 +299,14 @@ async fn graph_faults_arm_over_http_under_the_old_name_me_too() {
         assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{endpoint}");
     }
 }
+
+#[tokio::test]
+async fn unknown_graph_paths_are_graph_shaped_and_others_bare_404() {
+    let fake = fake();
+    let reply = get(&format!("{}/v1.0/nowhere/x", fake.base_url())).await;
+    assert_graph_error(&reply, StatusCode::BAD_REQUEST, "BadRequest");
+    assert_eq!(reply.json()["error"]["message"], "Resource not found for the segment 'nowhere'.");
+    assert_eq!(fake.stats().graph.by_route["other"], 1);
+    let outside = get(&format!("{}/elsewhere", fake.base_url())).await;
+    assert_eq!(outside.status, StatusCode::NOT_FOUND);
+}
