@@ -330,8 +330,9 @@ impl FakeEntra {
         self.shared.stats()
     }
 
-    /// Every secret value the fake has issued so far: device codes, authorization codes, refresh tokens and
-    /// access tokens. For tests that prove a client never leaks one (into a log, an error, a status page).
+    /// Every secret value the fake has issued so far: device codes, authorization codes, refresh tokens,
+    /// access tokens and the `tempauth` values of pre-authenticated download URLs. For tests that prove a
+    /// client never leaks one (into a log, an error, a status page).
     pub fn issued_secrets(&self) -> Vec<String> {
         let state = self.shared.lock();
         state
@@ -340,6 +341,7 @@ impl FakeEntra {
             .chain(state.auth_codes.keys())
             .chain(state.refresh_tokens.keys())
             .chain(state.access_tokens.keys())
+            .chain(state.graph.tempauth.keys())
             .cloned()
             .collect()
     }

@@ -222,6 +222,9 @@ async fn drive_download_redirects_to_a_preauthenticated_url() {
     assert!(location.len() > prefix.len() + 16, "{location}");
     assert_ne!(get_bearer(&item_url, &at).await.location(), location, "each redirect gets a fresh tempauth");
 
+    let tempauth = location.rsplit('=').next().unwrap();
+    assert!(fake.issued_secrets().iter().any(|s| s == tempauth), "a tempauth is a credential");
+
     let download = get(&location).await;
     assert_eq!(download.status, StatusCode::OK);
     assert_eq!(download.header("content-length"), Some("5000"));
@@ -238,7 +241,6 @@ async fn drive_download_redirects_to_a_preauthenticated_url() {
     let forged = format!("{prefix}forged");
     assert_eq!(get(&forged).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(get(&format!("{}/_content/{id}", fake.base_url())).await.status, StatusCode::UNAUTHORIZED);
-    let tempauth = location.rsplit('=').next().unwrap();
     let wrong_item = format!("{}/_content/01OTHER?tempauth={tempauth}", fake.base_url());
     assert_eq!(get(&wrong_item).await.status, StatusCode::UNAUTHORIZED);
 }
