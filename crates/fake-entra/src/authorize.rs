@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 
+use crate::cae::parse_claims;
 use crate::errors::{ControlError, EntraError, authorize_error_page};
 use crate::form::Params;
 use crate::ids::{random_b64url, random_guid};
@@ -125,6 +126,7 @@ fn begin(shared: &Shared, tenant: &str, params: &Params) -> Result<String, Refus
     if !pkce::is_well_formed(challenge) {
         return Err(refuse(EntraError::new("invalid_request", 501491, "Invalid size of Code_Challenge parameter.")));
     }
+    let claims = parse_claims(params.get("claims")).map_err(&refuse)?;
     // The fake keeps no browser session, so a silent request can never succeed.
     if params.get("prompt") == Some("none") {
         return Err(refuse(EntraError::new(
@@ -146,6 +148,7 @@ fn begin(shared: &Shared, tenant: &str, params: &Params) -> Result<String, Refus
         method,
         login_hint: params.get("login_hint").map(str::to_owned),
         nonce: params.get("nonce").map(str::to_owned),
+        cae: claims.cp1,
     };
     let mut shown: Vec<String> = pending
         .scopes
@@ -248,6 +251,7 @@ fn finish(
             nonce: pending.nonce.clone(),
             expires_at,
             redeemed: false,
+            cae: pending.cae,
         },
     );
     tracing::info!(user = %user.email, client_id = %pending.client_id, "authorize request accepted");

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::authorize::{approve_browser, decline_browser, pending_authorizations};
+use crate::cae::CaeKind;
 use crate::device::{approve_device, decline_device, pending_device_codes};
 use crate::errors::ControlError;
 use crate::faults::{Endpoint, Fault, FaultRule};
@@ -30,7 +31,9 @@ impl Shared {
             record.revoked = true;
             revoked += 1;
         }
+        drop(state);
         tracing::info!(user, revoked, "refresh tokens revoked");
+        self.record_cae_event(user, CaeKind::Revocation)?;
         Ok(revoked)
     }
 
@@ -94,6 +97,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_control/browser/decline", post(browser_decline))
         .route("/_control/browser/pending", get(browser_pending))
         .route("/_control/revoke", post(revoke))
+        .route("/_control/change-policy", post(change_policy))
+        .route("/_control/change_policy", post(change_policy))
+        .route("/_control/attachment", post(attachment))
+        .route("/_control/uploads", get(uploads))
         .route("/_control/access-token-lifetime", post(access_token_lifetime))
         .route("/_control/mfa", post(mfa))
         .route("/_control/consent", post(consent))
@@ -171,6 +178,38 @@ struct UserOnly {
 
 async fn revoke(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     ok_or_error(parse::<UserOnly>(&body).and_then(|u| shared.revoke_user(&u.user)).map(|n| json!({"revoked": n})))
+}
+
+async fn change_policy(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    ok_or_error(
+        parse::<UserOnly>(&body)
+            .and_then(|u| shared.record_cae_event(&u.user, CaeKind::PolicyChange).map(|()| json!({"changed": u.user}))),
+    )
+}
+
+#[derive(Deserialize)]
+struct AttachmentRequest {
+    user: String,
+    size: u64,
+}
+
+async fn attachment(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request = match parse::<AttachmentRequest>(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    // Hashing a large attachment takes a while; keep the server's one thread free meanwhile.
+    let created = tokio::task::spawn_blocking(move || shared.add_attachment(&request.user, request.size)).await;
+    ok_or_error(
+        created
+            .map_err(|e| ControlError::BadRequest(e.to_string()))
+            .and_then(|created| created)
+            .and_then(|a| serde_json::to_value(a).map_err(|e| ControlError::BadRequest(e.to_string()))),
+    )
+}
+
+async fn uploads(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(shared.uploads()).into_response()
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::cae::parse_claims;
 use crate::errors::{ControlError, EntraError, no_store_headers};
 use crate::form::Params;
 use crate::ids::{normalize_user_code, random_b64url, user_code};
@@ -51,6 +52,7 @@ fn start_flow(shared: &Shared, tenant: &str, params: &Params) -> Result<serde_js
     // The token this flow ends in can be for one resource only, so refuse a multi-resource request
     // now rather than at the first poll (the stand-in's choice; see README).
     scopes.single_resource().map_err(|e| EntraError::from_scope_error(&e, scope))?;
+    let claims = parse_claims(params.get("claims"))?;
 
     let config = &shared.config;
     let mut state = shared.lock();
@@ -70,6 +72,7 @@ fn start_flow(shared: &Shared, tenant: &str, params: &Params) -> Result<serde_js
             interval: config.device_interval,
             last_poll: None,
             status: DeviceStatus::Pending,
+            cae: claims.cp1,
         },
     );
     let verification_uri = format!("{}/devicelogin", config.base_url);

@@ -2,7 +2,7 @@
 //! retry and error paths can be exercised.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,7 +10,8 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::errors::{EntraError, authorize_error_page, graph_error};
+use crate::errors::{EntraError, authorize_error_page};
+use crate::ids::random_guid;
 use crate::state::Shared;
 
 /// The endpoints a fault can target.
@@ -21,8 +22,9 @@ pub enum Endpoint {
     Devicecode,
     /// `GET …/authorize` (the sign-in page), not the consent form post.
     Authorize,
-    /// Graph `GET /v1.0/me`.
-    Me,
+    /// Every Graph path, `/v1.0/…` and `/beta/…` (`"me"` is accepted as its old name).
+    #[serde(alias = "me")]
+    Graph,
     Discovery,
 }
 
@@ -32,14 +34,14 @@ impl Endpoint {
             Self::Token => "token",
             Self::Devicecode => "devicecode",
             Self::Authorize => "authorize",
-            Self::Me => "me",
+            Self::Graph => "graph",
             Self::Discovery => "discovery",
         }
     }
 
     fn classify(path: &str) -> Option<Self> {
-        if path == "/v1.0/me" {
-            return Some(Self::Me);
+        if crate::graph::is_graph_path(path) {
+            return Some(Self::Graph);
         }
         if path.ends_with("/v2.0/.well-known/openid-configuration") {
             return Some(Self::Discovery);
@@ -67,7 +69,8 @@ impl Endpoint {
 #[serde(untagged)]
 pub enum Fault {
     /// Answer with this HTTP status and an endpoint-shaped error body (Entra's `temporarily_unavailable`
-    /// for the OAuth endpoints, Graph's OData error for `me`), or `body` verbatim (a JSON string is sent raw).
+    /// for the OAuth endpoints, Graph's OData error for Graph: `TooManyRequests` with its `innerError` for
+    /// 429), or `body` verbatim (a JSON string is sent raw).
     Status {
         status: u16,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,7 +142,7 @@ pub(crate) async fn fault_layer(State(shared): State<Arc<Shared>>, request: Requ
     };
     let fault = {
         let mut state = shared.lock();
-        state.stats.count_request(endpoint);
+        state.stats.count_request(endpoint, request.uri().path());
         let fault = take_fault(&mut state.faults, endpoint);
         if fault.is_some() {
             state.stats.count_fault(endpoint);
@@ -244,14 +247,7 @@ fn aadsts_message(code: u32) -> &'static str {
 
 fn error_body(endpoint: Endpoint, status: StatusCode, error: &str) -> Response {
     match endpoint {
-        Endpoint::Me => {
-            let (code, message) = if status == StatusCode::TOO_MANY_REQUESTS {
-                ("TooManyRequests", "Please retry again later.")
-            } else {
-                ("serviceNotAvailable", "The service is temporarily unavailable. Please retry later.")
-            };
-            graph_error(status, code, message)
-        }
+        Endpoint::Graph => graph_outage(status),
         Endpoint::Authorize => {
             let entra = EntraError::new(error, TRANSIENT_CODE, "A transient error has occurred. Try again.")
                 .with_status(status);
@@ -265,6 +261,33 @@ fn error_body(endpoint: Endpoint, status: StatusCode, error: &str) -> Response {
     }
 }
 
+/// Graph's throttling and outage bodies (protocol notes §7): the inner error repeats the status.
+fn graph_outage(status: StatusCode) -> Response {
+    let (code, message, inner_message) = match status {
+        StatusCode::TOO_MANY_REQUESTS => ("TooManyRequests", "Please retry again later.", "Please retry after"),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            ("serviceNotAvailable", "The service is temporarily unavailable. Please retry later.", "Please retry after")
+        }
+        _ => ("generalException", "An unexpected error occurred. Please retry later.", "Unexpected error"),
+    };
+    let request_id = random_guid();
+    let body = serde_json::json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "code": status.as_u16().to_string(),
+                "date": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                "message": inner_message,
+                "request-id": request_id,
+                "client-request-id": request_id,
+                "status": status.as_u16().to_string(),
+            }
+        }
+    });
+    (status, axum::Json(body)).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +299,9 @@ mod tests {
         assert_eq!(Endpoint::classify("/x/oauth2/v2.0/authorize"), Some(Endpoint::Authorize));
         assert_eq!(Endpoint::classify("/x/oauth2/v2.0/authorize/consent"), None);
         assert_eq!(Endpoint::classify("/x/v2.0/.well-known/openid-configuration"), Some(Endpoint::Discovery));
-        assert_eq!(Endpoint::classify("/v1.0/me"), Some(Endpoint::Me));
+        assert_eq!(Endpoint::classify("/v1.0/me"), Some(Endpoint::Graph));
+        assert_eq!(Endpoint::classify("/beta/me/drive/root:/a.bin:/content"), Some(Endpoint::Graph));
+        assert_eq!(Endpoint::classify("/_content/01AB"), None);
         assert_eq!(Endpoint::classify("/_control/stats"), None);
     }
 
@@ -296,13 +321,15 @@ mod tests {
             Fault::aadsts(70000, "invalid_grant", Some("bad_token"))
         );
         assert_eq!(parse(r#"{"huge_body":2048}"#), Fault::huge_body(2048));
+        assert_eq!(serde_json::from_str::<Endpoint>(r#""me""#).unwrap(), Endpoint::Graph);
+        assert_eq!(serde_json::from_str::<Endpoint>(r#""graph""#).unwrap(), Endpoint::Graph);
     }
 
     #[test]
     fn faults_fire_count_times_in_order() {
         let mut faults = vec![
             FaultRule { endpoint: Endpoint::Token, remaining: 2, fault: Fault::garbage() },
-            FaultRule { endpoint: Endpoint::Me, remaining: 1, fault: Fault::status(503, None) },
+            FaultRule { endpoint: Endpoint::Graph, remaining: 1, fault: Fault::status(503, None) },
         ];
         assert_eq!(take_fault(&mut faults, Endpoint::Token), Some(Fault::garbage()));
         assert_eq!(take_fault(&mut faults, Endpoint::Token), Some(Fault::garbage()));

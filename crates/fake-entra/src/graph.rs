@@ -1,12 +1,15 @@
-//! The sliver of Microsoft Graph: `GET /v1.0/me`, validating the bearer token the way Graph does.
+//! The sliver of Microsoft Graph: bearer-token validation the way Graph does it (continuous access
+//! evaluation included), `GET /v1.0/me` and `/beta/me`, and the route names the stats count by.
+//! Mail attachments are in `mail.rs`, drive uploads and downloads in `drive.rs`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::cae::{challenge_response, outdating_event};
 use crate::errors::graph_error;
 use crate::scopes::GRAPH_RESOURCE;
 use crate::state::Shared;
@@ -27,43 +30,65 @@ fn unauthorized(message: &str) -> Response {
     graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message)
 }
 
-pub(crate) async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let token = headers
+/// The bearer token of a request, if it has a non-empty one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
         .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty());
-    let Some(token) = token else {
-        return unauthorized("Access token is empty.");
+        .filter(|token| !token.is_empty())
+}
+
+/// Validates the request's access token for Graph and checks it carries one of `allowed`. Returns the
+/// caller's object id, or the response Graph would send instead: 401 for a missing, unknown, expired or
+/// foreign token and for a CAE challenge, 403 for a missing permission (boxed: it is the rare path).
+pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap, allowed: &[&str]) -> Result<String, Box<Response>> {
+    let Some(token) = bearer(headers) else {
+        return Err(Box::new(unauthorized("Access token is empty.")));
     };
-    let state = shared.lock();
+    let mut state = shared.lock();
     let Some(record) = state.access_tokens.get(token) else {
-        return if token.split('.').count() == 3 {
+        return Err(Box::new(if token.split('.').count() == 3 {
             unauthorized("Access token validation failure. Invalid signature.")
         } else {
             unauthorized("CompactToken parsing failed with error code: 80049217")
-        };
+        }));
     };
     if state.now() >= record.expires_at {
-        return unauthorized("Lifetime validation failed, the token is expired.");
+        return Err(Box::new(unauthorized("Lifetime validation failed, the token is expired.")));
     }
     if record.resource != GRAPH_RESOURCE {
-        return unauthorized("Access token validation failure. Invalid audience.");
+        return Err(Box::new(unauthorized("Access token validation failure. Invalid audience.")));
     }
-    if !record.permissions.iter().any(|p| PERMISSIONS_FOR_ME.iter().any(|allowed| allowed.eq_ignore_ascii_case(p))) {
-        return graph_error(
+    if let Some(event) = outdating_event(&state.cae_events, record) {
+        let response = challenge_response(&shared.config.base_url, event);
+        state.stats.graph.challenges += 1;
+        return Err(Box::new(response));
+    }
+    if !record.permissions.iter().any(|p| allowed.iter().any(|a| a.eq_ignore_ascii_case(p))) {
+        return Err(Box::new(graph_error(
             StatusCode::FORBIDDEN,
             "Authorization_RequestDenied",
             "Insufficient privileges to complete the operation.",
-        );
+        )));
     }
-    let Some(user) = shared.config.user_by_oid(&record.oid) else {
+    Ok(record.oid.clone())
+}
+
+/// `GET /v1.0/me` and `GET /beta/me`.
+pub(crate) async fn me(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> Response {
+    let oid = match authenticate(&shared, &headers, PERMISSIONS_FOR_ME) {
+        Ok(oid) => oid,
+        Err(response) => return *response,
+    };
+    let Some(user) = shared.config.user_by_oid(&oid) else {
         return graph_error(StatusCode::NOT_FOUND, "Request_ResourceNotFound", "Resource does not exist.");
     };
+    let version = if uri.path().starts_with("/beta/") { "beta" } else { "v1.0" };
     axum::Json(json!({
-        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+        "@odata.context": format!("https://graph.microsoft.com/{version}/$metadata#users/$entity"),
         "businessPhones": [],
         "displayName": user.display_name,
         "givenName": user.given_name,
@@ -77,4 +102,54 @@ pub(crate) async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) ->
         "id": user.oid,
     }))
     .into_response()
+}
+
+/// What Graph answers for a path it has no resource for; outside Graph, a bare 404.
+pub(crate) async fn unknown_path(uri: Uri) -> Response {
+    let path = uri.path();
+    if !is_graph_path(path) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let segment = path.trim_start_matches('/').split('/').nth(1).unwrap_or_default();
+    graph_error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Resource not found for the segment '{segment}'."))
+}
+
+/// Whether `path` is a Graph API path (`/v1.0/…` or `/beta/…`).
+pub(crate) fn is_graph_path(path: &str) -> bool {
+    ["/v1.0", "/beta"]
+        .iter()
+        .any(|prefix| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+}
+
+/// The name `Stats.graph.by_route` counts a Graph path under.
+pub(crate) fn route_name(path: &str) -> &'static str {
+    let rest = path.strip_prefix("/v1.0").or_else(|| path.strip_prefix("/beta")).unwrap_or(path);
+    if rest == "/me" {
+        "me"
+    } else if rest.starts_with("/me/messages/") && rest.contains("/attachments/") && rest.ends_with("/$value") {
+        "attachment"
+    } else if rest.starts_with("/me/drive/root:/") && rest.ends_with(":/content") {
+        "upload"
+    } else if rest.starts_with("/me/drive/items/") && rest.ends_with("/content") {
+        "item_content"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_names() {
+        assert_eq!(route_name("/v1.0/me"), "me");
+        assert_eq!(route_name("/beta/me"), "me");
+        assert_eq!(route_name("/v1.0/me/messages/m/attachments/a/$value"), "attachment");
+        assert_eq!(route_name("/v1.0/me/drive/root:/report.bin:/content"), "upload");
+        assert_eq!(route_name("/v1.0/me/drive/items/01AB/content"), "item_content");
+        assert_eq!(route_name("/v1.0/users"), "other");
+        assert!(is_graph_path("/v1.0/me") && is_graph_path("/beta/x") && is_graph_path("/v1.0"));
+        assert!(!is_graph_path("/v1.0x/me") && !is_graph_path("/_content/x") && !is_graph_path("/common/v2.0/x"));
+    }
 }

@@ -26,6 +26,8 @@ pub(crate) struct Issuance<'a> {
     pub(crate) nonce: Option<&'a str>,
     /// The request carried `client_info=1`.
     pub(crate) client_info: bool,
+    /// The request (or the authorize/devicecode request it completes) declared cp1.
+    pub(crate) cae: bool,
 }
 
 /// The resource a token request is for, and the permissions that will be granted.
@@ -103,7 +105,9 @@ pub(crate) fn issue(state: &mut State, issuance: &Issuance<'_>, grant: Grant) ->
             resource: grant.resource.clone(),
             oid: user.oid.clone(),
             permissions: grant.permissions.clone(),
+            issued_at: now,
             expires_at: now + lifetime,
+            cae: issuance.cae,
         },
     );
 

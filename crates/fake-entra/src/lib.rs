@@ -1,4 +1,5 @@
-//! A strict local stand-in for the Microsoft identity platform v2.0 endpoints and `GET /v1.0/me`.
+//! A strict local stand-in for the Microsoft identity platform v2.0 endpoints and a sliver of Microsoft Graph
+//! (`/me`, a streamed attachment download, a streamed upload and its redirected download, CAE challenges).
 //!
 //! Key design decision: the fake runs on its **own OS thread with its own Tokio runtime**, and every
 //! control operation is a plain synchronous call on state behind one `std::sync::Mutex`. Callers'
@@ -23,15 +24,19 @@
 //! ```
 
 mod authorize;
+mod cae;
+mod content;
 mod control;
 mod device;
 mod discovery;
+mod drive;
 mod errors;
 mod faults;
 mod form;
 mod graph;
 mod ids;
 mod issue;
+mod mail;
 mod pages;
 mod pkce;
 mod redirect;
@@ -47,11 +52,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use authorize::PendingAuthorization;
+pub use content::{FakeAttachment, FakeUpload};
 pub use device::PendingDeviceCode;
 pub use errors::ControlError;
 pub use faults::{Endpoint, Fault};
 pub use state::{DEFAULT_CLIENT_ID, DEFAULT_REDIRECT_URI, DEFAULT_USER, TENANT_DOMAIN, TENANT_ID, UserInfo};
-pub use stats::{Stats, TokenGrantStats};
+pub use stats::{GraphStats, Stats, TokenGrantStats};
 
 use server::ServerThread;
 use state::{Client, Config, Shared, State};
@@ -270,8 +276,28 @@ impl FakeEntra {
     }
 
     /// Revokes every refresh token of `user` (AADSTS50173 afterwards). Returns how many were revoked.
+    /// CAE-capable access tokens issued before now are challenged at Graph
+    /// (`TokenIssuedBeforeRevocationTimestamp`); other access tokens stay valid until they expire.
     pub fn revoke_user(&self, user: &str) -> Result<usize, ControlError> {
         self.shared.revoke_user(user)
+    }
+
+    /// A Conditional Access policy change for `user` (such as a new location). Refresh tokens stay
+    /// valid; CAE-capable access tokens issued before now get Graph's claims challenge
+    /// (`TokenCreatedWithOutdatedPolicies`), the others stay valid until they expire.
+    pub fn change_policy(&self, user: &str) -> Result<(), ControlError> {
+        self.shared.record_cae_event(user, cae::CaeKind::PolicyChange)
+    }
+
+    /// Creates a mail attachment of `size` bytes for `user`, with deterministic pseudo-random content
+    /// generated as it streams out of `GET /v1.0/me/messages/{message_id}/attachments/{attachment_id}/$value`.
+    pub fn add_attachment(&self, user: &str, size: u64) -> Result<FakeAttachment, ControlError> {
+        self.shared.add_attachment(user, size)
+    }
+
+    /// Files received by `PUT /v1.0/me/drive/root:/{name}:/content`, oldest first.
+    pub fn uploads(&self) -> Vec<FakeUpload> {
+        self.shared.uploads()
     }
 
     /// Lifetime of access tokens issued from now on.
@@ -304,8 +330,9 @@ impl FakeEntra {
         self.shared.stats()
     }
 
-    /// Every secret value the fake has issued so far: device codes, authorization codes, refresh tokens and
-    /// access tokens. For tests that prove a client never leaks one (into a log, an error, a status page).
+    /// Every secret value the fake has issued so far: device codes, authorization codes, refresh tokens,
+    /// access tokens and the `tempauth` values of pre-authenticated download URLs. For tests that prove a
+    /// client never leaks one (into a log, an error, a status page).
     pub fn issued_secrets(&self) -> Vec<String> {
         let state = self.shared.lock();
         state
@@ -314,6 +341,7 @@ impl FakeEntra {
             .chain(state.auth_codes.keys())
             .chain(state.refresh_tokens.keys())
             .chain(state.access_tokens.keys())
+            .chain(state.graph.tempauth.keys())
             .cloned()
             .collect()
     }

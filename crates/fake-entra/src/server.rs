@@ -7,12 +7,13 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use crate::state::Shared;
-use crate::{authorize, control, device, discovery, faults, graph, tokens};
+use crate::{authorize, control, device, discovery, drive, faults, graph, mail, tokens};
 
-/// Every route the fake serves. Unknown paths get axum's 404; wrong methods its 405.
+/// Every route the fake serves. Unknown Graph paths get Graph's 400; other unknown paths axum's 404, wrong
+/// methods its 405.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/devicecode", post(device::devicecode))
@@ -24,7 +25,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys))
         .route("/devicelogin", get(device::login_page).post(device::login_submit))
         .route("/v1.0/me", get(graph::me))
+        .route("/beta/me", get(graph::me))
+        .route("/v1.0/me/messages/{message_id}/attachments/{attachment_id}/$value", get(mail::attachment_value))
+        .route("/v1.0/me/drive/{*rest}", any(drive::drive))
+        .route("/_content/{id}", get(drive::preauthenticated))
         .merge(control::routes())
+        .fallback(graph::unknown_path)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), faults::fault_layer))
         .with_state(shared)
 }

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::cae::CaeEvent;
+use crate::content::GraphData;
 use crate::errors::{ControlError, EntraError};
 use crate::faults::FaultRule;
 use crate::ids::deterministic_guid;
@@ -150,6 +152,8 @@ pub(crate) struct DeviceFlow {
     pub(crate) interval: Duration,
     pub(crate) last_poll: Option<SystemTime>,
     pub(crate) status: DeviceStatus,
+    /// The devicecode request's `claims` declared cp1; the redeemed token is CAE-capable.
+    pub(crate) cae: bool,
 }
 
 /// An authorize request whose sign-in page is showing, waiting for Accept or Cancel.
@@ -166,6 +170,8 @@ pub(crate) struct PendingAuthorize {
     pub(crate) method: ChallengeMethod,
     pub(crate) login_hint: Option<String>,
     pub(crate) nonce: Option<String>,
+    /// The authorize request's `claims` declared cp1; carried over to the code.
+    pub(crate) cae: bool,
 }
 
 /// An issued authorization code.
@@ -180,6 +186,7 @@ pub(crate) struct AuthCode {
     pub(crate) nonce: Option<String>,
     pub(crate) expires_at: SystemTime,
     pub(crate) redeemed: bool,
+    pub(crate) cae: bool,
 }
 
 /// An issued refresh token. Bound to user and client, not to a resource (multi-resource refresh tokens).
@@ -199,7 +206,11 @@ pub(crate) struct AccessTokenRecord {
     pub(crate) resource: String,
     pub(crate) oid: String,
     pub(crate) permissions: Vec<String>,
+    /// Full precision on the fake's clock, so a CAE event in the same second still orders correctly.
+    pub(crate) issued_at: SystemTime,
     pub(crate) expires_at: SystemTime,
+    /// Issued to a request that declared the cp1 capability: Graph may challenge it (CAE).
+    pub(crate) cae: bool,
 }
 
 /// Everything that changes while the fake runs.
@@ -218,6 +229,9 @@ pub(crate) struct State {
     /// (oid, resource) pairs under a Conditional Access MFA rule until the next interactive sign-in.
     pub(crate) mfa_required: BTreeSet<(String, String)>,
     pub(crate) faults: Vec<FaultRule>,
+    /// Policy changes and revocations, oldest first; CAE-capable tokens issued before one are challenged.
+    pub(crate) cae_events: Vec<CaeEvent>,
+    pub(crate) graph: GraphData,
     pub(crate) stats: Stats,
 }
 
@@ -234,6 +248,8 @@ impl State {
             consents: HashMap::new(),
             mfa_required: BTreeSet::new(),
             faults: Vec::new(),
+            cae_events: Vec::new(),
+            graph: GraphData::default(),
             stats: Stats::default(),
         }
     }

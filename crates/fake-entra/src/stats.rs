@@ -8,8 +8,8 @@ use crate::faults::Endpoint;
 
 /// Counters since start.
 ///
-/// Endpoint counters (`devicecode`, `authorize`, `me`, `discovery`, and `token.requests`) count every
-/// request that arrived, faulted or not. The per-grant counters and `token_errors` count only the
+/// Endpoint counters (`devicecode`, `authorize`, `me`, `discovery`, `token.requests`, `graph.requests` and
+/// `graph.by_route`) count every request that arrived, faulted or not. The per-grant counters and `token_errors` count only the
 /// token requests the token endpoint actually handled (not those answered by an injected fault).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -18,10 +18,29 @@ pub struct Stats {
     /// Token-endpoint error responses by their `error` string.
     pub token_errors: BTreeMap<String, u64>,
     pub authorize: u64,
+    /// `GET /v1.0/me` and `GET /beta/me` (also in `graph.by_route["me"]`).
     pub me: u64,
     pub discovery: u64,
     /// Injected faults that fired, by endpoint name.
     pub faults_fired: BTreeMap<String, u64>,
+    pub graph: GraphStats,
+    /// The raw `claims` parameter of the last request the token endpoint handled (`None` if it had none).
+    pub last_token_claims: Option<String>,
+}
+
+/// Microsoft Graph traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphStats {
+    /// Every request to a `/v1.0/…` or `/beta/…` path.
+    pub requests: u64,
+    /// CAE claims challenges sent (401 `insufficient_claims`).
+    pub challenges: u64,
+    /// Requests by route: `me`, `attachment`, `upload`, `item_content`, `other` (Graph paths), and
+    /// `content` (the pre-authenticated `/_content/` download, not a Graph path).
+    pub by_route: BTreeMap<String, u64>,
+    /// Requests to `/_content/` that carried an `Authorization` header: a bearer token sent where it
+    /// does not belong.
+    pub preauthenticated_with_authorization: u64,
 }
 
 /// Token requests by `grant_type`.
@@ -34,15 +53,26 @@ pub struct TokenGrantStats {
     pub refresh_token: u64,
     /// Missing or unsupported grant types.
     pub other: u64,
+    /// Handled token requests whose `claims` declared the cp1 capability.
+    pub cae_capable: u64,
+    /// Handled token requests whose `claims` carried more than `xms_cc`: the answer to a challenge.
+    pub with_challenge: u64,
 }
 
 impl Stats {
-    pub(crate) fn count_request(&mut self, endpoint: Endpoint) {
+    pub(crate) fn count_request(&mut self, endpoint: Endpoint, path: &str) {
         let counter = match endpoint {
             Endpoint::Token => &mut self.token.requests,
             Endpoint::Devicecode => &mut self.devicecode,
             Endpoint::Authorize => &mut self.authorize,
-            Endpoint::Me => &mut self.me,
+            Endpoint::Graph => {
+                let route = crate::graph::route_name(path);
+                *self.graph.by_route.entry(route.to_owned()).or_default() += 1;
+                if route == "me" {
+                    self.me += 1;
+                }
+                &mut self.graph.requests
+            }
             Endpoint::Discovery => &mut self.discovery,
         };
         *counter += 1;

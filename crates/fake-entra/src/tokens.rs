@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::cae::{RequestClaims, parse_claims};
 use crate::errors::{EntraError, entra_timestamp, no_store_headers};
 use crate::form::Params;
 use crate::issue::{Issuance, issue, resolve_grant};
@@ -25,9 +26,15 @@ const MFA_POLICY_ID: &str = "8a5e5a5c-6c3c-4b0b-9d3e-2f1f0c8e7d61";
 
 pub(crate) async fn token(State(shared): State<Arc<Shared>>, Path(tenant): Path<String>, body: Bytes) -> Response {
     let params = Params::parse(&body);
-    let result = handle(&shared, &tenant, &params);
+    let claims = parse_claims(params.get("claims"));
+    let result = claims.clone().and_then(|claims| handle(&shared, &tenant, &params, claims));
     let mut state = shared.lock();
     state.stats.count_grant(params.get("grant_type"));
+    state.stats.last_token_claims = params.get("claims").map(str::to_owned);
+    if let Ok(claims) = &claims {
+        state.stats.token.cae_capable += u64::from(claims.cp1);
+        state.stats.token.with_challenge += u64::from(claims.challenge);
+    }
     match result {
         Ok(body) => {
             drop(state);
@@ -44,7 +51,7 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, Path(tenant): Path<
     }
 }
 
-fn handle(shared: &Shared, tenant: &str, params: &Params) -> Result<Value, EntraError> {
+fn handle(shared: &Shared, tenant: &str, params: &Params, claims: RequestClaims) -> Result<Value, EntraError> {
     let tenant = TenantSegment::resolve(tenant)?;
     let grant_type = params.get("grant_type").ok_or_else(|| EntraError::missing_parameter("grant_type"))?;
     let client_id = params.get("client_id").ok_or_else(|| EntraError::missing_parameter("client_id"))?;
@@ -57,17 +64,25 @@ fn handle(shared: &Shared, tenant: &str, params: &Params) -> Result<Value, Entra
         )
         .with_status(StatusCode::UNAUTHORIZED));
     }
-    let client_info = params.get("client_info") == Some("1");
+    let request = Request { client_id, client_info: params.get("client_info") == Some("1"), cae: claims.cp1 };
     match grant_type {
-        DEVICE_CODE_GRANT => device_code_grant(shared, tenant, client_id, client_info, params),
-        "authorization_code" => authorization_code_grant(shared, tenant, client_id, client_info, params),
-        "refresh_token" => refresh_token_grant(shared, client_id, client_info, params),
+        DEVICE_CODE_GRANT => device_code_grant(shared, tenant, &request, params),
+        "authorization_code" => authorization_code_grant(shared, tenant, &request, params),
+        "refresh_token" => refresh_token_grant(shared, &request, params),
         other => Err(EntraError::new(
             "unsupported_grant_type",
             70003,
             format!("The app requested an unsupported grant type '{other}'."),
         )),
     }
+}
+
+/// What every grant needs from the request besides its own parameters.
+struct Request<'a> {
+    client_id: &'a str,
+    client_info: bool,
+    /// This token request's `claims` declared cp1.
+    cae: bool,
 }
 
 fn invalid_grant(code: u32, message: impl Into<String>) -> EntraError {
@@ -81,10 +96,10 @@ fn parse_scopes(raw: &str) -> Result<RequestedScopes, EntraError> {
 fn device_code_grant(
     shared: &Shared,
     tenant: TenantSegment,
-    client_id: &str,
-    client_info: bool,
+    request: &Request<'_>,
     params: &Params,
 ) -> Result<Value, EntraError> {
+    let Request { client_id, client_info, .. } = *request;
     let device_code = params.get("device_code").ok_or_else(|| EntraError::missing_parameter("device_code"))?;
     let mut state = shared.lock();
     let now = state.now();
@@ -144,7 +159,9 @@ fn device_code_grant(
     };
     let flow = flow.clone();
     let user = shared.config.user_by_oid(&oid).ok_or_else(|| invalid_grant(70000, "The user no longer exists."))?;
-    let issuance = Issuance { user, client_id, scope: &flow.scope, scopes: &flow.scopes, nonce: None, client_info };
+    let cae = flow.cae || request.cae;
+    let issuance =
+        Issuance { user, client_id, scope: &flow.scope, scopes: &flow.scopes, nonce: None, client_info, cae };
     let grant = resolve_grant(&state, &issuance)?;
     let body = issue(&mut state, &issuance, grant);
     if let Some(flow) = state.device_flows.get_mut(device_code) {
@@ -156,10 +173,10 @@ fn device_code_grant(
 fn authorization_code_grant(
     shared: &Shared,
     tenant: TenantSegment,
-    client_id: &str,
-    client_info: bool,
+    request: &Request<'_>,
     params: &Params,
 ) -> Result<Value, EntraError> {
+    let Request { client_id, client_info, .. } = *request;
     let code = params.get("code").ok_or_else(|| EntraError::missing_parameter("code"))?;
     let redirect_uri = params.get("redirect_uri").ok_or_else(|| EntraError::missing_parameter("redirect_uri"))?;
     let scope = params.get("scope").filter(|s| !s.trim().is_empty()).ok_or_else(|| {
@@ -233,7 +250,9 @@ fn authorization_code_grant(
     }
     let user =
         shared.config.user_by_oid(&record.oid).ok_or_else(|| invalid_grant(70000, "The user no longer exists."))?;
-    let issuance = Issuance { user, client_id, scope, scopes: &scopes, nonce: record.nonce.as_deref(), client_info };
+    let cae = record.cae || request.cae;
+    let nonce = record.nonce.as_deref();
+    let issuance = Issuance { user, client_id, scope, scopes: &scopes, nonce, client_info, cae };
     let grant = resolve_grant(&state, &issuance)?;
     let body = issue(&mut state, &issuance, grant);
     if let Some(record) = state.auth_codes.get_mut(code) {
@@ -242,12 +261,8 @@ fn authorization_code_grant(
     Ok(body)
 }
 
-fn refresh_token_grant(
-    shared: &Shared,
-    client_id: &str,
-    client_info: bool,
-    params: &Params,
-) -> Result<Value, EntraError> {
+fn refresh_token_grant(shared: &Shared, request: &Request<'_>, params: &Params) -> Result<Value, EntraError> {
+    let Request { client_id, client_info, cae } = *request;
     let refresh_token = params.get("refresh_token").ok_or_else(|| EntraError::missing_parameter("refresh_token"))?;
     let scope = params.get("scope").ok_or_else(|| EntraError::missing_parameter("scope"))?;
     let scopes = parse_scopes(scope)?;
@@ -306,7 +321,7 @@ fn refresh_token_grant(
     }
     let user =
         shared.config.user_by_oid(&record.oid).ok_or_else(|| invalid_grant(70000, "The user no longer exists."))?;
-    let issuance = Issuance { user, client_id, scope, scopes: &scopes, nonce: None, client_info };
+    let issuance = Issuance { user, client_id, scope, scopes: &scopes, nonce: None, client_info, cae };
     let grant = resolve_grant(&state, &issuance)?;
     let body = issue(&mut state, &issuance, grant);
     // The presented token stays valid (Entra does not revoke on rotation); using it resets its inactivity clock.

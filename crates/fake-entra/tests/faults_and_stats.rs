@@ -82,7 +82,7 @@ async fn delay_fault_sleeps_then_answers_normally() {
 #[tokio::test]
 async fn graph_and_authorize_faults_use_their_own_shapes() {
     let fake = fake();
-    fake.inject_fault(Endpoint::Me, 1, Fault::status(429, Some(3)));
+    fake.inject_fault(Endpoint::Graph, 1, Fault::status(429, Some(3)));
     let reply = get(&format!("{}/v1.0/me", fake.base_url())).await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(reply.header("retry-after"), Some("3"));
@@ -134,6 +134,8 @@ async fn stats_count_endpoints_grants_and_errors() {
     assert_eq!(stats["token_errors"], json!({"authorization_pending": 2}));
     assert_eq!(stats["authorize"], 1);
     assert_eq!(stats["me"], 1);
+    assert_eq!(stats["graph"]["requests"], 1);
+    assert_eq!(stats["graph"]["by_route"], json!({"me": 1}));
     assert_eq!(fake.stats().token.device_code, 3);
 }
 

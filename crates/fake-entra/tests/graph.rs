@@ -91,3 +91,15 @@ async fn token_without_a_user_permission_is_403() {
         assert_eq!(reply.status, StatusCode::OK, "{scope}");
     }
 }
+
+#[tokio::test]
+async fn beta_me_answers_like_v1_with_its_own_context() {
+    let fake = fake();
+    let at = device_sign_in(&fake, CLIENT, ALICE, GRAPH_SCOPES).await["access_token"].as_str().unwrap().to_owned();
+    let beta = get_bearer(&format!("{}/beta/me", fake.base_url()), &at).await.json();
+    assert_eq!(beta["id"], fake.user(ALICE).unwrap().oid);
+    assert_eq!(beta["@odata.context"], "https://graph.microsoft.com/beta/$metadata#users/$entity");
+    assert_graph_401(&get(&format!("{}/beta/me", fake.base_url())).await, "Access token is empty.");
+    let stats = fake.stats();
+    assert_eq!((stats.me, stats.graph.requests, stats.graph.by_route["me"]), (2, 2, 2));
+}
