@@ -73,7 +73,13 @@ fn method_not_allowed() -> Response {
 async fn upload(shared: &Shared, path: &str, headers: &HeaderMap, body: Body) -> Response {
     let oid = match authenticate(shared, headers, PERMISSIONS_TO_WRITE) {
         Ok(oid) => oid,
-        Err(response) => return *response,
+        Err(response) => {
+            // The refusal is sent after the body has been read, as a front end with lingering close does: a
+            // server that closes on unread data resets the connection, and the client may lose the answer
+            // (whether Graph itself reads the body first is [UNVERIFIED]).
+            drain(body).await;
+            return *response;
+        }
     };
     let name = path.rsplit('/').next().unwrap_or_default();
     if name.is_empty() {
@@ -119,6 +125,11 @@ async fn upload(shared: &Shared, path: &str, headers: &HeaderMap, body: Body) ->
         },
     });
     (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// Reads and drops the rest of a body that will not be used.
+async fn drain(mut body: Body) {
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 /// OneDrive item ids look like `01BYE5RZ…`: 34 upper-case alphanumerics.

@@ -47,13 +47,13 @@ async fn graphs_errors_and_throttling_pass_back_with_retry_after() {
     let client = daemon.client();
     sign_in(&client, &fake, "User.Read", ALICE).await;
 
-    fake.inject_fault(Endpoint::Me, 1, Fault::status(429, Some(7)));
+    fake.inject_fault(Endpoint::Graph, 1, Fault::status(429, Some(7)));
     let response = client.graph(get("/v1.0/me")).await.expect("Graph's answer");
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()[hyper::header::RETRY_AFTER], "7");
     assert_eq!(body_json(response).await["error"]["code"], "TooManyRequests");
 
-    fake.inject_fault(Endpoint::Me, 1, Fault::status(503, Some(3)));
+    fake.inject_fault(Endpoint::Graph, 1, Fault::status(503, Some(3)));
     let response = client.graph(get("/v1.0/me")).await.expect("Graph's answer");
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()[hyper::header::RETRY_AFTER], "3");

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 /// How long before a caller would stop accepting a token (its `min_valid`) the daemon refreshes it in the
@@ -82,8 +82,7 @@ struct ScopeEntry {
     /// When the entry was last used, for eviction.
     last_used: Instant,
     /// The platform `claims` the cached token was fetched with to answer a claims challenge, and the serial of
-    /// that answer ([`ScopeEntries::answers`]): requests that queued behind that refresh with the same challenge
-    /// take its token instead of refreshing again.
+    /// that answer ([`ScopeEntries::answers_so_far`]): see [`ScopeEntries::answered`].
     answered: Option<(String, u64)>,
 }
 
@@ -103,8 +102,8 @@ impl ScopeEntry {
 pub struct ScopeEntries {
     map: HashMap<String, ScopeEntry>,
     capacity: usize,
-    /// Challenge answers recorded so far: a request notes the count when it arrives, and afterwards knows an
-    /// answer with a higher serial came after it. A count, not a time, so that the paused test clock orders too.
+    /// Challenge answers recorded so far. A request notes the count when it arrives; an answer with a higher
+    /// serial came after it. A count, not a time, so that the paused test clock orders them too.
     answers: u64,
 }
 
@@ -172,15 +171,27 @@ impl ScopeEntries {
         self.answers
     }
 
-    /// The cached token for `key` if it answered the same `claims` after `seen` answers had been recorded (so
-    /// after the asker arrived) and still has `min_valid` left.
-    pub fn answered_after(&mut self, key: &str, claims: &str, seen: u64, min_valid: Duration) -> Option<CachedToken> {
-        let entry = self.map.get(key)?;
-        let (answered, serial) = entry.answered.as_ref()?;
-        if answered != claims || *serial <= seen {
+    /// The cached token for `key` if it was fetched for exactly these platform `claims`, still has `min_valid`
+    /// left, and is known to be newer than the token that was challenged: either it was answered after the asker
+    /// arrived (after `seen` answers: the asker queued behind that refresh), or the asker names the token it was
+    /// challenged with (`challenged`, as the proxy does) and this is another one. The challenged token itself is
+    /// never handed back: the same challenge again may mean a second event in the same second.
+    pub fn answered(
+        &mut self,
+        key: &str,
+        claims: &str,
+        seen: u64,
+        challenged: Option<&str>,
+        min_valid: Duration,
+    ) -> Option<CachedToken> {
+        let (answered, serial) = self.map.get(key)?.answered.as_ref()?;
+        if answered != claims {
             return None;
         }
-        self.token(key, min_valid)
+        let after_arrival = *serial > seen;
+        let token = self.token(key, min_valid)?;
+        let other_token = challenged.is_some_and(|old| old != token.access_token.expose_secret());
+        (after_arrival || other_token).then_some(token)
     }
 
     /// Drops every token (the account changed); returns how many were live. Entries nothing else needs go too.

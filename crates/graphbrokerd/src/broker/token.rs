@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use graphbroker_protocol::{AccountInfo, ErrorCode, SignInReason};
 use graphbroker_store::AccountRecord;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::entries::CachedToken;
@@ -38,6 +38,9 @@ pub struct TokenRequest {
     pub wait: Duration,
     /// A claims challenge from a resource: bypasses the cache, and goes to the platform with the request.
     pub claims: Option<ClaimsChallenge>,
+    /// The access token the resource challenged, when the asker knows it (the Graph proxy does): a token
+    /// fetched for the same challenge that is not this one answers it without another refresh.
+    pub challenged: Option<SecretString>,
 }
 
 /// A token ready to hand out.
@@ -76,15 +79,15 @@ impl From<Stale> for Silent {
 
 /// Whether the silent path may answer from the cache.
 #[derive(Debug, Clone, Copy)]
-enum Freshness {
+enum Freshness<'a> {
     /// A cached token with `min_valid` left will do.
     Cached,
     /// A new token, fetched now (the refresh ahead of expiry).
     Renew,
-    /// A new token for a claims challenge, unless a refresh for the same challenge finished after this request
-    /// arrived (when `seen` answers had been recorded), while it queued behind that refresh: then that one's
-    /// token (single flight for claims).
-    Challenge { seen: u64 },
+    /// A token fetched for this claims challenge: the one a refresh for the same challenge cached since this
+    /// request arrived (`seen` answers before), or that is not the `challenged` token (single flight for claims),
+    /// else a new one.
+    Challenge { seen: u64, challenged: Option<&'a str> },
 }
 
 /// What one request resolves to against the profile slot it is served from.
@@ -125,7 +128,7 @@ impl Broker {
         let mut freshness = match request.claims {
             Some(_) => {
                 let seen = resolved.slot.state.lock().expect("state lock").entries.answers_so_far();
-                Freshness::Challenge { seen }
+                Freshness::Challenge { seen, challenged: request.challenged.as_ref().map(|t| t.expose_secret()) }
             }
             None => Freshness::Cached,
         };
@@ -170,7 +173,7 @@ impl Broker {
         scopes: &ScopeSet,
         min_valid: Duration,
         claims: Option<&str>,
-        freshness: Freshness,
+        freshness: Freshness<'_>,
     ) -> Result<Silent, ApiError> {
         self.ensure_loaded(slot).await?;
         self.ensure_saved(slot).await?;
@@ -184,11 +187,11 @@ impl Broker {
             return Ok(Silent::Token { token, refresh_ahead });
         }
         let challenge = match freshness {
-            Freshness::Challenge { seen } => claims.map(|claims| (claims, seen)),
+            Freshness::Challenge { seen, challenged } => claims.map(|claims| (claims, seen, challenged)),
             Freshness::Cached | Freshness::Renew => None,
         };
-        if let Some((claims, seen)) = challenge {
-            if let Some(token) = self.answered(slot, scopes, claims, seen, min_valid) {
+        if let Some((claims, seen, challenged)) = challenge {
+            if let Some(token) = self.answered(slot, scopes, claims, seen, challenged, min_valid) {
                 return Ok(Silent::Token { token, refresh_ahead: false });
             }
             // Only a request that goes to the platform spends from the budget: those that joined a refresh
@@ -217,7 +220,7 @@ impl Broker {
         let outcome = retry(PLATFORM_CALL, || platform.refresh(&slot.profile, &refresh_token, scopes, claims)).await;
         match outcome {
             Ok(tokens) => {
-                let answers = challenge.map(|(claims, _)| claims);
+                let answers = challenge.map(|(claims, ..)| claims);
                 self.accept_refresh(slot, scopes, tokens, generation, answers).await
             }
             Err(PlatformError::AccountDead { detail, .. }) => {
@@ -233,17 +236,18 @@ impl Broker {
         }
     }
 
-    /// The token a refresh for the same challenge cached after `seen` answers.
+    /// The token a refresh for the same challenge cached (see `ScopeEntries::answered`).
     fn answered(
         &self,
         slot: &ProfileSlot,
         scopes: &ScopeSet,
         claims: &str,
         seen: u64,
+        challenged: Option<&str>,
         min_valid: Duration,
     ) -> Option<IssuedToken> {
         let mut state = slot.state.lock().expect("state lock");
-        let token = state.entries.answered_after(scopes.key(), claims, seen, min_valid)?;
+        let token = state.entries.answered(scopes.key(), claims, seen, challenged, min_valid)?;
         let record = state.record()?.clone();
         self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
         Some(issued(&slot.profile, &record, token))

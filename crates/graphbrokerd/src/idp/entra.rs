@@ -146,18 +146,21 @@ impl EntraPlatform {
             details.user_code().secret().clone(),
             details.extra_fields().message.clone(),
             details.expires_in(),
-            details,
+            PendingDevice { details, claims: claims.map(str::to_owned) },
         ))
     }
 
     async fn poll_device_once(&self, profile: &Profile, code: &DeviceCode) -> Result<Tokens, PlatformError> {
-        let Some(details) = code.grant::<DeviceGrant>() else {
+        let Some(PendingDevice { details, claims }) = code.grant::<PendingDevice>() else {
             return Err(PlatformError::Local { detail: "the device code was not issued by this platform".into() });
         };
         let client = Self::client(profile)?;
-        let result = client
-            .exchange_device_access_token(details)
-            .add_extra_param("client_info", "1")
+        let mut request = client.exchange_device_access_token(details).add_extra_param("client_info", "1");
+        // The capabilities and challenge of the sign-in go on its token request too (entra-protocol.md §6).
+        if let Some(claims) = claims {
+            request = request.add_extra_param("claims", claims.clone());
+        }
+        let result = request
             .set_max_backoff_interval(Duration::from_secs(10))
             .request_async(&self.http, tokio::time::sleep, Some(details.expires_in()))
             .await;
@@ -395,4 +398,11 @@ mod tests {
         assert!(code.grant::<DeviceGrant>().is_none());
         assert_eq!(code.grant::<u8>(), Some(&7));
     }
+}
+
+/// A device code's polling handle: the platform's answer, and the `claims` the sign-in was started with, which
+/// its token request repeats.
+struct PendingDevice {
+    details: DeviceGrant,
+    claims: Option<String>,
 }

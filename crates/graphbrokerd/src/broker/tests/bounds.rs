@@ -76,10 +76,13 @@ async fn invented_scope_sets_do_not_grow_the_profiles_state() {
 #[tokio::test(start_paused = true)]
 async fn claims_requests_are_rate_limited_per_profile() {
     let mut h = harness(&config(""), false, true);
-    let claims = r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#;
+    // A new challenge each time: the same one would be answered from the token its first refresh cached.
+    let asked = std::sync::atomic::AtomicU64::new(0);
     let ask = |h: &Harness| {
         let broker = h.broker.clone();
-        let request = TokenRequest { claims: ClaimsChallenge::parse(claims).unwrap(), ..TokenRequest::default() };
+        let nbf = 1_700_000_000 + asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let claims = format!(r#"{{"access_token":{{"nbf":{{"essential":true,"value":"{nbf}"}}}}}}"#);
+        let request = TokenRequest { claims: ClaimsChallenge::parse(&claims).unwrap(), ..TokenRequest::default() };
         tokio::spawn(async move { broker.token(&request).await })
     };
     for i in 0..CLAIMS_BURST {
@@ -106,18 +109,23 @@ async fn claims_requests_are_rate_limited_per_profile() {
 }
 
 /// Rule: single flight covers claims requests. Requests with the same challenge for the same scopes that queue
-/// behind one refresh share its token: one refresh, one spend from the budget. Another challenge, or the same one
-/// asked after that refresh ended, goes to the platform again.
+/// behind one refresh share its token: one refresh, one spend from the budget. A request that comes after that
+/// refresh ended shares it only if it names the token it was challenged with and that is another (as the proxy
+/// does): the same challenge for the renewed token itself, or from a tool that cannot say, is a new refresh.
 #[tokio::test(start_paused = true)]
 async fn the_same_challenge_for_the_same_scopes_causes_one_refresh() {
     let mut h = harness(&config(""), false, true);
-    let ask = |h: &Harness, nbf: &str| {
+    let ask = |h: &Harness, nbf: &str, challenged: Option<&str>| {
         let broker = h.broker.clone();
         let claims = format!(r#"{{"access_token":{{"nbf":{{"essential":true,"value":"{nbf}"}}}}}}"#);
-        let request = TokenRequest { claims: ClaimsChallenge::parse(&claims).unwrap(), ..TokenRequest::default() };
+        let request = TokenRequest {
+            claims: ClaimsChallenge::parse(&claims).unwrap(),
+            challenged: challenged.map(secrecy::SecretString::from),
+            ..TokenRequest::default()
+        };
         tokio::spawn(async move { broker.token(&request).await })
     };
-    let together: Vec<_> = (0..6).map(|_| ask(&h, "1700000000")).collect();
+    let together: Vec<_> = (0..6).map(|_| ask(&h, "1700000000", None)).collect();
     let refresh = h.platform.next().await;
     match &refresh.asked {
         Asked::Refresh { claims: Some(claims), .. } => assert!(claims.contains("1700000000"), "{claims}"),
@@ -134,15 +142,19 @@ async fn the_same_challenge_for_the_same_scopes_causes_one_refresh() {
     }
     assert!(h.platform.try_next().is_none(), "one refresh answered all six");
 
-    // A different challenge is its own refresh; so is the same one asked again after the refresh ended.
-    for (nbf, token) in [("1700000099", "at-other"), ("1700000000", "at-again")] {
-        let request = ask(&h, nbf);
+    // Late, naming the old token it was challenged with: the renewed token, nothing asked of the platform.
+    let late = tokio::time::timeout(PATIENCE, ask(&h, "1700000000", Some("at-before"))).await;
+    assert_eq!(token_value(late.expect("answered from the cache").unwrap()), "at-answer");
+    assert!(h.platform.try_next().is_none(), "the late request was answered without a refresh");
+    // The renewed token itself challenged the same way, or a tool that cannot say which token: a new refresh.
+    for (challenged, token) in [(Some("at-answer"), "at-again"), (None, "at-third")] {
+        let request = ask(&h, "1700000000", challenged);
         h.platform.next().await.tokens(Ok(tokens(token, Some(&format!("rt-{token}")), USER)));
         assert_eq!(token_value(request.await.unwrap()), token);
     }
     // Three refreshes spent three of the burst: the fourth still goes through, the fifth is refused.
-    let request = ask(&h, "1700000100");
+    let request = ask(&h, "1700000100", None);
     h.platform.next().await.tokens(Ok(tokens("at-4", Some("rt-4"), USER)));
     request.await.unwrap().unwrap();
-    assert_eq!(ask(&h, "1700000101").await.unwrap().unwrap_err().code(), ErrorCode::RateLimited);
+    assert_eq!(ask(&h, "1700000101", None).await.unwrap().unwrap_err().code(), ErrorCode::RateLimited);
 }

@@ -104,7 +104,7 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
             upstream = upstream.body(body);
         }
         let upstream = upstream.header(header::AUTHORIZATION, bearer(token.access_token.expose_secret())?);
-        let answer = upstream.send().await.map_err(|e| unreachable(&target, e))?;
+        let answer = upstream.send().await.map_err(|e| unreachable(&target, e, replayable))?;
         let challenge = claims_challenge(&answer);
         let Some(challenge) = challenge.filter(|_| !retried) else {
             return Ok(passed_back(answer, None));
@@ -116,7 +116,8 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
                 "Graph sent a claims challenge that is not base64 JSON; the call was not retried",
             )
         })?;
-        let renewal = TokenRequest { claims: Some(challenge), ..token_request.clone() };
+        let challenged = Some(token.access_token.clone());
+        let renewal = TokenRequest { claims: Some(challenge), challenged, ..token_request.clone() };
         token = app.broker.token(&renewal).await?;
         if !replayable {
             return Ok(passed_back(answer, Some("renewed")));
@@ -257,15 +258,20 @@ fn forwarded_back(headers: &reqwest::header::HeaderMap) -> HeaderMap {
 }
 
 /// The message names the host only: the full URL (its query) is the caller's business, not the log's.
-fn unreachable(target: &Url, error: reqwest::Error) -> ApiError {
+fn unreachable(target: &Url, error: reqwest::Error, replayable: bool) -> ApiError {
     let host = target.host_str().unwrap_or("Graph");
     let error = error.without_url();
     let why =
         if error.is_timeout() { "it did not answer in time".to_owned() } else { crate::idp::describe_reqwest(&error) };
-    ApiError::new(
-        ErrorCode::GraphUnavailable,
-        format!("could not reach Microsoft Graph at {host} ({why}); retry later"),
-    )
+    let message = if error.is_body() || (!replayable && error.is_request()) {
+        format!(
+            "the connection to Microsoft Graph at {host} broke off while the body was being sent ({why}); Graph may \
+             have refused the call before reading it all: send it again"
+        )
+    } else {
+        format!("could not reach Microsoft Graph at {host} ({why}); retry later")
+    };
+    ApiError::new(ErrorCode::GraphUnavailable, message)
 }
 
 #[cfg(test)]
