@@ -69,6 +69,13 @@ impl ExtraDeviceAuthorizationFields for EntraDeviceFields {}
 
 type DeviceGrant = DeviceAuthorizationResponse<EntraDeviceFields>;
 
+/// A device code's polling handle: the platform's answer, and the `claims` the sign-in was started with, which
+/// its token request repeats.
+struct PendingDevice {
+    details: DeviceGrant,
+    claims: Option<String>,
+}
+
 type EntraClient = oauth2::Client<
     EntraError,
     EntraTokenResponse,
@@ -398,11 +405,4 @@ mod tests {
         assert!(code.grant::<DeviceGrant>().is_none());
         assert_eq!(code.grant::<u8>(), Some(&7));
     }
-}
-
-/// A device code's polling handle: the platform's answer, and the `claims` the sign-in was started with, which
-/// its token request repeats.
-struct PendingDevice {
-    details: DeviceGrant,
-    claims: Option<String>,
 }
