@@ -74,6 +74,8 @@ impl BrowserTab {
 struct Awaiting {
     delivered: oneshot::Receiver<(Callback, PageReply)>,
     verifier: PkceCodeVerifier,
+    /// The `claims` of the authorize request, repeated on the redeem.
+    claims: Option<String>,
 }
 
 struct Loopback {
@@ -148,7 +150,7 @@ pub async fn start(
         launch_url: format!("http://127.0.0.1:{port}{LAUNCH_PATH}"),
         redirect_uri,
         port,
-        awaiting: Some(Awaiting { delivered, verifier: request.verifier }),
+        awaiting: Some(Awaiting { delivered, verifier: request.verifier, claims: claims.map(str::to_owned) }),
         stop: Some(stop),
         timeout: settings.timeout,
     })
@@ -163,7 +165,7 @@ impl BrowserSignIn {
         profile: &Profile,
         scopes: &ScopeSet,
     ) -> Result<(Tokens, BrowserTab), PlatformError> {
-        let Some(Awaiting { delivered, verifier }) = self.awaiting.take() else {
+        let Some(Awaiting { delivered, verifier, claims }) = self.awaiting.take() else {
             return Err(PlatformError::Expired);
         };
         let outcome = match tokio::time::timeout(self.timeout, delivered).await {
@@ -176,7 +178,7 @@ impl BrowserSignIn {
                 let result = retry(PLATFORM_CALL, || {
                     let code = AuthorizationCode::new(code.secret().clone());
                     let verifier = PkceCodeVerifier::new(verifier.secret().clone());
-                    platform.redeem_code(profile, scopes, code, verifier, redirect_uri)
+                    platform.redeem_code(profile, scopes, code, verifier, redirect_uri, claims.as_deref())
                 })
                 .await;
                 match result {

@@ -212,6 +212,7 @@ impl Platform for ScriptedPlatform {
         _code: AuthorizationCode,
         _verifier: PkceCodeVerifier,
         _redirect_uri: &'a str,
+        _claims: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Tokens, PlatformError>> {
         self.ask_tokens(Asked::Redeem)
     }

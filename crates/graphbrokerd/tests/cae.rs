@@ -167,3 +167,26 @@ async fn token_and_header_accept_the_challenge_for_tools_that_call_graph_themsel
     assert_ne!(newer, new);
     assert_eq!(fake.stats().token.with_challenge, 3);
 }
+
+/// A browser sign-in of a CAE profile declares cp1 on the authorize request and repeats it on the code redeem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_sign_in_declares_cp1_on_authorize_and_redeem() {
+    let fake = fake();
+    let base = cae_config(&fake, "cae-browser").replace("flow = \"device\"", "flow = \"browser\"");
+    let browser = "browser_command = [\"true\"]\n";
+    let daemon = Daemon::start(&base.replacen("default_profile", &format!("{browser}default_profile"), 1));
+    let client = daemon.client();
+    let url = browser_url(&needing_signin(&client, &query("User.Read")).await);
+    let claims: serde_json::Value = serde_json::from_str(&query_param(&url, "claims")).unwrap();
+    assert_eq!(claims["access_token"]["xms_cc"]["values"][0], "cp1", "{claims}");
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    assert_eq!(no_redirects.get(&url).send().await.unwrap().status(), 200);
+    let redirect = fake.approve_browser(&query_param(&url, "state"), ALICE).expect("approve");
+    assert_eq!(no_redirects.get(&redirect).send().await.unwrap().status(), 200);
+    client.token(&with_wait("User.Read", 30)).await.expect("token");
+    let stats = fake.stats();
+    assert_eq!(stats.token.authorization_code, 1);
+    assert_eq!(stats.token.cae_capable, 1, "the redeem carried cp1");
+    let redeemed: serde_json::Value = serde_json::from_str(stats.last_token_claims.as_deref().unwrap()).unwrap();
+    assert_eq!(redeemed, claims);
+}

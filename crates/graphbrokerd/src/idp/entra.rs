@@ -205,10 +205,15 @@ impl EntraPlatform {
         code: AuthorizationCode,
         verifier: PkceCodeVerifier,
         redirect_uri: &str,
+        claims: Option<&str>,
     ) -> Result<Tokens, PlatformError> {
         let client = Self::client(profile)?.set_redirect_uri(redirect_url(redirect_uri)?);
-        client
-            .exchange_code(code)
+        let mut request = client.exchange_code(code);
+        // The sign-in's capabilities and challenge go on its token request too (entra-protocol.md §6).
+        if let Some(claims) = claims {
+            request = request.add_extra_param("claims", claims);
+        }
+        request
             .set_pkce_verifier(verifier)
             // `scope` on the code grant is Microsoft's extension (RFC 6749 has none there; oauth2 has no setter):
             // Entra wants the one resource the token is for, and refuses an empty one (AADSTS28003).
@@ -282,8 +287,9 @@ impl Platform for EntraPlatform {
         code: AuthorizationCode,
         verifier: PkceCodeVerifier,
         redirect_uri: &'a str,
+        claims: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Tokens, PlatformError>> {
-        Box::pin(self.redeem_code_once(profile, scopes, code, verifier, redirect_uri))
+        Box::pin(self.redeem_code_once(profile, scopes, code, verifier, redirect_uri, claims))
     }
 }
 

@@ -83,6 +83,7 @@ pub trait Platform: Send + Sync + fmt::Debug {
         code: AuthorizationCode,
         verifier: PkceCodeVerifier,
         redirect_uri: &'a str,
+        claims: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Tokens, PlatformError>>;
 }
 
