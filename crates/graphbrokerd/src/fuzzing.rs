@@ -8,6 +8,8 @@
 //! - [`config`]: TOML text → a resolved [`Config`] whose default profile exists, or an error naming the file.
 //! - [`idp_answer`]: an identity-platform body → a token response, an error body (classified), a device-code
 //!   answer, a claims challenge; secrets from the body never show in `Debug`.
+//! - [`graph_proxy`]: a Graph proxy request path → a URL on the Graph origin under `/{version}/`, or a refusal;
+//!   `WWW-Authenticate` values → a claims challenge or none.
 //!
 //! Built only with the `fuzzing` feature (the fuzz crate turns it on) and in unit tests, which replay the
 //! committed corpus (`fuzz/corpus/`) through every target so that a finding, once fixed, stays fixed on stable.
@@ -191,6 +193,29 @@ pub fn idp_answer(data: &[u8]) {
     }
 }
 
+/// The Graph proxy's parsers of what a caller and Graph send: the first line is a request path (and query after
+/// `?`), the rest `WWW-Authenticate` values, one per line. A path either makes a URL on the Graph host under
+/// `/{version}/` or is refused; a challenge, when found, is never empty.
+pub fn graph_proxy(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (first, headers) = text.split_once('\n').unwrap_or((text, ""));
+    let (path, query) = match first.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (first, None),
+    };
+    let base = url::Url::parse("https://graph.microsoft.com/").expect("a URL");
+    let path = format!("/graph/{}", path.trim_start_matches('/'));
+    if let Ok(url) = crate::server::proxy::target_url(&base, &path, query) {
+        assert_eq!(url.origin(), base.origin(), "{path:?} left the Graph origin: {url}");
+        let version = path.trim_start_matches("/graph/").split('/').next().unwrap_or_default();
+        assert!(url.path().starts_with(&format!("/{version}/")), "{path:?} left /{version}/: {url}");
+        assert!(!url.path().split('/').any(|segment| segment == ".."), "{url}");
+    }
+    if let Some(claims) = crate::server::proxy::challenge::insufficient_claims(headers.lines()) {
+        assert!(!claims.is_empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -226,5 +251,10 @@ mod tests {
     #[test]
     fn the_idp_answer_corpus_replays() {
         replay("idp_answer", super::idp_answer);
+    }
+
+    #[test]
+    fn the_graph_proxy_corpus_replays() {
+        replay("graph_proxy", super::graph_proxy);
     }
 }

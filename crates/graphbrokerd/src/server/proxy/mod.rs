@@ -154,7 +154,7 @@ fn query_from_headers(headers: &HeaderMap) -> Result<TokenQuery, ApiError> {
 
 /// `{graph_url}/{version}/{path}?{query}` for the request path `/graph/{version}/{path}`, refused unless it stays
 /// on the Graph host under `/{version}/`.
-fn target_url(base: &Url, path: &str, query: Option<&str>) -> Result<Url, ApiError> {
+pub(crate) fn target_url(base: &Url, path: &str, query: Option<&str>) -> Result<Url, ApiError> {
     let rest = path.strip_prefix(graphbroker_protocol::routes::GRAPH_PREFIX).unwrap_or_default();
     let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
     if !names::VERSIONS.contains(&version) {
