@@ -45,6 +45,7 @@ use crate::error::ApiError;
 struct AppState {
     broker: Arc<Broker>,
     graph: proxy::GraphClient,
+    activity: Arc<Activity>,
 }
 
 /// Requests in flight and the time of the last one, for exiting when idle under socket activation.
@@ -71,6 +72,26 @@ impl Activity {
 
     fn touch(&self) {
         *self.last.lock().expect("activity lock") = tokio::time::Instant::now();
+    }
+}
+
+/// Counts an answer whose body is still streaming (the Graph proxy's) as a request in flight until the body is
+/// done, so an idle exit never cuts a download short.
+#[derive(Debug)]
+pub(crate) struct Streaming(Arc<Activity>);
+
+impl Streaming {
+    pub(crate) fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        activity.touch();
+        Self(activity.clone())
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -113,11 +134,11 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")
         })
         // Inner layer: only requests that passed the peer check count as activity.
-        .layer(middleware::from_fn_with_state(activity, track))
+        .layer(middleware::from_fn_with_state(activity.clone(), track))
         .layer(middleware::from_fn_with_state(policy, peer_check))
         // Outermost: every answer, a refusal by the peer check included, says which protocol the daemon speaks.
         .layer(middleware::map_response(protocol_header))
-        .with_state(AppState { broker, graph: proxy::GraphClient::new() })
+        .with_state(AppState { broker, graph: proxy::GraphClient::new(), activity })
 }
 
 /// Sets [`graphbroker_protocol::PROTOCOL_HEADER`], which clients check on each answer.

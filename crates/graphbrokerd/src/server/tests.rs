@@ -142,3 +142,55 @@ async fn every_answer_says_which_protocol_the_daemon_speaks() {
         assert_eq!(found, Some(expected.as_str()), "{method} {uri} ({status})");
     }
 }
+
+/// Rule: a Graph answer still streaming counts as a request in flight, so an idle exit (socket activation) never
+/// cuts a download short; once its body is done, the daemon is idle again.
+#[tokio::test]
+async fn a_streamed_graph_answer_counts_as_activity_until_its_body_is_done() {
+    // A Graph stand-in whose answer's body arrives when the test sends it.
+    let (parts, received) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let received = Arc::new(std::sync::Mutex::new(Some(received)));
+    let graph = axum::Router::new().route(
+        "/v1.0/slow",
+        axum::routing::get(move || {
+            let received = received.lock().unwrap().take().expect("one call");
+            async move {
+                let stream =
+                    futures_util::stream::unfold(received, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+                Body::from_stream(stream)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let graph_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, graph).await });
+
+    let text = format!("[profiles.default]\nflow = \"device\"\ngraph_url = \"{graph_url}\"\n");
+    let config = Config::parse(&text, std::path::Path::new("/test/config.toml")).unwrap();
+    let (platform, mut script) = ScriptedPlatform::new();
+    let keyring = ScriptedStore::open(StoreKind::Keyring);
+    keyring.put("default", "rt-0", record(&config.profiles["default"], "adele@contoso.com"));
+    let stores = ScriptedStores { keyring, memory: ScriptedStore::open(StoreKind::Memory) };
+    let broker = Broker::new(&config, platform, Arc::new(stores));
+    broker.load_accounts().await;
+    let activity = Arc::new(super::Activity::default());
+    let app = super::router_with_activity(broker, PeerPolicy { allowed_uid: OWNER }, activity.clone());
+
+    let answer = tokio::spawn(app.oneshot(request(Method::GET, "/graph/v1.0/slow", Some(OWNER))));
+    script.next().await.tokens(Ok(tokens("at-1", Some("rt-1"), "adele@contoso.com")));
+    parts.send(Ok(bytes::Bytes::from_static(b"first "))).await.unwrap();
+    let response = answer.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let in_flight = || activity.in_flight.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(in_flight(), 1, "the handler returned, but its body is still streaming");
+    assert_eq!(activity.idle_for(), std::time::Duration::ZERO);
+
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first ");
+    parts.send(Ok(bytes::Bytes::from_static(b"last"))).await.unwrap();
+    drop(parts);
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"last");
+    assert_eq!(in_flight(), 0, "the body is done: nothing in flight");
+}

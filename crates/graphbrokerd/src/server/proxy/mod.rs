@@ -14,6 +14,7 @@
 mod body;
 pub(crate) mod challenge;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -25,9 +26,11 @@ use secrecy::ExposeSecret;
 use url::Url;
 use zeroize::Zeroizing;
 
+use futures_util::StreamExt as _;
+
 use self::body::Outgoing;
-use super::AppState;
 use super::request::token_request;
+use super::{Activity, AppState, Streaming};
 use crate::broker::TokenRequest;
 use crate::error::ApiError;
 use crate::idp::ClaimsChallenge;
@@ -107,7 +110,7 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
         let answer = upstream.send().await.map_err(|e| unreachable(&target, e, replayable))?;
         let challenge = claims_challenge(&answer);
         let Some(challenge) = challenge.filter(|_| !retried) else {
-            return Ok(passed_back(answer, None));
+            return Ok(passed_back(answer, None, &app.activity));
         };
         tracing::info!(profile = %token.profile, "Graph sent a claims challenge; renewing the token");
         let challenge = ClaimsChallenge::parse(&challenge).ok().flatten().ok_or_else(|| {
@@ -120,7 +123,7 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
         let renewal = TokenRequest { claims: Some(challenge), challenged, ..token_request.clone() };
         token = app.broker.token(&renewal).await?;
         if !replayable {
-            return Ok(passed_back(answer, Some("renewed")));
+            return Ok(passed_back(answer, Some("renewed"), &app.activity));
         }
         retried = true;
     }
@@ -234,14 +237,20 @@ fn claims_challenge(answer: &reqwest::Response) -> Option<String> {
 }
 
 /// Graph's answer as the caller's: status, headers but the connection-level ones, and the body as a stream.
-fn passed_back(answer: reqwest::Response, claims: Option<&'static str>) -> Response {
+fn passed_back(answer: reqwest::Response, claims: Option<&'static str>, activity: &Arc<Activity>) -> Response {
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = forwarded_back(answer.headers());
     headers.insert(HeaderName::from_static(names::UPSTREAM_HEADER), HeaderValue::from_static("graph"));
     if let Some(claims) = claims {
         headers.insert(HeaderName::from_static(names::CLAIMS_HEADER), HeaderValue::from_static(claims));
     }
-    let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
+    // The body streams after the handler returned: it counts as activity until it is done (or dropped).
+    let streaming = Streaming::start(activity);
+    let body = answer.bytes_stream().map(move |chunk| {
+        let _busy = &streaming;
+        chunk
+    });
+    let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
