@@ -223,12 +223,12 @@ fn find_error<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Er
     None
 }
 
-fn encode_query(query: &impl Serialize) -> Result<String, Error> {
+pub(crate) fn encode_query(query: &impl Serialize) -> Result<String, Error> {
     serde_urlencoded::to_string(query).map_err(|error| Error::Request(error.to_string()))
 }
 
 /// A 2xx body is the route's type; anything else should be the error envelope.
-fn decode<T: DeserializeOwned>(route: &str, status: StatusCode, body: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode<T: DeserializeOwned>(route: &str, status: StatusCode, body: &[u8]) -> Result<T, Error> {
     if status.is_success() {
         return serde_json::from_slice(body).map_err(|error| Error::Protocol(describe_parse_failure(route, &error)));
     }
