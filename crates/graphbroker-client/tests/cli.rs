@@ -285,3 +285,15 @@ fn parse_powershell_hashtable(literal: &str) -> Vec<(String, String)> {
     assert_eq!(separators.split_whitespace().collect::<String>(), "=;=", "{literal}");
     strings.chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect()
 }
+
+#[tokio::test]
+async fn a_daemon_of_another_protocol_is_asked_once_and_named() {
+    let daemon = MockDaemon::start(|_, _| Reply::ok(token_body()).speaking(Some("999")));
+    for args in [&["token", "--no-autostart"][..], &["token"][..], &["header", "--powershell"][..]] {
+        let output = run(daemon.socket(), args).await;
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(text(&output.stdout), "", "{args:?}");
+        assert!(error_line(&output).contains("protocol 999"), "{args:?}: {}", text(&output.stderr));
+    }
+    assert_eq!(daemon.requests().len(), 3, "one request per command");
+}

@@ -6,7 +6,8 @@
 //! (help, a usage error, another command, an unusual spelling) goes to clap. It answers only a token: every
 //! other outcome goes to the full path in [`crate::commands`], which prints prompts, waits, starts the daemon and
 //! words the errors. When the daemon did answer (`signin_required`, an error), that answer is handed over rather
-//! than asked for again; when it did not (not running, a socket refused, a garbled answer), the full path starts
+//! than asked for again. A socket refused by the checks, or a daemon of another protocol, ends the command with
+//! the full path's own error. Otherwise (not running, a broken connection, a garbled answer) the full path starts
 //! from the beginning and makes every check again itself.
 
 use std::ffi::OsString;
@@ -137,6 +138,11 @@ pub fn answer(cli: &Cli) -> Outcome {
     match printed {
         Ok(printed) => Outcome::Done(printed),
         Err(error @ Error::Daemon { .. }) => Outcome::Answered(error),
+        // What the full path would say too, at its first request; asking again would only knock twice on a
+        // socket that is not to be trusted, or on a daemon of another version.
+        Err(error) if error.is_untrusted_socket() || matches!(error, Error::ProtocolMismatch { .. }) => {
+            Outcome::Done(Err(Failure::from(&error)))
+        }
         Err(_) => Outcome::NotAnswered,
     }
 }
