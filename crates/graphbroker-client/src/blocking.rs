@@ -26,9 +26,6 @@ use crate::error::Error;
 /// groups a few times that; past this something that is not graphbrokerd is talking.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
-/// The most header lines an answer may have. The daemon sends about six.
-const MAX_HEADERS: usize = 32;
-
 /// `GET /v1/token` on `socket`, blocking: see the module documentation.
 pub fn token(socket: &Path, query: &TokenQuery) -> Result<TokenResponse, Error> {
     ask(socket, routes::TOKEN, query)
@@ -118,38 +115,66 @@ fn read_answer(stream: &mut UnixStream) -> io::Result<Vec<u8>> {
 
 /// The whole answer's length once its head is in and names a `Content-Length`.
 fn expected_length(answer: &[u8]) -> Option<usize> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head) = response.parse(answer).ok()? else { return None };
-    let length = response.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length"))?;
-    let length: usize = std::str::from_utf8(length.value).ok()?.trim().parse().ok()?;
-    Some(head.saturating_add(length))
+    let head = Head::parse(answer).ok()??;
+    let length: usize = head.header("content-length")?.parse().ok()?;
+    Some(head.length.saturating_add(length))
+}
+
+/// An answer's status line and headers. Read by hand rather than with `httparse`: its SIMD paths detect the
+/// CPU's features on first use, which in a VM (each `cpuid` traps to the hypervisor) costs more than the rest of
+/// the parse, once per process.
+struct Head<'a> {
+    status: u16,
+    headers: Vec<(&'a str, &'a str)>,
+    /// The head's length, blank line included.
+    length: usize,
+}
+
+impl<'a> Head<'a> {
+    /// The head, `None` until it is all there, or why it is not HTTP.
+    fn parse(answer: &'a [u8]) -> Result<Option<Self>, &'static str> {
+        let Some(end) = answer.windows(4).position(|window| window == b"\r\n\r\n") else { return Ok(None) };
+        let text = std::str::from_utf8(&answer[..end]).map_err(|_| "a head that is not text")?;
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut words = status_line.split(' ');
+        let (Some(version), Some(code)) = (words.next(), words.next()) else { return Err("no status line") };
+        if !version.starts_with("HTTP/1.") || code.len() != 3 {
+            return Err("no HTTP/1 status line");
+        }
+        let status = code.parse().map_err(|_| "a status that is not a number")?;
+        let headers = lines
+            .map(|line| {
+                line.split_once(':').map(|(name, value)| (name.trim(), value.trim())).ok_or("a bad header line")
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Self { status, headers, length: end + 4 }))
+    }
+
+    fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.iter().find(|(found, _)| found.eq_ignore_ascii_case(name)).map(|(_, value)| *value)
+    }
 }
 
 /// The status, the protocol version the daemon named, and the body.
 fn parse_answer<'a>(route: &str, answer: &'a [u8]) -> Result<(u16, Option<u32>, &'a [u8]), Error> {
     let garbled = |what: &str| Error::Protocol(format!("{route} answered {what}"));
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let head = match response.parse(answer) {
-        Ok(httparse::Status::Complete(head)) => head,
-        Ok(httparse::Status::Partial) => return Err(garbled("an incomplete HTTP answer")),
-        Err(error) => return Err(garbled(&format!("something that is not HTTP ({error})"))),
+    let head = match Head::parse(answer) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Err(garbled("an incomplete HTTP answer")),
+        Err(problem) => return Err(garbled(&format!("something that is not HTTP ({problem})"))),
     };
-    let header = |name: &str| {
-        response.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value))
-    };
-    if header("transfer-encoding").is_some() {
+    if head.header("transfer-encoding").is_some() {
         return Err(garbled("a body in a transfer encoding (graphbrokerd sends a Content-Length)"));
     }
-    let body = &answer[head..];
-    if let Some(length) = header("content-length")
-        && length.trim().parse::<usize>().ok() != Some(body.len())
+    let body = &answer[head.length..];
+    if let Some(length) = head.header("content-length")
+        && length.parse::<usize>().ok() != Some(body.len())
     {
         return Err(garbled("a body shorter or longer than its Content-Length"));
     }
-    let protocol = header(PROTOCOL_HEADER).and_then(|value| value.trim().parse::<u32>().ok());
-    Ok((response.code.unwrap_or(0), protocol, body))
+    let protocol = head.header(PROTOCOL_HEADER).and_then(|value| value.parse::<u32>().ok());
+    Ok((head.status, protocol, body))
 }
 
 #[cfg(test)]
@@ -172,6 +197,8 @@ mod tests {
         assert!(matches!(parse_answer("/v1/token", short), Err(Error::Protocol(_))));
         let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
         assert!(matches!(parse_answer("/v1/token", chunked), Err(Error::Protocol(_))));
-        assert!(matches!(parse_answer("/v1/token", b"SSH-2.0-OpenSSH\r\n"), Err(Error::Protocol(_))));
+        assert!(matches!(parse_answer("/v1/token", b"SSH-2.0-OpenSSH\r\n\r\n"), Err(Error::Protocol(_))));
+        assert!(matches!(parse_answer("/v1/token", b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n"), Err(Error::Protocol(_))));
+        assert!(matches!(parse_answer("/v1/token", b"HTTP/1.1 200 OK\r\n"), Err(Error::Protocol(_))));
     }
 }
