@@ -223,7 +223,7 @@ fn find_error<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Er
     None
 }
 
-fn encode_query(query: &impl Serialize) -> Result<String, Error> {
+pub(crate) fn encode_query(query: &impl Serialize) -> Result<String, Error> {
     serde_urlencoded::to_string(query).map_err(|error| Error::Request(error.to_string()))
 }
 

@@ -68,24 +68,28 @@ impl tower_service::Service<Uri> for CheckedConnector {
 
 /// Connects to `socket` for user `uid`, checking the directory before and the listener after connecting.
 pub(crate) async fn connect_checked(socket: &Path, uid: u32) -> Result<tokio::net::UnixStream, ConnectError> {
-    let dir = directory_of(socket);
-    match std::fs::symlink_metadata(dir) {
-        Ok(meta) => {
-            if let Some(problem) = private_directory_problem(&meta, uid) {
-                return Err(ConnectError::Directory(UnsafeDirectory { path: dir.to_owned(), problem }));
-            }
-        }
-        // No directory, so no socket: connecting reports that as "not running", which autostart can fix (the
-        // daemon creates the directory private).
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(ConnectError::Io(error)),
-    }
+    check_directory(socket, uid)?;
     let stream = tokio::net::UnixStream::connect(socket).await.map_err(ConnectError::Io)?;
     let listener = stream.peer_cred().ok().map(|cred| cred.uid());
     match listener {
         Some(found) if trusted_listener(found, uid) => Ok(stream),
         // Dropped here, unused: not a byte of the request was written.
         uid => Err(ConnectError::Listener { uid }),
+    }
+}
+
+/// Check 1: the directory that holds `socket` is the user's alone (or missing).
+pub(crate) fn check_directory(socket: &Path, uid: u32) -> Result<(), ConnectError> {
+    let dir = directory_of(socket);
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) => match private_directory_problem(&meta, uid) {
+            Some(problem) => Err(ConnectError::Directory(UnsafeDirectory { path: dir.to_owned(), problem })),
+            None => Ok(()),
+        },
+        // No directory, so no socket: connecting reports that as "not running", which autostart can fix (the
+        // daemon creates the directory private).
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(ConnectError::Io(error)),
     }
 }
 
@@ -98,7 +102,7 @@ fn directory_of(socket: &Path) -> &Path {
 /// creates and listens on an agent's socket itself, and the kernel reports the uid of whoever called `listen`;
 /// root could read everything of the user's anyway, so accepting it there gives nothing away. Elsewhere only the
 /// caller's own uid is accepted (a systemd user manager runs as the user).
-fn trusted_listener(listener: u32, caller: u32) -> bool {
+pub(crate) fn trusted_listener(listener: u32, caller: u32) -> bool {
     listener == caller || (cfg!(target_os = "macos") && listener == 0)
 }
 

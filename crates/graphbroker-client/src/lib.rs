@@ -31,6 +31,8 @@
 //! the program listening on it runs as the user ([`Error::UnsafeSocketDirectory`], [`Error::UntrustedListener`]
 //! otherwise), and it checks the daemon's protocol version on every answer ([`Error::ProtocolMismatch`]).
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod blocking;
 mod client;
 mod connect;
 mod error;

@@ -58,8 +58,42 @@ impl Client {
         self.ask_with_signin(routes::HEADER, query, timeout, on_prompt).await
     }
 
+    /// [`Client::token_with_signin`], carrying on from `first`: the daemon's error answer to `query` sent once
+    /// already with `wait=0` (by [`crate::blocking::token`], say), so that the daemon is not asked twice.
+    pub async fn token_with_signin_after(
+        &self,
+        first: Error,
+        query: &TokenQuery,
+        timeout: Duration,
+        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<TokenResponse, Error> {
+        self.ask_with_signin_from(Some(first), routes::TOKEN, query, timeout, on_prompt).await
+    }
+
+    /// [`Client::header_with_signin`], carrying on from `first` as [`Client::token_with_signin_after`] does.
+    pub async fn header_with_signin_after(
+        &self,
+        first: Error,
+        query: &TokenQuery,
+        timeout: Duration,
+        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<HeaderResponse, Error> {
+        self.ask_with_signin_from(Some(first), routes::HEADER, query, timeout, on_prompt).await
+    }
+
     async fn ask_with_signin<T: DeserializeOwned>(
         &self,
+        route: &str,
+        query: &TokenQuery,
+        timeout: Duration,
+        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<T, Error> {
+        self.ask_with_signin_from(None, route, query, timeout, on_prompt).await
+    }
+
+    async fn ask_with_signin_from<T: DeserializeOwned>(
+        &self,
+        mut first: Option<Error>,
         route: &str,
         query: &TokenQuery,
         timeout: Duration,
@@ -70,9 +104,12 @@ impl Client {
         let mut query = TokenQuery { wait: Some(0), ..query.clone() };
         let mut shown: Option<SignInPrompt> = None;
         loop {
-            let error = match self.ask(route, &query).await {
-                Ok(answer) => return Ok(answer),
-                Err(error) => error,
+            let error = match first.take() {
+                Some(error) => error,
+                None => match self.ask(route, &query).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(error) => error,
+                },
             };
             match error.code() {
                 Some(ErrorCode::SigninRequired) => match error.signin_prompt() {

@@ -182,3 +182,118 @@ async fn a_daemon_program_that_cannot_start_exits_3() {
         assert!(error_line(&output).contains(expected), "{}", text(&output.stderr));
     }
 }
+
+/// A token answer whose token carries what shells and PowerShell treat specially, so that the quoting is tested.
+/// (Real tokens are base64url and dots; the formats must not depend on it.)
+const AWKWARD_TOKEN: &str = "it's $HOME `id` \"x\" \u{2019}q\u{2019} \\n";
+
+fn awkward_token_body() -> serde_json::Value {
+    let mut body = token_body();
+    body["access_token"] = AWKWARD_TOKEN.into();
+    body
+}
+
+#[tokio::test]
+async fn raw_and_its_old_name_token_print_the_bare_token() {
+    let daemon = MockDaemon::start(|_, _| Reply::ok(token_body()));
+    for format in ["raw", "token"] {
+        let output = run(daemon.socket(), &["token", "--format", format]).await;
+        assert!(output.status.success(), "{format}: {}", text(&output.stderr));
+        assert_eq!(text(&output.stdout), format!("{ACCESS_TOKEN}\n"), "{format}");
+    }
+}
+
+#[tokio::test]
+async fn env_lines_evaluate_to_the_token_and_its_expiry() {
+    let daemon = MockDaemon::start(|_, _| Reply::ok(awkward_token_body()));
+    let output = run(daemon.socket(), &["token", "--format", "env"]).await;
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let lines = text(&output.stdout);
+    assert!(lines.lines().all(|line| line.starts_with("export ")), "{lines}");
+    // `eval` in a real shell, then read the variables back out of a child process's environment.
+    let evaluated = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"eval "$1" && printf '%s' "$GRAPHBROKER_ACCESS_TOKEN" && sh -c 'printf "\n%s" "$GRAPHBROKER_TOKEN_EXPIRES_AT"'"#)
+        .arg("sh")
+        .arg(&lines)
+        .env("HOME", "/home/should-not-appear")
+        .output()
+        .unwrap();
+    assert!(evaluated.status.success(), "sh: {}", text(&evaluated.stderr));
+    let expires_at = token_body()["expires_at"].as_u64().unwrap();
+    assert_eq!(text(&evaluated.stdout), format!("{AWKWARD_TOKEN}\n{expires_at}"));
+}
+
+#[tokio::test]
+async fn xoauth2_is_base64_of_the_sasl_string_for_the_account() {
+    use base64::Engine as _;
+    let daemon = MockDaemon::start(|_, _| Reply::ok(token_body()));
+    let output = run(daemon.socket(), &["token", "--format", "xoauth2"]).await;
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let decoded = base64::engine::general_purpose::STANDARD.decode(stdout.trim_end_matches('\n')).unwrap();
+    assert_eq!(text(&decoded), format!("user=adele@contoso.com\x01auth=Bearer {ACCESS_TOKEN}\x01\x01"));
+}
+
+#[tokio::test]
+async fn header_powershell_is_a_hashtable_of_both_headers() {
+    let daemon = MockDaemon::start(|_, _| {
+        Reply::ok(
+            serde_json::json!({"Authorization": format!("Bearer {AWKWARD_TOKEN}"), "Content-Type": "application/json"}),
+        )
+    });
+    let output = run(daemon.socket(), &["header", "--powershell"]).await;
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(daemon.requests()[0].path, "/v1/header");
+    let entries = parse_powershell_hashtable(text(&output.stdout).trim_end_matches('\n'));
+    assert_eq!(
+        entries,
+        [
+            ("Authorization".to_owned(), format!("Bearer {AWKWARD_TOKEN}")),
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+        ]
+    );
+}
+
+/// Reads `@{ 'k' = 'v'; … }` as PowerShell does for verbatim strings: any of the four single quote marks opens
+/// and closes a string, and a doubled one stands for itself. Panics on anything else.
+fn parse_powershell_hashtable(literal: &str) -> Vec<(String, String)> {
+    let is_quote = |c: char| matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}');
+    let inner = literal.strip_prefix("@{").and_then(|rest| rest.strip_suffix('}')).expect(literal);
+    let mut chars = inner.chars().peekable();
+    let mut strings = Vec::new();
+    let mut separators = String::new();
+    while let Some(c) = chars.next() {
+        if !is_quote(c) {
+            separators.push(c);
+            continue;
+        }
+        let mut value = String::new();
+        loop {
+            let c = chars.next().expect("unterminated string");
+            if is_quote(c) {
+                if chars.peek().copied().is_some_and(is_quote) {
+                    value.push(chars.next().unwrap());
+                    continue;
+                }
+                break;
+            }
+            value.push(c);
+        }
+        strings.push(value);
+    }
+    assert_eq!(separators.split_whitespace().collect::<String>(), "=;=", "{literal}");
+    strings.chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect()
+}
+
+#[tokio::test]
+async fn a_daemon_of_another_protocol_is_asked_once_and_named() {
+    let daemon = MockDaemon::start(|_, _| Reply::ok(token_body()).speaking(Some("999")));
+    for args in [&["token", "--no-autostart"][..], &["token"][..], &["header", "--powershell"][..]] {
+        let output = run(daemon.socket(), args).await;
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(text(&output.stdout), "", "{args:?}");
+        assert!(error_line(&output).contains("protocol 999"), "{args:?}: {}", text(&output.stderr));
+    }
+    assert_eq!(daemon.requests().len(), 3, "one request per command");
+}

@@ -15,7 +15,8 @@
 //!   1, 8 and 64 concurrent requests: p50, p99 and requests/s, with the daemon's CPU use;
 //! - the daemon's RSS at start, idle after the sign-in, and under load (sampled, and `VmHWM`);
 //! - `graphbroker-client token` as a whole process (and, for scale, `/bin/true` and `graphbroker-client
-//!   --version`), and with hyperfine when it is installed.
+//!   --version`), each as a ratio to `/bin/true` in the same run, the runs of the commands interleaved so that
+//!   they share the machine's moods; and all of them under hyperfine when it is installed.
 //!
 //! Load generator and daemon share the machine's cores, so requests/s is what the pair achieves together; the CPU
 //! columns say how the cores were split. It also checks, through the stand-in's counters, that no request of the
@@ -24,7 +25,8 @@
 //! Knobs (environment): `GRAPHBROKER_BENCH_SECS` (measured seconds per row, default 3), `GRAPHBROKER_BENCH_CLI_RUNS`
 //! (default 200), `GRAPHBROKER_BENCH_HYPERFINE=0` to skip hyperfine, `GRAPHBROKER_BENCH_DAEMON_WORKERS=N` to run the
 //! daemon with `TOKIO_WORKER_THREADS=N` (an experiment; it acts only while the daemon leaves its runtime's worker
-//! count to Tokio).
+//! count to Tokio), `GRAPHBROKER_BENCH_CLI_BEFORE=PATH` to time another `graphbroker-client` (an earlier build)
+//! side by side with this one.
 
 use std::future::Future;
 use std::io::{Read as _, Write as _};
@@ -58,6 +60,11 @@ const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(50);
 const TARGET_P50_RATIO: f64 = 3.0;
 const TARGET_REQUESTS_PER_SEC: f64 = 50_000.0;
 const TARGET_CLI_MEDIAN_MS: f64 = 5.0;
+/// `graphbroker-client token` on a cached token, as a multiple of starting `/bin/true`: the command should cost
+/// little more than starting any process.
+const TARGET_CLI_SPAWN_RATIO: f64 = 1.5;
+/// The cached-token p50 as a multiple of the bare echo floor, the stricter target once answers are shared.
+const TARGET_P50_BARE_RATIO: f64 = 2.0;
 const TARGET_IDLE_RSS_MIB: f64 = 10.0;
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +88,8 @@ struct Settings {
     measure: Duration,
     cli_runs: usize,
     hyperfine: bool,
+    /// Another `graphbroker-client` to time beside this one (`GRAPHBROKER_BENCH_CLI_BEFORE`).
+    cli_before: Option<PathBuf>,
     /// `TOKIO_WORKER_THREADS` for the daemon (an experiment knob: Tokio's default is one worker per core).
     daemon_workers: Option<usize>,
 }
@@ -108,7 +117,11 @@ impl Settings {
             }
             Err(_) => None,
         };
-        Ok(Self { daemon_bin, cli_bin, measure, cli_runs, hyperfine, daemon_workers })
+        let cli_before = std::env::var_os("GRAPHBROKER_BENCH_CLI_BEFORE").map(PathBuf::from);
+        if let Some(before) = &cli_before {
+            ensure!(before.is_file(), "GRAPHBROKER_BENCH_CLI_BEFORE: {} is missing", before.display());
+        }
+        Ok(Self { daemon_bin, cli_bin, measure, cli_runs, hyperfine, cli_before, daemon_workers })
     }
 }
 
@@ -139,7 +152,7 @@ struct Report {
     cache_hits: u64,
     refreshes: u64,
     cli: Vec<(String, Vec<Duration>)>,
-    hyperfine: Option<Result<HyperfineResult, String>>,
+    hyperfine: Option<Result<Vec<HyperfineResult>, String>>,
 }
 
 fn run(settings: &Settings) -> anyhow::Result<Report> {
@@ -235,15 +248,18 @@ fn run(settings: &Settings) -> anyhow::Result<Report> {
 /// Signs the user in through the device flow: ask, approve at the stand-in, ask again and wait.
 async fn sign_in(client: &Client, fake: &fake_entra::FakeEntra) -> anyhow::Result<()> {
     let query = TokenQuery { scopes: Some(SCOPES.into()), ..TokenQuery::default() };
-    let error = match client.token(&query).await {
+    // Through the library's waiting logic with no time to wait: it asks again while the daemon is still getting
+    // the device code (`signin_required` without a prompt yet), then hands over the prompt.
+    let mut shown = None;
+    let error = match client.token_with_signin(&query, Duration::ZERO, |prompt, _| shown = Some(prompt.clone())).await {
         Ok(_) => bail!("the daemon served a token before anyone signed in"),
         Err(error) => error,
     };
     ensure!(error.code() == Some(ErrorCode::SigninRequired), "expected signin_required, got {error}");
-    let Some(SignInPrompt::Device { user_code, .. }) = error.signin_prompt() else {
+    let Some(SignInPrompt::Device { user_code, .. }) = shown else {
         bail!("expected a device-code prompt, got {error}");
     };
-    fake.approve_device(user_code, USER)?;
+    fake.approve_device(&user_code, USER)?;
     client.token(&TokenQuery { wait: Some(30), ..query }).await?;
     Ok(())
 }
@@ -576,33 +592,37 @@ fn cpu_seconds_of(stat: &str) -> Option<f64> {
     Some(ticks as f64 / USER_HZ)
 }
 
-/// Whole-process timings: `/bin/true` (what starting any process costs here), the CLI's `--version` (loading it),
-/// and `token` (the real thing). Each gets a few unmeasured runs first.
-fn cli_timings(settings: &Settings, socket: &Path) -> anyhow::Result<Vec<(String, Vec<Duration>)>> {
-    let cli = settings.cli_bin.as_os_str();
-    let socket = socket.as_os_str();
-    let commands: [(&str, Vec<&std::ffi::OsStr>); 3] = [
-        ("/bin/true", vec!["/bin/true".as_ref()]),
-        ("graphbroker-client --version", vec![cli, "--version".as_ref()]),
-        (
-            "graphbroker-client token",
-            vec![
-                cli,
-                "--no-autostart".as_ref(),
-                "--socket".as_ref(),
-                socket,
-                "token".as_ref(),
-                "--scopes".as_ref(),
-                SCOPES.as_ref(),
-            ],
-        ),
+/// The whole processes timed: a label and the argv. `/bin/true` (what starting any process costs here) first, then
+/// the CLI's `--version` (loading it and its argument parser) and `token` (the real thing); the same two for
+/// `GRAPHBROKER_BENCH_CLI_BEFORE` when set.
+fn cli_commands(settings: &Settings, socket: &Path) -> Vec<(String, Vec<std::ffi::OsString>)> {
+    let token = |cli: &Path| {
+        let mut argv: Vec<std::ffi::OsString> = vec![cli.into(), "--no-autostart".into(), "--socket".into()];
+        argv.extend([socket.as_os_str().to_owned(), "token".into(), "--scopes".into(), SCOPES.into()]);
+        argv
+    };
+    let mut commands = vec![
+        ("/bin/true".to_owned(), vec!["/bin/true".into()]),
+        ("graphbroker-client --version".to_owned(), vec![settings.cli_bin.clone().into(), "--version".into()]),
+        ("graphbroker-client token".to_owned(), token(&settings.cli_bin)),
     ];
-    let mut timings = Vec::new();
-    for (label, argv) in commands {
-        let mut runs = Vec::with_capacity(settings.cli_runs);
-        for run in 0..settings.cli_runs + 10 {
+    if let Some(before) = &settings.cli_before {
+        commands.push(("before: --version".to_owned(), vec![before.clone().into(), "--version".into()]));
+        commands.push(("before: token".to_owned(), token(before)));
+    }
+    commands
+}
+
+/// Whole-process timings of [`cli_commands`], sorted. The commands take turns run by run, so that a change in the
+/// machine's load during the measurement falls on all of them alike. Each gets 10 unmeasured runs first.
+fn cli_timings(settings: &Settings, socket: &Path) -> anyhow::Result<Vec<(String, Vec<Duration>)>> {
+    let commands = cli_commands(settings, socket);
+    let mut timings: Vec<(String, Vec<Duration>)> =
+        commands.iter().map(|(label, _)| (label.clone(), Vec::with_capacity(settings.cli_runs))).collect();
+    for run in 0..settings.cli_runs + 10 {
+        for ((label, argv), (_, runs)) in commands.iter().zip(timings.iter_mut()) {
             let started = Instant::now();
-            let output = Command::new(argv[0]).args(&argv[1..]).stdin(Stdio::null()).output()?;
+            let output = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).output()?;
             let took = started.elapsed();
             ensure!(
                 output.status.success(),
@@ -614,44 +634,56 @@ fn cli_timings(settings: &Settings, socket: &Path) -> anyhow::Result<Vec<(String
                 runs.push(took);
             }
         }
+    }
+    for (_, runs) in &mut timings {
         runs.sort_unstable();
-        timings.push((label.to_owned(), runs));
     }
     Ok(timings)
 }
 
 #[derive(Debug)]
 struct HyperfineResult {
+    label: String,
     median: f64,
     mean: f64,
     stddev: f64,
 }
 
-/// `graphbroker-client token` under hyperfine (no shell), when hyperfine is on PATH; `None` when it is not.
-fn hyperfine(settings: &Settings, socket: &Path) -> Option<Result<HyperfineResult, String>> {
+/// Every one of [`cli_commands`] under one hyperfine run (no shell), when hyperfine is on PATH; `None` when it is
+/// not.
+fn hyperfine(settings: &Settings, socket: &Path) -> Option<Result<Vec<HyperfineResult>, String>> {
     let found = Command::new("hyperfine").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
     if !found.is_ok_and(|status| status.success()) {
         return None;
     }
-    let run = || -> anyhow::Result<HyperfineResult> {
+    let run = || -> anyhow::Result<Vec<HyperfineResult>> {
         let dir = tempfile::tempdir()?;
         let json = dir.path().join("hyperfine.json");
-        let command = format!(
-            "'{}' --no-autostart --socket '{}' token --scopes {SCOPES}",
-            settings.cli_bin.display(),
-            socket.display()
-        );
-        let output = Command::new("hyperfine")
-            .args(["-N", "--style", "none", "--warmup", "20", "--runs"])
-            .arg(settings.cli_runs.to_string())
-            .arg("--export-json")
-            .arg(&json)
-            .arg(&command)
-            .output()?;
+        let commands = cli_commands(settings, socket);
+        let mut hyperfine = Command::new("hyperfine");
+        hyperfine.args(["-N", "--style", "none", "--warmup", "20", "--runs"]);
+        hyperfine.arg(settings.cli_runs.to_string()).arg("--export-json").arg(&json);
+        for (_, argv) in &commands {
+            let words: Vec<String> = argv.iter().map(|word| format!("'{}'", word.to_string_lossy())).collect();
+            hyperfine.arg(words.join(" "));
+        }
+        let output = hyperfine.output()?;
         ensure!(output.status.success(), "hyperfine failed: {}", String::from_utf8_lossy(&output.stderr));
         let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
-        let field = |name: &str| results["results"][0][name].as_f64().with_context(|| format!("no {name} in JSON"));
-        Ok(HyperfineResult { median: field("median")?, mean: field("mean")?, stddev: field("stddev")? })
+        commands
+            .iter()
+            .enumerate()
+            .map(|(index, (label, _))| {
+                let field =
+                    |name: &str| results["results"][index][name].as_f64().with_context(|| format!("no {name} in JSON"));
+                Ok(HyperfineResult {
+                    label: label.clone(),
+                    median: field("median")?,
+                    mean: field("mean")?,
+                    stddev: field("stddev")?,
+                })
+            })
+            .collect()
     };
     Some(run().map_err(|e| format!("{e:#}")))
 }
@@ -759,23 +791,33 @@ impl Report {
         println!("  after load                 {}", mib(self.rss_after_kib));
         println!("  peak (VmHWM)               {}", mib(self.hwm_kib));
         println!();
-        println!("whole processes, {} runs each (after 10 unmeasured)", settings.cli_runs);
-        println!("  {:<30} {:>9} {:>9} {:>9}", "command", "median", "p90", "min");
+        println!("whole processes, {} runs each (after 10 unmeasured), the commands taking turns", settings.cli_runs);
+        println!("  {:<30} {:>9} {:>9} {:>9} {:>11}", "command", "median", "p90", "min", "x /bin/true");
+        let spawn = self.cli.first().map(|(_, runs)| nth(runs, 0.5).as_secs_f64()).unwrap_or(f64::NAN);
         for (label, runs) in &self.cli {
             println!(
-                "  {label:<30} {:>9} {:>9} {:>9}",
+                "  {label:<30} {:>9} {:>9} {:>9} {:>10.2}x",
                 millis(nth(runs, 0.5)),
                 millis(nth(runs, 0.9)),
-                millis(nth(runs, 0.0))
+                millis(nth(runs, 0.0)),
+                nth(runs, 0.5).as_secs_f64() / spawn
             );
         }
         match &self.hyperfine {
-            Some(Ok(h)) => println!(
-                "  hyperfine -N graphbroker-client token: median {:.2} ms, mean {:.2} ± {:.2} ms",
-                h.median * 1e3,
-                h.mean * 1e3,
-                h.stddev * 1e3
-            ),
+            Some(Ok(results)) => {
+                println!("  hyperfine -N, the same commands:");
+                let spawn = results.first().map(|h| h.median).unwrap_or(f64::NAN);
+                for h in results {
+                    println!(
+                        "  {:<30} median {:.3} ms, mean {:.3} ± {:.3} ms, {:.2}x /bin/true",
+                        h.label,
+                        h.median * 1e3,
+                        h.mean * 1e3,
+                        h.stddev * 1e3,
+                        h.median / spawn
+                    );
+                }
+            }
             Some(Err(e)) => println!("  hyperfine failed: {e}"),
             None if settings.hyperfine => println!("  (hyperfine not installed; skipped)"),
             None => println!("  (hyperfine skipped: GRAPHBROKER_BENCH_HYPERFINE=0)"),
@@ -796,7 +838,9 @@ impl Report {
             (worst <= TARGET_P50_RATIO, each.join(", "))
         };
         let (met, each) = ratios(|row| &row.bare);
-        line(format!("p50 <= {TARGET_P50_RATIO}x bare echo floor"), met, each);
+        line(format!("p50 <= {TARGET_P50_RATIO}x bare echo floor"), met, each.clone());
+        let worst = self.rows.iter().map(|row| row.ratio(&row.bare)).fold(0.0, f64::max);
+        line(format!("p50 <= {TARGET_P50_BARE_RATIO}x bare echo floor"), worst <= TARGET_P50_BARE_RATIO, each);
         let (met, each) = ratios(|row| &row.tokio_echo);
         line(format!("p50 <= {TARGET_P50_RATIO}x tokio echo floor"), met, each);
         if let Some(row) = self.rows.first() {
@@ -824,6 +868,14 @@ impl Report {
                 median <= TARGET_CLI_MEDIAN_MS,
                 format!("{median:.2} ms"),
             );
+            if let Some((_, spawn)) = self.cli.first() {
+                let ratio = median / (nth(spawn, 0.5).as_secs_f64() * 1e3);
+                line(
+                    format!("CLI token <= {TARGET_CLI_SPAWN_RATIO}x /bin/true"),
+                    ratio <= TARGET_CLI_SPAWN_RATIO,
+                    format!("{ratio:.2}x, medians in the same run"),
+                );
+            }
         }
         let idle = self.rss_idle_kib as f64 / 1024.0;
         line(format!("idle RSS <= {TARGET_IDLE_RSS_MIB} MiB"), idle <= TARGET_IDLE_RSS_MIB, format!("{idle:.1} MiB"));

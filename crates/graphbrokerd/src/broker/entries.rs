@@ -2,12 +2,14 @@
 //! single-flight lock of its refresh, and the mark of a background refresh under way.
 //!
 //! Access tokens live here only — never on disk. Validity is measured on tokio's clock (so tests can pause
-//! it); the wall-clock expiry is kept alongside for what clients are told.
+//! it); the wall-clock expiry is kept alongside for what clients are told. Each cached token also keeps its
+//! serialized answers ([`SharedAnswers`]), so that a hit hands out shared bytes instead of serializing again.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
@@ -27,6 +29,8 @@ pub struct CachedToken {
     pub valid_until: Instant,
     /// From when a cache hit also refreshes the token in the background.
     pub refresh_at: Instant,
+    /// The answers serialized for this token, shared by every clone of it: they go when the token goes.
+    pub answers: Arc<SharedAnswers>,
 }
 
 impl CachedToken {
@@ -51,6 +55,7 @@ impl CachedToken {
             expires_at: SystemTime::now() + lifetime,
             valid_until: now + lifetime,
             refresh_at: now + refresh_after,
+            answers: Arc::default(),
         }
     }
 
@@ -62,6 +67,60 @@ impl CachedToken {
     /// Time left before expiry (zero once expired).
     pub fn remaining(&self) -> Duration {
         self.valid_until.saturating_duration_since(Instant::now())
+    }
+}
+
+/// The serialized `/v1/token` and `/v1/header` answers of one cached token, made by the first hit that needs
+/// them and handed out as clones of the same bytes after that.
+///
+/// The bytes are owned by a zeroizing buffer (the server makes them, see `server/answer.rs`): they are wiped
+/// when the last clone goes, that is when the token is replaced, evicted or dropped (sign-out, a new account)
+/// and the answers in flight are sent. The token answer carries `expires_in`, which changes every second, so it
+/// is kept with the second it was made for and made again when a hit finds another second; the header answer
+/// never changes while the token lives.
+#[derive(Default)]
+pub struct SharedAnswers {
+    answers: Mutex<Answers>,
+}
+
+#[derive(Default)]
+struct Answers {
+    /// The token answer and the `expires_in` it says.
+    token: Option<(u64, Bytes)>,
+    header: Option<Bytes>,
+}
+
+impl SharedAnswers {
+    /// The token answer saying `expires_in`, made with `make` unless one for that second is kept.
+    pub fn token_answer<E>(&self, expires_in: u64, make: impl FnOnce() -> Result<Bytes, E>) -> Result<Bytes, E> {
+        let mut answers = self.answers.lock().expect("answers lock");
+        if let Some((said, bytes)) = &answers.token
+            && *said == expires_in
+        {
+            return Ok(bytes.clone());
+        }
+        let bytes = make()?;
+        answers.token = Some((expires_in, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// The header answer, made with `make` unless it is kept.
+    pub fn header_answer<E>(&self, make: impl FnOnce() -> Result<Bytes, E>) -> Result<Bytes, E> {
+        let mut answers = self.answers.lock().expect("answers lock");
+        if let Some(bytes) = &answers.header {
+            return Ok(bytes.clone());
+        }
+        let bytes = make()?;
+        answers.header = Some(bytes.clone());
+        Ok(bytes)
+    }
+}
+
+impl std::fmt::Debug for SharedAnswers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bytes carry the token: say only which answers are kept.
+        let answers = self.answers.lock().map(|a| (a.token.is_some(), a.header.is_some())).unwrap_or_default();
+        f.debug_struct("SharedAnswers").field("token", &answers.0).field("header", &answers.1).finish()
     }
 }
 
@@ -254,6 +313,28 @@ mod tests {
             None,
             Duration::from_secs(300),
         )
+    }
+
+    #[test]
+    fn answers_are_made_once_per_second_and_shared() {
+        let answers = SharedAnswers::default();
+        let mut made = 0;
+        let mut make = |text: &'static str| {
+            made += 1;
+            Ok::<_, ()>(Bytes::from_static(text.as_bytes()))
+        };
+        let first = answers.token_answer(3599, || make("a")).unwrap();
+        let again = answers.token_answer(3599, || make("b")).unwrap();
+        assert_eq!((&first[..], &again[..]), (&b"a"[..], &b"a"[..]));
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not a copy");
+        let next_second = answers.token_answer(3598, || make("c")).unwrap();
+        assert_eq!(&next_second[..], b"c");
+        assert_eq!(&answers.header_answer(|| make("h")).unwrap()[..], b"h");
+        assert_eq!(&answers.header_answer(|| make("i")).unwrap()[..], b"h");
+        assert_eq!(made, 3);
+        assert_eq!(format!("{answers:?}"), "SharedAnswers { token: true, header: true }");
+        // A failure to make one keeps nothing.
+        assert_eq!(SharedAnswers::default().token_answer(1, || Err::<Bytes, _>("no")), Err("no"));
     }
 
     #[tokio::test(start_paused = true)]

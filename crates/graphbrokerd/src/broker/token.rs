@@ -52,6 +52,8 @@ pub struct IssuedToken {
     pub expires_in: Duration,
     pub profile: String,
     pub account: AccountInfo,
+    /// The cached token's serialized answers, shared by every hit (see `entries.rs`).
+    pub answers: Arc<super::entries::SharedAnswers>,
 }
 
 /// What the silent path (cache, then refresh token) came to.
@@ -329,6 +331,7 @@ fn issued(profile: &Profile, record: &AccountRecord, token: CachedToken) -> Issu
         access_token: token.access_token,
         scopes: token.scopes,
         expires_at: token.expires_at,
+        answers: token.answers,
         profile: profile.name.clone(),
         account: account_info(record),
     }

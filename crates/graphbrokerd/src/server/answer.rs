@@ -1,5 +1,6 @@
 //! Answers that carry a token: serialized once, into a buffer of exactly the right size that is zeroized when
-//! the connection is done with it, so that no served token lingers in freed memory.
+//! the last holder is done with it (the cache entry and the connections sending it), so that no served token
+//! lingers in freed memory.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -10,20 +11,26 @@ use zeroize::Zeroizing;
 
 use crate::error::ApiError;
 
-/// A `200 application/json` answer with `value`, marked `no-store`: token answers must not be kept by anything
-/// between (RFC 6749 §5.1 asks the same of token endpoints).
-pub(super) fn secret_json(value: &impl Serialize) -> Result<Response, ApiError> {
+/// `value` as JSON in shared bytes that are wiped when the last clone goes (the cache keeps one clone while
+/// the token is cached, see `broker/entries.rs`; each answer in flight holds another).
+pub(super) fn secret_bytes(value: &impl Serialize) -> Result<Bytes, ApiError> {
     // Measured first, so the buffer never grows: a reallocation would leave a copy behind in the old block.
     let mut counter = Counter(0);
     serde_json::to_writer(&mut counter, value).map_err(serialize_failure)?;
     let mut buffer = Zeroizing::new(Vec::with_capacity(counter.0));
     serde_json::to_writer(&mut *buffer, value).map_err(serialize_failure)?;
     // The bytes are handed over without a copy; when the last reference goes, `Zeroizing` wipes them.
-    let mut response = Response::new(Body::from(Bytes::from_owner(buffer)));
+    Ok(Bytes::from_owner(buffer))
+}
+
+/// A `200 application/json` answer of `json` (from [`secret_bytes`]), marked `no-store`: token answers must not
+/// be kept by anything between (RFC 6749 §5.1 asks the same of token endpoints).
+pub(super) fn secret_answer(json: Bytes) -> Response {
+    let mut response = Response::new(Body::from(json));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
 }
 
 fn serialize_failure(error: serde_json::Error) -> ApiError {
@@ -51,7 +58,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_answer_is_the_json_with_no_store() {
-        let response = secret_json(&serde_json::json!({"access_token": "t", "n": 1})).unwrap();
+        let response = secret_answer(secret_bytes(&serde_json::json!({"access_token": "t", "n": 1})).unwrap());
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
         let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -34,7 +34,7 @@ use tokio::net::UnixListener;
 use zeroize::Zeroize;
 
 pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
-use self::answer::secret_json;
+use self::answer::{secret_answer, secret_bytes};
 use self::peer::peer_check;
 pub use self::peer::{Peer, PeerPolicy};
 use self::request::{parse_query, token_request};
@@ -176,25 +176,34 @@ async fn version() -> Json<VersionResponse> {
     Json(VersionResponse { protocol: PROTOCOL_VERSION, daemon: env!("CARGO_PKG_VERSION").into() })
 }
 
+/// The token answer, serialized once per second of `expires_in` and shared while the token is cached.
 async fn token(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let request = token_request(parse_query(raw)?)?;
     let issued = app.broker.token(&request).await?;
-    let mut body = token_response(issued);
-    let answer = secret_json(&body);
-    body.access_token.zeroize();
-    answer
+    let answers = issued.answers.clone();
+    let json = answers.token_answer(issued.expires_in.as_secs(), || {
+        let mut body = token_response(issued);
+        let json = secret_bytes(&body);
+        body.access_token.zeroize();
+        json
+    })?;
+    Ok(secret_answer(json))
 }
 
+/// The header answer, serialized once and shared while the token is cached.
 async fn header(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let request = token_request(parse_query(raw)?)?;
     let issued = app.broker.token(&request).await?;
-    let mut body = HeaderResponse {
-        authorization: bearer(issued.access_token.expose_secret()),
-        content_type: "application/json".into(),
-    };
-    let answer = secret_json(&body);
-    body.authorization.zeroize();
-    answer
+    let json = issued.answers.header_answer(|| {
+        let mut body = HeaderResponse {
+            authorization: bearer(issued.access_token.expose_secret()),
+            content_type: "application/json".into(),
+        };
+        let json = secret_bytes(&body);
+        body.authorization.zeroize();
+        json
+    })?;
+    Ok(secret_answer(json))
 }
 
 /// `Bearer <token>` in a string of exactly its size: growing it would leave a copy of the token behind.

@@ -51,8 +51,9 @@ pub enum Command {
     Token {
         #[command(flatten)]
         request: TokenRequest,
-        /// What to print: the bare token, an `Authorization: Bearer …` line, or the daemon's JSON answer
-        #[arg(long, value_enum, default_value_t = TokenFormat::Token)]
+        /// What to print: the bare token (`raw`, also spelled `token`), the daemon's JSON answer, `export` lines
+        /// for a POSIX shell's `eval`, an `Authorization: Bearer …` line, or a SASL XOAUTH2 string for mail
+        #[arg(long, value_enum, default_value_t = TokenFormat::Raw)]
         format: TokenFormat,
     },
     /// Print the `Authorization: Bearer …` header line (for `curl -H "$(…)"`)
@@ -62,6 +63,9 @@ pub enum Command {
         /// What to print: the header line, or the daemon's JSON headers
         #[arg(long, value_enum, default_value_t = HeaderFormat::Header)]
         format: HeaderFormat,
+        /// Print a PowerShell hashtable literal of the headers instead, for `$Header = …` (PowerShell 7.4+)
+        #[arg(long, conflicts_with = "format")]
+        powershell: bool,
     },
     /// Sign in (or join the sign-in under way) and wait until it completes
     Signin {
@@ -157,9 +161,20 @@ pub fn join_scopes(values: &[String]) -> Option<String> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TokenFormat {
-    Token,
-    Header,
+    /// The bare access token; `token` is the name it had first.
+    #[value(alias = "token")]
+    Raw,
     Json,
+    Env,
+    Header,
+    Xoauth2,
+}
+
+impl TokenFormat {
+    /// The format named `name` as `--format` spells it (aliases included).
+    pub fn from_name(name: &str) -> Option<Self> {
+        <Self as ValueEnum>::from_str(name, false).ok()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,15 +212,16 @@ mod tests {
     fn scopes_are_joined_from_every_flag_and_separator() {
         let cli = parse(&["token", "--scopes", "User.Read,Mail.Read", "--scopes", " Calendars.Read  Files.Read,"]);
         let Command::Token { request, format } = cli.command else { panic!("not token") };
-        assert_eq!(format, TokenFormat::Token);
+        assert_eq!(format, TokenFormat::Raw);
         assert_eq!(request.query().scopes.as_deref(), Some("User.Read Mail.Read Calendars.Read Files.Read"));
     }
 
     #[test]
     fn no_scopes_leaves_the_choice_to_the_profile() {
         let cli = parse(&["header", "--profile", "work", "--scopes", " , "]);
-        let Command::Header { request, format } = cli.command else { panic!("not header") };
+        let Command::Header { request, format, powershell } = cli.command else { panic!("not header") };
         assert_eq!(format, HeaderFormat::Header);
+        assert!(!powershell);
         let query = request.query();
         assert_eq!(query.scopes, None);
         assert_eq!(query.profile.as_deref(), Some("work"));
@@ -258,11 +274,31 @@ mod tests {
     }
 
     #[test]
+    fn token_formats_keep_token_as_the_name_of_raw() {
+        for (name, expected) in [
+            ("raw", TokenFormat::Raw),
+            ("token", TokenFormat::Raw),
+            ("json", TokenFormat::Json),
+            ("env", TokenFormat::Env),
+            ("header", TokenFormat::Header),
+            ("xoauth2", TokenFormat::Xoauth2),
+        ] {
+            let Command::Token { format, .. } = parse(&["token", "--format", name]).command else {
+                panic!("not token")
+            };
+            assert_eq!(format, expected, "{name}");
+            assert_eq!(TokenFormat::from_name(name), Some(expected), "{name}");
+        }
+        assert_eq!(TokenFormat::from_name("yaml"), None);
+    }
+
+    #[test]
     fn usage_errors_are_refused() {
         let bad = [
             &["token", "--format", "yaml"][..],
             &["signin", "--flow", "auto"][..],
             &["token", "--timeout", "-1"][..],
+            &["header", "--powershell", "--format", "json"][..],
             &["frobnicate"][..],
         ];
         for args in bad {

@@ -8,6 +8,7 @@ use graphbroker_client::{Client, Error, PROTOCOL_VERSION, SignInState, TokenQuer
 use crate::autostart::ensure_daemon;
 use crate::cli::{Cli, Command, HeaderFormat, TokenFormat, TokenRequest};
 use crate::exit_status::{ExitStatus, Failure};
+use crate::format;
 use crate::service;
 use crate::status_view::render_status;
 use crate::ui::Ui;
@@ -28,8 +29,11 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
     }
     match &cli.command {
-        Command::Token { request, format } => token(&client, request, *format, ui).await,
-        Command::Header { request, format } => header(&client, request, *format, ui).await,
+        Command::Token { request, format } => token(&client, None, request, *format, ui).await,
+        Command::Header { request, format, powershell } => {
+            let format = if *powershell { HeaderShape::PowerShell } else { HeaderShape::Format(*format) };
+            header(&client, None, request, format, ui).await
+        }
         Command::Signin { profile, flow, timeout } => {
             signin(&client, profile.as_deref(), *flow, Duration::from_secs(*timeout), ui).await
         }
@@ -41,31 +45,78 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
     }
 }
 
-async fn token(client: &Client, request: &TokenRequest, format: TokenFormat, ui: &Ui) -> Result<(), Failure> {
-    let limit = request.wait_limit();
-    let on_prompt = |prompt: &_, reason| ui.show_prompt(prompt, reason);
-    let token = ui
-        .while_waiting(client.token_with_signin(&request.query(), limit, on_prompt))
-        .await
-        .map_err(|error| Failure::after_wait(&error, limit))?;
-    let line = match format {
-        TokenFormat::Token => token.access_token.clone(),
-        TokenFormat::Header => format!("Authorization: {} {}", token.token_type, token.access_token),
-        TokenFormat::Json => to_json(&token)?,
+/// Carries on with `token` or `header` from the daemon's answer to their first request, which the fast path
+/// (`fast_path.rs`) sent: the daemon answered, so it runs and needs no starting.
+pub async fn continue_after(cli: &Cli, first: Error, ui: &Ui) -> Result<(), Failure> {
+    let client = match &cli.socket {
+        Some(socket) => Client::new(socket),
+        None => Client::from_env()?,
     };
-    print_line(&line)
+    match &cli.command {
+        Command::Token { request, format } => token(&client, Some(first), request, *format, ui).await,
+        Command::Header { request, format, powershell } => {
+            let format = if *powershell { HeaderShape::PowerShell } else { HeaderShape::Format(*format) };
+            header(&client, Some(first), request, format, ui).await
+        }
+        _ => run(cli, ui).await,
+    }
 }
 
-async fn header(client: &Client, request: &TokenRequest, format: HeaderFormat, ui: &Ui) -> Result<(), Failure> {
+async fn token(
+    client: &Client,
+    first: Option<Error>,
+    request: &TokenRequest,
+    format: TokenFormat,
+    ui: &Ui,
+) -> Result<(), Failure> {
     let limit = request.wait_limit();
     let on_prompt = |prompt: &_, reason| ui.show_prompt(prompt, reason);
-    let headers = ui
-        .while_waiting(client.header_with_signin(&request.query(), limit, on_prompt))
-        .await
-        .map_err(|error| Failure::after_wait(&error, limit))?;
-    let line = match format {
-        HeaderFormat::Header => format!("Authorization: {}", headers.authorization),
-        HeaderFormat::Json => to_json(&headers)?,
+    let query = request.query();
+    let answer = match first {
+        Some(first) => ui.while_waiting(client.token_with_signin_after(first, &query, limit, on_prompt)).await,
+        None => ui.while_waiting(client.token_with_signin(&query, limit, on_prompt)).await,
+    };
+    let token = answer.map_err(|error| Failure::after_wait(&error, limit))?;
+    print_token(&token, format)
+}
+
+/// Prints `token` as `--format` asks.
+pub fn print_token(token: &graphbroker_client::TokenResponse, format: TokenFormat) -> Result<(), Failure> {
+    let text = format::token(format, token).map_err(|error| Failure::from(Error::Protocol(error.to_string())))?;
+    print_line(&text)
+}
+
+/// How `header` prints: one of `--format`'s shapes, or `--powershell`'s hashtable.
+#[derive(Debug, Clone, Copy)]
+pub enum HeaderShape {
+    Format(HeaderFormat),
+    PowerShell,
+}
+
+async fn header(
+    client: &Client,
+    first: Option<Error>,
+    request: &TokenRequest,
+    format: HeaderShape,
+    ui: &Ui,
+) -> Result<(), Failure> {
+    let limit = request.wait_limit();
+    let on_prompt = |prompt: &_, reason| ui.show_prompt(prompt, reason);
+    let query = request.query();
+    let answer = match first {
+        Some(first) => ui.while_waiting(client.header_with_signin_after(first, &query, limit, on_prompt)).await,
+        None => ui.while_waiting(client.header_with_signin(&query, limit, on_prompt)).await,
+    };
+    let headers = answer.map_err(|error| Failure::after_wait(&error, limit))?;
+    print_headers(&headers, format)
+}
+
+/// Prints `headers` in `shape`.
+pub fn print_headers(headers: &graphbroker_client::HeaderResponse, shape: HeaderShape) -> Result<(), Failure> {
+    let line = match shape {
+        HeaderShape::Format(HeaderFormat::Header) => format!("Authorization: {}", headers.authorization),
+        HeaderShape::Format(HeaderFormat::Json) => to_json(headers)?,
+        HeaderShape::PowerShell => format::powershell_hashtable(headers),
     };
     print_line(&line)
 }

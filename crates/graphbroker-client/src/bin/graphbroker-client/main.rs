@@ -9,6 +9,9 @@ mod cli;
 mod commands;
 mod daemon_program;
 mod exit_status;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod fast_path;
+mod format;
 mod graph;
 mod service;
 mod status_view;
@@ -24,20 +27,44 @@ use crate::exit_status::{ExitStatus, Failure};
 use crate::ui::Ui;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(error) => {
-            // --help and --version are "errors" that print to stdout and succeed.
-            let status = if error.use_stderr() { ExitStatus::Usage.code() } else { 0 };
-            let _ = error.print();
-            return ExitCode::from(status);
-        }
+    // A cached token is answered without clap or an async runtime (see fast_path.rs); everything else, and
+    // every answer but the token, takes the full path below.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let (cli, first) = match fast_path::parse(std::env::args_os().skip(1)) {
+        Some(cli) => match fast_path::answer(&cli) {
+            fast_path::Outcome::Done(printed) => return finish(printed, &Ui::new(false)),
+            fast_path::Outcome::Answered(first) => (cli, Some(first)),
+            fast_path::Outcome::NotAnswered => (cli, None),
+        },
+        None => match parse_with_clap() {
+            Ok(cli) => (cli, None),
+            Err(status) => return status,
+        },
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let (cli, first) = match parse_with_clap() {
+        Ok(cli) => (cli, None::<graphbroker_client::Error>),
+        Err(status) => return status,
     };
     let ui = Ui::new(std::io::stderr().is_terminal());
     let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(run_until_interrupted(&cli, &ui)),
+        Ok(runtime) => runtime.block_on(run_until_interrupted(&cli, first, &ui)),
         Err(error) => Err(Failure::new(ExitStatus::Other, format!("could not start the async runtime: {error}"))),
     };
+    finish(outcome, &ui)
+}
+
+/// The command line through clap, or the status to exit with after clap printed help, a version or an error.
+fn parse_with_clap() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|error| {
+        // --help and --version are "errors" that print to stdout and succeed.
+        let status = if error.use_stderr() { ExitStatus::Usage.code() } else { 0 };
+        let _ = error.print();
+        ExitCode::from(status)
+    })
+}
+
+fn finish(outcome: Result<(), Failure>, ui: &Ui) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -50,9 +77,15 @@ fn main() -> ExitCode {
 
 /// Runs the command; Ctrl-C drops it wherever it is (a sign-in wait included) and ends with status 130. Dropping
 /// a wait closes its connection, which leaves the daemon's sign-in running for the next command to pick up.
-async fn run_until_interrupted(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
+async fn run_until_interrupted(cli: &Cli, first: Option<graphbroker_client::Error>, ui: &Ui) -> Result<(), Failure> {
+    let command = async {
+        match first {
+            Some(first) => commands::continue_after(cli, first, ui).await,
+            None => commands::run(cli, ui).await,
+        }
+    };
     tokio::select! {
-        outcome = commands::run(cli, ui) => outcome,
+        outcome = command => outcome,
         Ok(()) = tokio::signal::ctrl_c() => Err(Failure::interrupted()),
     }
 }
