@@ -97,6 +97,11 @@ async fn two_hundred_concurrent_cold_requests_make_one_sign_in_and_one_token_req
     let fake = fake();
     let daemon = Daemon::start(&config(&fake, "memory", &unique_service("burst"), ""));
     let client = daemon.client();
+    // The status is read on a connection of its own, opened before the burst: the 200 waiting requests hold
+    // connections, and past the daemon's cap of 64 a new connection waits until one is free. A shared pool
+    // would let a token request take the status connection and leave the status behind the cap.
+    let watcher = daemon.client();
+    watcher.status().await.expect("status before the burst");
 
     let mut tasks = Vec::new();
     for i in 0..200 {
@@ -106,7 +111,7 @@ async fn two_hundred_concurrent_cold_requests_make_one_sign_in_and_one_token_req
     }
     // Every request joins one sign-in: one device code, whose prompt the status shows.
     let user_code = loop {
-        let status = client.status().await.expect("status");
+        let status = watcher.status().await.expect("status");
         if let Some(graphbroker_protocol::SignInPrompt::Device { user_code, .. }) = &status.profiles[0].signin {
             break user_code.clone();
         }
