@@ -161,17 +161,19 @@ impl Client {
                 self.check_protocol(response.headers())?;
             }
             let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|error| Error::Connection { path: self.socket.to_path_buf(), source: Box::new(error) })?
-                .to_bytes();
-            Ok((status, body))
+            Ok((status, self.read_body(response.into_body()).await?))
         };
         tokio::time::timeout(limit, exchange)
             .await
             .map_err(|_| Error::Timeout { path: self.socket.to_path_buf(), after: limit })?
+    }
+
+    /// A whole answer body; a connection lost midway is [`Error::Connection`].
+    pub(crate) async fn read_body(&self, body: hyper::body::Incoming) -> Result<Bytes, Error> {
+        let collected = body.collect().await;
+        let collected = collected
+            .map_err(|error| Error::Connection { path: self.socket.to_path_buf(), source: Box::new(error) })?;
+        Ok(collected.to_bytes())
     }
 
     /// The answer's protocol header must name this client's protocol.

@@ -114,12 +114,7 @@ impl Client {
             return Ok(response);
         }
         let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| Error::Connection { path: self.socket.to_path_buf(), source: Box::new(error) })?
-            .to_bytes();
+        let body = self.read_body(response.into_body()).await?;
         match decode::<serde_json::Value>(&route, status, &body) {
             Err(error) => Err(error),
             Ok(_) => Err(Error::Protocol(format!("{route} answered HTTP {} without Graph's marker", status.as_u16()))),

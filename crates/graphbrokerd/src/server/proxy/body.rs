@@ -50,8 +50,4 @@ impl Outgoing {
             }
         }
     }
-
-    pub(super) fn is_empty(&self) -> bool {
-        matches!(self, Self::Whole(bytes) if bytes.is_empty())
-    }
 }

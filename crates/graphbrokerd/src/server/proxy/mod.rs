@@ -102,11 +102,11 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
     let mut retried = false;
     loop {
         let (body, replayable) = outgoing.attempt();
-        let mut upstream = client.request(method.clone(), target.clone()).headers(forwarded(&parts.headers));
-        if !outgoing.is_empty() || replayable {
-            upstream = upstream.body(body);
-        }
-        let upstream = upstream.header(header::AUTHORIZATION, bearer(token.access_token.expose_secret())?);
+        let upstream = client
+            .request(method.clone(), target.clone())
+            .headers(forwarded(&parts.headers))
+            .body(body)
+            .header(header::AUTHORIZATION, bearer(token.access_token.expose_secret())?);
         let answer = upstream.send().await.map_err(|e| unreachable(&target, e, replayable))?;
         let challenge = claims_challenge(&answer);
         let Some(challenge) = challenge.filter(|_| !retried) else {
