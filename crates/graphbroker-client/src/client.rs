@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use graphbroker_protocol::{
-    ErrorBody, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInFlow, SignInQuery,
-    SignInResponse, SignoutResponse, StatusResponse, TokenQuery, TokenResponse, VersionResponse, resolve_socket_path,
-    routes,
+    ConfigResponse, ErrorBody, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInFlow,
+    SignInQuery, SignInResponse, SignoutResponse, StatusResponse, TokenQuery, TokenResponse, VersionResponse,
+    resolve_socket_path, routes,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
@@ -107,6 +107,11 @@ impl Client {
     /// `GET /v1/status`: profiles, accounts, pending sign-ins and cached token expiries (never token values).
     pub async fn status(&self) -> Result<StatusResponse, Error> {
         self.call(Method::GET, routes::STATUS, None, Duration::ZERO).await
+    }
+
+    /// `GET /v1/config`: the configuration the daemon runs with, each value with the file line it came from.
+    pub async fn config(&self) -> Result<ConfigResponse, Error> {
+        self.call(Method::GET, routes::CONFIG, None, Duration::ZERO).await
     }
 
     /// `GET /healthz`: succeeds when the daemon is up and answering.

@@ -34,6 +34,7 @@
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod blocking;
 mod client;
+pub mod config_file;
 mod connect;
 mod error;
 mod graph;
@@ -46,9 +47,9 @@ pub use wait::MAX_WAIT_PER_REQUEST;
 
 /// The wire types, re-exported so that a program needs only this crate.
 pub use graphbroker_protocol::{
-    self as protocol, AccountInfo, EpochSeconds, ErrorCode, ErrorDetail, HeaderResponse, PROTOCOL_VERSION, SignInFlow,
-    SignInPrompt, SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, TokenQuery,
-    TokenResponse, VersionResponse, split_scopes,
+    self as protocol, AccountInfo, ConfigResponse, EpochSeconds, ErrorCode, ErrorDetail, HeaderResponse,
+    PROTOCOL_VERSION, SignInFlow, SignInPrompt, SignInReason, SignInResponse, SignInState, SignoutResponse,
+    StatusResponse, TokenQuery, TokenResponse, VersionResponse, split_scopes,
 };
 
 /// The README's library example, compiled as a doc test so it cannot go stale.

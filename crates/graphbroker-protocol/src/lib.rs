@@ -5,12 +5,14 @@
 //! the client library and any third-party program can share one definition of the protocol without pulling in
 //! an async runtime. Everything that crosses the socket is a type here; nothing crosses as a formatted string.
 
+mod config;
 mod error;
 mod messages;
 mod redact;
 mod socket;
 mod time;
 
+pub use config::{ConfigEntry, ConfigOrigin, ConfigResponse, ConfigValue};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use messages::{
     AccountInfo, CachedTokenStatus, Counters, HeaderResponse, ProfileQuery, ProfileStatus, SignInFlow, SignInPrompt,
@@ -48,6 +50,8 @@ pub mod routes {
     pub const SIGNOUT: &str = "/v1/signout";
     /// `GET`: [`crate::StatusResponse`].
     pub const STATUS: &str = "/v1/status";
+    /// `GET`: [`crate::ConfigResponse`], the configuration in effect and where each value came from.
+    pub const CONFIG: &str = "/v1/config";
     /// `GET`: liveness; answers `ok`.
     pub const HEALTHZ: &str = "/healthz";
     /// Any method: `/graph/{version}/{path…}` is forwarded to the profile's Microsoft Graph endpoint with its

@@ -167,6 +167,8 @@ struct ProfileSet {
 #[derive(Debug)]
 pub struct Broker {
     profiles: RwLock<Arc<ProfileSet>>,
+    /// The configuration in effect, as loaded (with the line of each key), for `GET /v1/config`.
+    config: RwLock<Arc<Config>>,
     platform: RwLock<Arc<dyn Platform>>,
     stores: Arc<dyn StoreFactory>,
     counters: AtomicCounters,
@@ -202,6 +204,7 @@ impl Broker {
         };
         Arc::new(Self {
             profiles: RwLock::new(Arc::new(profiles)),
+            config: RwLock::new(Arc::new(config.clone())),
             platform: RwLock::new(platform),
             stores,
             counters: AtomicCounters::default(),
@@ -241,6 +244,11 @@ impl Broker {
     /// Answers waiting requests and stops new waits: the daemon is stopping.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// The configuration in effect: the one given to [`Broker::new`], or to the last [`Broker::reload`].
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().expect("config lock").clone()
     }
 
     /// The Graph endpoint of the profile `name` (the default profile for `None`), where the proxy forwards to.

@@ -83,6 +83,7 @@ impl Broker {
             browser: browser_settings(config),
         };
         *self.profiles.write().expect("profiles lock") = Arc::new(set);
+        *self.config.write().expect("config lock") = Arc::new(config.clone());
         *self.platform.write().expect("platform lock") = platform;
         self.changed();
         summary

@@ -8,6 +8,8 @@
 //! with the public client id of Microsoft Graph Command Line Tools. `docs/configuration.md` documents every key.
 
 mod cloud;
+mod origin;
+mod report;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -21,6 +23,7 @@ use graphbroker_protocol::{SignInFlow, StoreKind};
 use url::Url;
 
 pub use cloud::Cloud;
+pub use origin::Origins;
 use resolve::{RawConfig, Resolver, syntax_error};
 
 /// The client id used when a profile names none: Microsoft Graph Command Line Tools, a public client that Microsoft
@@ -85,6 +88,8 @@ pub struct Config {
     pub browser_timeout: Duration,
     /// The file this was read from; `None` for the built-in defaults.
     pub source: Option<PathBuf>,
+    /// The line of each key set in `source`, read from the same text (empty for the built-in defaults).
+    pub origins: Origins,
 }
 
 /// One named profile: an app registration in a tenant, and how to sign in to it.
@@ -224,6 +229,7 @@ impl Config {
             browser_command: None,
             browser_timeout: DEFAULT_BROWSER_TIMEOUT,
             source: None,
+            origins: Origins::default(),
         }
     }
 
@@ -263,7 +269,8 @@ impl Config {
     /// Parses and resolves the text of a config file; `origin` is the file's path, for messages and `source`.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|err| syntax_error(text, origin, &err))?;
-        Resolver { path: origin }.config(raw)
+        let config = Resolver { path: origin }.config(raw)?;
+        Ok(Config { origins: Origins::of_text(text), ..config })
     }
 
     /// The profile called `name`, or the default profile for `None`.

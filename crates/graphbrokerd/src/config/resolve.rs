@@ -170,6 +170,7 @@ impl Resolver<'_> {
             browser_command,
             browser_timeout,
             source: Some(self.path.to_path_buf()),
+            origins: Default::default(),
         })
     }
 

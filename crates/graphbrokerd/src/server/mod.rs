@@ -127,6 +127,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .route(routes::SIGNIN, post(signin))
         .route(routes::SIGNOUT, post(signout))
         .route(routes::STATUS, get(status))
+        .route(routes::CONFIG, get(config))
         .route(routes::HEALTHZ, get(|| async { "ok" }))
         .route("/graph/{*path}", any(proxy::forward))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route: see docs/api.md for the routes") })
@@ -238,4 +239,9 @@ async fn signout(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result
 
 async fn status(State(app): State<AppState>) -> Response {
     Json(app.broker.status()).into_response()
+}
+
+/// The configuration in effect (the last one loaded, SIGHUP reloads included), with the line of each value.
+async fn config(State(app): State<AppState>) -> Response {
+    Json(app.broker.config().report()).into_response()
 }

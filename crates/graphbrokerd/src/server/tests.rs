@@ -194,3 +194,21 @@ async fn a_streamed_graph_answer_counts_as_activity_until_its_body_is_done() {
     assert_eq!(&rest[..], b"last");
     assert_eq!(in_flight(), 0, "the body is done: nothing in flight");
 }
+
+#[tokio::test]
+async fn config_answers_the_running_configuration_to_the_owner_only() {
+    let (app, _script) = app().await;
+    let (status, _, body) = send(app.clone(), request(Method::GET, "/v1/config", Some(OWNER))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["file"], "/test/config.toml");
+    let flow = body["entries"].as_array().unwrap().iter().find(|e| e["key"] == "profiles.default.flow").unwrap();
+    assert_eq!(
+        *flow,
+        serde_json::json!({"key": "profiles.default.flow", "value": "device", "origin": "file", "line": 2})
+    );
+    for peer in [Some(OWNER + 1), Some(0), None] {
+        let (status, _, body) = send(app.clone(), request(Method::GET, "/v1/config", peer)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{peer:?}");
+        assert_eq!(body["error"]["code"], "forbidden");
+    }
+}

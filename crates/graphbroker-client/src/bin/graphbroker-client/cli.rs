@@ -91,6 +91,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a commented config file, or show the configuration graphbrokerd runs with
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Call Microsoft Graph through graphbrokerd, which attaches the token (e.g. `graph GET /me`)
     #[command(after_help = GRAPH_EXAMPLES)]
     Graph(crate::graph::GraphArgs),
@@ -100,6 +105,25 @@ pub enum Command {
     Service {
         #[command(subcommand)]
         action: ServiceAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Write a commented config file (every key with its default) where graphbrokerd reads it
+    Init {
+        /// The file to write [default: $GRAPHBROKER_CONFIG, else the platform config dir's graphbroker/config.toml]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Replace an existing file (atomically: the old one stays whole until the new one is in place)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the configuration the running graphbrokerd uses, with the file and line of each value
+    Show {
+        /// Print the daemon's JSON answer instead of aligned lines
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -255,6 +279,17 @@ mod tests {
         let cli = parse(&["service", "status", "--socket", "/x.sock"]);
         assert!(matches!(cli.command, Command::Service { action: ServiceAction::Status }));
         assert!(Cli::try_parse_from(["graphbroker-client", "service"]).is_err());
+    }
+
+    #[test]
+    fn config_takes_init_or_show() {
+        let cli = parse(&["config", "init", "--config", "/x.toml", "--force"]);
+        let Command::Config { action: ConfigAction::Init { config, force } } = cli.command else { panic!("not init") };
+        assert_eq!(config.as_deref(), Some(std::path::Path::new("/x.toml")));
+        assert!(force);
+        let cli = parse(&["config", "show", "--json"]);
+        assert!(matches!(cli.command, Command::Config { action: ConfigAction::Show { json: true } }));
+        assert!(Cli::try_parse_from(["graphbroker-client", "config"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::time::Duration;
 use graphbroker_client::{Client, Error, PROTOCOL_VERSION, SignInState, TokenQuery};
 
 use crate::autostart::ensure_daemon;
-use crate::cli::{Cli, Command, HeaderFormat, TokenFormat, TokenRequest};
+use crate::cli::{Cli, Command, ConfigAction, HeaderFormat, TokenFormat, TokenRequest};
+use crate::config_command;
 use crate::exit_status::{ExitStatus, Failure};
 use crate::format;
 use crate::service;
@@ -19,12 +20,16 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
     if let Command::Service { action } = &cli.command {
         return service::run(*action, cli.socket.as_deref(), ui);
     }
+    // `config init` writes a file and talks to no daemon.
+    if let Command::Config { action: ConfigAction::Init { config, force } } = &cli.command {
+        return config_command::init(config.as_deref(), *force);
+    }
     let client = match &cli.socket {
         Some(socket) => Client::new(socket),
         None => Client::from_env()?,
     };
     // `status` and `version` report on the daemon rather than need it, so they never start one.
-    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version);
+    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version | Command::Config { .. });
     if wants_daemon && !cli.no_autostart {
         ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
     }
@@ -40,6 +45,10 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Signout { profile } => signout(&client, profile.as_deref()).await,
         Command::Status { json } => status(&client, *json).await,
         Command::Version => version(&client).await,
+        Command::Config { action: ConfigAction::Show { json } } => config_command::show(&client, *json).await,
+        Command::Config { action: ConfigAction::Init { config, force } } => {
+            config_command::init(config.as_deref(), *force)
+        }
         Command::Graph(args) => crate::graph::run(&client, args, ui).await,
         Command::Service { action } => service::run(*action, cli.socket.as_deref(), ui),
     }
@@ -199,7 +208,7 @@ fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
 }
 
 /// One line on stdout. A closed stdout (e.g. `| head -0`) is an error to report, not a panic.
-fn print_line(line: &str) -> Result<(), Failure> {
+pub fn print_line(line: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())

@@ -7,6 +7,7 @@
 mod autostart;
 mod cli;
 mod commands;
+mod config_command;
 mod daemon_program;
 mod exit_status;
 #[cfg(any(target_os = "linux", target_os = "android"))]
