@@ -79,8 +79,7 @@ mod tests {
 
     #[test]
     fn a_value_written_in_the_file_names_its_line() {
-        let text =
-            "http_timeout = 20\ndefault_profile = \"work\"\n[profiles.work]\n# the tenant\ntenant = \"contoso.onmicrosoft.com\"\ncae = true\n";
+        let text = "http_timeout = 20\ndefault_profile = \"work\"\n[profiles.work]\n# the tenant\ntenant = \"contoso.onmicrosoft.com\"\ncae = true\n";
         let config = Config::parse(text, Path::new("/test/config.toml")).unwrap();
         let report = config.report();
         assert_eq!(report.file.as_deref(), Some("/test/config.toml"));
