@@ -297,3 +297,43 @@ async fn a_daemon_of_another_protocol_is_asked_once_and_named() {
     }
     assert_eq!(daemon.requests().len(), 3, "one request per command");
 }
+
+/// A token that needs a sign-in whose token answer is held a while, as the daemon holds it while the user signs in.
+fn held_signin() -> MockDaemon {
+    MockDaemon::start(|_, index| if index == 0 { signin_required() } else { Reply::ok(token_body()).held_for(2) })
+}
+
+#[tokio::test]
+async fn no_spinner_when_stderr_is_not_a_terminal() {
+    let daemon = held_signin();
+    let output = run(daemon.socket(), &["token"]).await;
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), format!("{ACCESS_TOKEN}\n"));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(DEVICE_MESSAGE), "stderr: {stderr}");
+    assert!(!stderr.contains("waiting for sign-in"), "stderr: {stderr:?}");
+    assert!(!stderr.contains(['\r', '\x1b', '⠋', '⠙']), "no terminal control or spinner frames: {stderr:?}");
+}
+
+#[tokio::test]
+async fn a_spinner_turns_on_a_terminal_and_is_cleared_before_the_token() {
+    let daemon = held_signin();
+    // script(1) runs the command on a pseudo-terminal and copies what it writes there to its own stdout.
+    let output = tokio::process::Command::new("script")
+        .args(["-qec", r#""$GB_CLIENT" --socket "$GB_SOCKET" token"#, "/dev/null"])
+        .env("GB_CLIENT", env!("CARGO_BIN_EXE_graphbroker-client"))
+        .env("GB_SOCKET", daemon.socket())
+        .env_remove("GRAPHBROKER_SOCKET")
+        .env_remove("GRAPHBROKERD_PATH")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("script (util-linux) runs");
+    let terminal = text(&output.stdout);
+    assert!(output.status.success(), "{terminal}");
+    assert!(terminal.contains("waiting for sign-in ("), "the spinner was drawn: {terminal:?}");
+    // The token's line, after the last carriage return: the spinner line erased (ESC [2K), then the token alone.
+    let token_line = terminal.lines().find(|line| line.contains(ACCESS_TOKEN)).expect("the token was printed");
+    let last = token_line.trim_end_matches('\r').rsplit('\r').next().unwrap_or_default();
+    assert_eq!(last.strip_prefix("\x1b[2K").unwrap_or(last), ACCESS_TOKEN, "{token_line:?}");
+}

@@ -1,8 +1,10 @@
 //! What the user sees on stderr: sign-in prompts, the "waiting for sign-in" line, notes.
 //!
 //! stdout is reserved for the token (or header) so that `$(graphbroker-client token …)` captures nothing else.
-//! On a terminal the waiting line is a spinner rewritten in place; elsewhere (a log, a pipe) it is a plain line
-//! now and then, so logs stay readable.
+//! On a terminal the waiting line is an `indicatif` spinner, rewritten in place and cleared before anything else is
+//! written; elsewhere (a log, a pipe) it is a plain line now and then, so logs stay readable. The spinner is made
+//! only once a prompt has been shown on a terminal: the fast path (`fast_path.rs`) and every command that never
+//! waits do not touch `indicatif` at all.
 
 use std::future::Future;
 use std::io::Write;
@@ -11,12 +13,17 @@ use std::time::{Duration, SystemTime};
 
 use graphbroker_client::protocol::EpochSeconds;
 use graphbroker_client::{SignInPrompt, SignInReason};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::time::Instant;
 
-const SPINNER_FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+/// The spinner's frames; indicatif shows the last one only once finished, which is never seen (it is cleared).
+const SPINNER_FRAMES: [&str; 11] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏", " "];
 
 /// How often the spinner turns on a terminal.
 const SPINNER_TICK: Duration = Duration::from_millis(100);
+
+/// How often the plain lines' check runs when stderr is not a terminal.
+const PLAIN_CHECK: Duration = Duration::from_secs(1);
 
 /// How often a plain "still waiting" line is written when stderr is not a terminal: often enough to show the
 /// command is alive in a CI log, rare enough not to flood it.
@@ -33,9 +40,8 @@ pub struct Ui {
 struct WaitingLine {
     /// Set once a prompt has been shown: only then is there something to wait for.
     prompt_expires_at: Option<EpochSeconds>,
-    /// A spinner line is on screen and must be cleared before anything else is written.
-    drawn: bool,
-    frame: usize,
+    /// The spinner on screen (terminal only); finished and cleared before anything else is written.
+    spinner: Option<ProgressBar>,
     last_plain_line: Option<Instant>,
 }
 
@@ -72,7 +78,7 @@ impl Ui {
     /// waiting line when `work` ends.
     pub async fn while_waiting<F: Future>(&self, work: F) -> F::Output {
         tokio::pin!(work);
-        let mut tick = tokio::time::interval(if self.terminal { SPINNER_TICK } else { Duration::from_secs(1) });
+        let mut tick = tokio::time::interval(if self.terminal { SPINNER_TICK } else { PLAIN_CHECK });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
@@ -94,24 +100,20 @@ impl Ui {
     fn draw_waiting_line(&self) {
         let mut waiting = self.lock();
         let Some(expires_at) = waiting.prompt_expires_at else { return };
-        let left = format!(" ({} left)", format_time_left(expires_at.left_after(SystemTime::now())));
-        let mut stderr = std::io::stderr().lock();
+        let left = format_time_left(expires_at.left_after(SystemTime::now()));
         if self.terminal {
-            let frame = SPINNER_FRAMES[waiting.frame % SPINNER_FRAMES.len()];
-            waiting.frame = waiting.frame.wrapping_add(1);
-            let _ = write!(stderr, "\r{frame} waiting for sign-in{left}\x1b[K");
-            let _ = stderr.flush();
-            waiting.drawn = true;
+            // The spinner turns on indicatif's own tick (so it keeps turning while this task is busy); this
+            // brings the time left up to date.
+            waiting.spinner.get_or_insert_with(new_spinner).set_message(left);
         } else if waiting.last_plain_line.is_none_or(|last| last.elapsed() >= PLAIN_PROGRESS_EVERY) {
-            let _ = writeln!(stderr, "waiting for sign-in{left}");
+            let _ = writeln!(std::io::stderr(), "waiting for sign-in ({left} left)");
             waiting.last_plain_line = Some(Instant::now());
         }
     }
 
     fn clear(&self, waiting: &mut WaitingLine) {
-        if waiting.drawn {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
-            waiting.drawn = false;
+        if let Some(spinner) = waiting.spinner.take() {
+            spinner.finish_and_clear();
         }
     }
 
@@ -119,6 +121,16 @@ impl Ui {
         // The state is a few display flags; one left half-updated by a panic is still fine to draw from.
         self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The "waiting for sign-in" spinner on stderr; its message is the time left.
+fn new_spinner() -> ProgressBar {
+    let style = ProgressStyle::with_template("{spinner} waiting for sign-in ({msg} left)")
+        .expect("the spinner template is valid")
+        .tick_strings(&SPINNER_FRAMES);
+    let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+    spinner.enable_steady_tick(SPINNER_TICK);
+    spinner
 }
 
 /// Why the user is asked to sign in, as one line.
@@ -151,6 +163,34 @@ mod tests {
         assert_eq!(format_time_left(Duration::from_secs(59)), "0:59");
         assert_eq!(format_time_left(Duration::ZERO), "0:00");
         assert_eq!(format_time_left(Duration::from_secs(3600 + 2 * 60 + 3)), "1:02:03");
+    }
+
+    fn prompt() -> SignInPrompt {
+        serde_json::from_value(serde_json::json!({
+            "flow": "device", "verification_uri": "https://microsoft.com/devicelogin", "user_code": "ABC",
+            "message": "enter ABC", "expires_at": 4_000_000_000u64,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_spinner_is_made_on_a_terminal_only_once_a_prompt_is_shown_and_cleared_before_output() {
+        let ui = Ui::new(true);
+        ui.draw_waiting_line();
+        assert!(ui.lock().spinner.is_none(), "nothing to wait for before a prompt");
+        ui.show_prompt(&prompt(), None);
+        ui.draw_waiting_line();
+        assert!(ui.lock().spinner.is_some());
+        ui.note("a note");
+        assert!(ui.lock().spinner.is_none(), "cleared before the note");
+        ui.draw_waiting_line();
+        ui.clear_waiting_line();
+        assert!(ui.lock().spinner.is_none());
+
+        let ui = Ui::new(false);
+        ui.show_prompt(&prompt(), None);
+        ui.draw_waiting_line();
+        assert!(ui.lock().spinner.is_none(), "no spinner when stderr is not a terminal");
     }
 
     #[test]
