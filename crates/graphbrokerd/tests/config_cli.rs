@@ -126,6 +126,23 @@ async fn config_init_writes_a_private_file_at_the_default_location_that_the_daem
     assert!(shown_line(&shown, "http_timeout").starts_with("default "), "{shown}");
 }
 
+#[test]
+fn config_init_writes_where_the_flag_or_the_environment_says_as_the_daemon_reads() {
+    let dir = private_tempdir();
+    let named = dir.path().join("by-env").join("graphbrokerd.toml");
+    let flagged = dir.path().join("by-flag.toml");
+    let output = client(&["config", "init"], &[("GRAPHBROKER_CONFIG", &named), ("HOME", dir.path())]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&named).unwrap(), TEMPLATE);
+    let args = ["config", "init", "--config", flagged.to_str().unwrap()];
+    let output = client(&args, &[("GRAPHBROKER_CONFIG", &named), ("HOME", dir.path())]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&flagged).unwrap(), TEMPLATE, "the flag wins over the environment");
+    assert_eq!(mode(&flagged), 0o600);
+    // Nothing was written at the default location.
+    assert!(!dir.path().join(".config").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_show_without_a_file_reports_every_value_as_a_default() {
     let dir = private_tempdir();
