@@ -207,3 +207,23 @@ async fn status_json_is_the_status_routes_answer() {
     assert_eq!(printed["default_profile"], "work");
     assert!(!text(&output.stdout).contains("eyJ"), "no token in the status");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_show_names_a_file_given_to_the_daemon_by_the_environment() {
+    let dir = private_tempdir();
+    let named = dir.path().join("named.toml");
+    write_config(&named, "# set by GRAPHBROKER_CONFIG\nhttp_timeout = 30\n\n[profiles.default]\nstore = \"memory\"\n");
+    let mut daemon = Daemon::unstarted("");
+    let socket = daemon.socket.clone();
+    let env_named = named.clone();
+    daemon.spawn_program(graphbrokerd_bin(), move |command| {
+        command.arg("--socket").arg(&socket).env("GRAPHBROKER_CONFIG", &env_named);
+    });
+    let answer = daemon.client().config().await.unwrap();
+    assert_eq!(answer.file.as_deref(), named.to_str());
+    let timeout = entry(&answer, "http_timeout");
+    assert_eq!((timeout.value.clone(), timeout.line), (Some(30.into()), Some(2)));
+    assert_eq!(entry(&answer, "profiles.default.store").line, Some(5));
+    let shown = text(&ask(&daemon.socket, &["config", "show"]).stdout);
+    assert!(shown.starts_with(&format!("# graphbrokerd's configuration, read from {}\n", named.display())), "{shown}");
+}
