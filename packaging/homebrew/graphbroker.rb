@@ -40,7 +40,8 @@ class Graphbroker < Formula
 
   def caveats
     <<~EOS
-      graphbrokerd needs a sign-in profile in ~/.config/graphbroker/config.toml (see the README).
+      Without a configuration graphbrokerd signs in to tenant `common`; for your own tenant write
+      ~/Library/Application Support/graphbroker/config.toml (see the README).
       `brew services start graphbroker` keeps graphbrokerd running from login.
       For a socket-activated agent instead (started on the first request), run
         graphbroker-client service install
