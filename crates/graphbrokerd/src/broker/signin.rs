@@ -22,6 +22,7 @@ use super::persist::StillWanted;
 use crate::browser::{self, BrowserSettings, BrowserTab};
 use crate::error::ApiError;
 use crate::idp::{Platform, PlatformError, Tokens};
+use crate::metrics::{Metrics, SigninOutcome};
 use crate::retry::{DEVICE_POLL, PLATFORM_CALL, retry};
 use crate::scopes::ScopeSet;
 
@@ -163,6 +164,7 @@ pub(super) struct Job {
     pub deliberate: bool,
     /// Told whenever the sign-in ends (for status notifications).
     pub changes: watch::Sender<u64>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Starts the sign-in task for `job`; the caller installs the returned handle in the profile's state.
@@ -193,6 +195,8 @@ async fn run(job: Job, deliberate: Arc<AtomicBool>, phase: Arc<watch::Sender<Pha
         Ok(()) => tracing::info!(profile = %slot.profile.name, "sign-in complete"),
         Err(e) => tracing::warn!(profile = %slot.profile.name, "sign-in failed: {}", e.0.message),
     }
+    let outcome = result.as_ref().map_or_else(|e| SigninOutcome::of_error(e.code()), |()| SigninOutcome::Ok);
+    job.metrics.signin_ended(job.flow.into(), outcome);
     {
         let mut state = slot.state.lock().expect("state lock");
         if state.signin.as_ref().is_some_and(|s| s.id == job.id) {
