@@ -281,6 +281,18 @@ async fn metrics_are_served_as_prometheus_text_and_are_refused_to_another_uid() 
     assert_eq!(metrics.value("graphbroker_cached_tokens", "profile=work"), 0.0);
     assert!(!metrics.has("graphbroker_token_remaining_seconds", "profile=work"), "{}", metrics.text);
 
+    // `graphbroker-client metrics` prints the same text, which parses.
+    let output = std::process::Command::new(client_bin())
+        .args(["--no-autostart", "--socket"])
+        .arg(&daemon.socket)
+        .arg("metrics")
+        .output()
+        .expect("graphbroker-client metrics");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = Metrics::parse(String::from_utf8(output.stdout).expect("text"));
+    assert_eq!(printed.value("graphbroker_cached_tokens", "profile=work"), 0.0);
+    assert!(printed.value("graphbroker_requests_total", "outcome=ok,route=metrics") >= 2.0, "{}", printed.text);
+
     if !root_available("metrics_are_served_as_prometheus_text_and_are_refused_to_another_uid") {
         return;
     }
