@@ -324,3 +324,28 @@ fn scrape_as(user: &nix::unistd::User, socket: &Path) -> Metrics {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     Metrics::parse(String::from_utf8(output.stdout).expect("text"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_that_do_not_complete_are_counted_once_by_how_they_ended() {
+    let fake = fake();
+    let daemon = Daemon::start(&config(&fake, "memory", &unique_service("metrics_signins"), ""));
+    let client = daemon.client();
+    let before = Metrics::scrape(&daemon.socket).await;
+
+    // One cancelled by a sign-out (the task is stopped), one the user declines (the task sees it).
+    let pending = client.signin(None, None).await.expect("sign-in started");
+    assert_eq!(pending.state, SignInState::Pending);
+    client.signout(None).await.expect("signed out");
+    let pending = client.signin(None, None).await.expect("another sign-in started");
+    let Some(SignInPrompt::Device { user_code, .. }) = &pending.signin else { panic!("a device prompt: {pending:?}") };
+    fake.decline_device(user_code).expect("decline");
+    // Ended once the status shows no sign-in under way.
+    while client.status().await.expect("status").profiles[0].signin.is_some() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let after = Metrics::scrape(&daemon.socket).await;
+    assert_eq!(moved(&before, &after, "graphbroker_signins_started_total"), expected(&[("flow=device", 2.0)]));
+    assert_eq!(moved(&before, &after, "graphbroker_signins_total"), expected(&[("flow=device,outcome=declined", 2.0)]));
+    assert_eq!(moved(&before, &after, "graphbroker_refreshes_total"), expected(&[]));
+}
