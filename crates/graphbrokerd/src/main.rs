@@ -13,6 +13,7 @@ use graphbrokerd::activation::{self, Activation};
 use graphbrokerd::broker::{Broker, SystemStores};
 use graphbrokerd::config::{CONFIG_ENV, Config};
 use graphbrokerd::idp::EntraPlatform;
+use graphbrokerd::metrics::Metrics;
 use graphbrokerd::server::{self, Activity, ConnectionLimits, PeerPolicy};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -129,8 +130,11 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
             (graphbrokerd::socket::bind(&path)?, None, Some(path))
         }
     };
-    let platform = EntraPlatform::new(config.http_timeout).context("failed to build the HTTP client")?;
-    let broker = Broker::new(&config, Arc::new(platform), Arc::new(SystemStores::default()));
+    let metrics = Arc::new(Metrics::new());
+    let platform = EntraPlatform::new(config.http_timeout)
+        .context("failed to build the HTTP client")?
+        .with_latency(metrics.idp_latency());
+    let broker = Broker::with_metrics(&config, Arc::new(platform), Arc::new(SystemStores::default()), metrics);
     broker.load_accounts().await;
     let shown_path = socket_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(unnamed)".into());
     tracing::info!(
@@ -246,9 +250,9 @@ fn reload(broker: &Broker, config_path: Option<&Path>) {
         Ok(now) => activation::notify(&[NotifyState::Reloading, now]),
         Err(_) => activation::notify(&[NotifyState::Reloading]),
     }
-    let outcome = Config::load(config_path)
-        .map_err(anyhow::Error::from)
-        .and_then(|config| Ok((EntraPlatform::new(config.http_timeout)?, config)));
+    let outcome = Config::load(config_path).map_err(anyhow::Error::from).and_then(|config| {
+        Ok((EntraPlatform::new(config.http_timeout)?.with_latency(broker.metrics().idp_latency()), config))
+    });
     match outcome {
         Ok((platform, config)) => {
             let summary = broker.reload(&config, Arc::new(platform));

@@ -91,6 +91,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the daemon's metrics in the Prometheus text format (counts only; never scopes, accounts or tokens)
+    Metrics,
     /// Call Microsoft Graph through graphbrokerd, which attaches the token (e.g. `graph GET /me`)
     #[command(after_help = GRAPH_EXAMPLES)]
     Graph(crate::graph::GraphArgs),

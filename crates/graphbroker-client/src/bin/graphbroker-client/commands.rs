@@ -29,7 +29,7 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         None => Client::from_env()?,
     };
     // `status` and `version` report on the daemon rather than need it, so they never start one.
-    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version);
+    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version | Command::Metrics);
     if wants_daemon && !cli.no_autostart {
         ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
     }
@@ -45,6 +45,7 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Signout { profile } => signout(&client, profile.as_deref()).await,
         Command::Status { json } => status(&client, *json).await,
         Command::Version => version(&client).await,
+        Command::Metrics => print_line(client.metrics().await?.trim_end()),
         Command::Graph(args) => crate::graph::run(&client, args, ui).await,
         Command::Service { action } => service::run(*action, cli.socket.as_deref(), ui),
         Command::Completions { shell } => generate::completions(*shell),
