@@ -47,11 +47,11 @@ pub use token::{IssuedToken, MAX_WAIT, TokenRequest};
 use self::lifecycle::{ProfileState, Write};
 use self::persist::{Persistence, StillWanted};
 use self::signin::SignIn;
-use self::status::AtomicCounters;
 use crate::browser::{self, BrowserSettings};
 use crate::config::{Config, Profile};
 use crate::error::ApiError;
 use crate::idp::{ClaimsChallenge, Platform, request_claims};
+use crate::metrics::Metrics;
 use crate::scopes::ScopeSet;
 
 /// Where the refresh tokens are kept: the factory the broker opens its stores with.
@@ -171,7 +171,8 @@ pub struct Broker {
     config: RwLock<Arc<Config>>,
     platform: RwLock<Arc<dyn Platform>>,
     stores: Arc<dyn StoreFactory>,
-    counters: AtomicCounters,
+    /// Every counter, the status route's included (`status.rs` reads them from here).
+    metrics: Arc<Metrics>,
     next_signin: AtomicU64,
     shutdown: watch::Sender<bool>,
     /// Bumped whenever an account or a sign-in changes, for whoever reports the daemon's state (sd_notify).
@@ -182,6 +183,17 @@ impl Broker {
     /// A broker for `config`, asking `platform` for tokens and keeping accounts in `stores`. Accounts are read
     /// from the stores by [`Broker::load_accounts`] (or on first use).
     pub fn new(config: &Config, platform: Arc<dyn Platform>, stores: Arc<dyn StoreFactory>) -> Arc<Self> {
+        Self::with_metrics(config, platform, stores, Arc::default())
+    }
+
+    /// [`Broker::new`], counting into `metrics` (which the platform's HTTP layer may share, see
+    /// [`crate::idp::EntraPlatform::with_latency`]).
+    pub fn with_metrics(
+        config: &Config,
+        platform: Arc<dyn Platform>,
+        stores: Arc<dyn StoreFactory>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let store_set = StoreSet {
             keyring_service: config.keyring_service.clone(),
             keyring: Arc::new(Persistence::new(stores.open(StoreKind::Keyring, &config.keyring_service))),
@@ -207,11 +219,16 @@ impl Broker {
             config: RwLock::new(Arc::new(config.clone())),
             platform: RwLock::new(platform),
             stores,
-            counters: AtomicCounters::default(),
+            metrics,
             next_signin: AtomicU64::new(1),
             shutdown: watch::Sender::new(false),
             changes: watch::Sender::new(0),
         })
+    }
+
+    /// The daemon's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     fn profile_set(&self) -> Arc<ProfileSet> {
@@ -348,7 +365,7 @@ impl Broker {
             chosen => chosen,
         };
         let id = self.next_signin.fetch_add(1, Ordering::Relaxed);
-        self.counters.signins.fetch_add(1, Ordering::Relaxed);
+        self.metrics.signin_started(flow.into());
         let signin = signin::spawn(signin::Job {
             platform: self.platform(),
             slot: slot.clone(),
@@ -360,6 +377,7 @@ impl Broker {
             browser: self.profile_set().browser.clone(),
             deliberate,
             changes: self.changes.clone(),
+            metrics: self.metrics.clone(),
         });
         tracing::info!(profile = %slot.profile.name, ?reason, ?flow, scopes = %scopes, "starting a sign-in");
         state.signin = Some(signin.clone());

@@ -10,6 +10,7 @@ use crate::cli::{Cli, Command, ConfigAction, HeaderFormat, TokenFormat, TokenReq
 use crate::config_command;
 use crate::exit_status::{ExitStatus, Failure};
 use crate::format;
+use crate::generate;
 use crate::service;
 use crate::status_view::render_status;
 use crate::ui::Ui;
@@ -24,12 +25,17 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
     if let Command::Config { action: ConfigAction::Init { config, force } } = &cli.command {
         return config_command::init(config.as_deref(), *force);
     }
+    // Generated from the command line's definition alone: no daemon, no socket.
+    if let Command::Completions { shell } = &cli.command {
+        return generate::completions(*shell);
+    }
     let client = match &cli.socket {
         Some(socket) => Client::new(socket),
         None => Client::from_env()?,
     };
     // `status` and `version` report on the daemon rather than need it, so they never start one.
-    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version | Command::Config { .. });
+    let wants_daemon =
+        !matches!(cli.command, Command::Status { .. } | Command::Version | Command::Metrics | Command::Config { .. });
     if wants_daemon && !cli.no_autostart {
         ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
     }
@@ -49,8 +55,10 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Config { action: ConfigAction::Init { config, force } } => {
             config_command::init(config.as_deref(), *force)
         }
+        Command::Metrics => print_line(client.metrics().await?.trim_end()),
         Command::Graph(args) => crate::graph::run(&client, args, ui).await,
         Command::Service { action } => service::run(*action, cli.socket.as_deref(), ui),
+        Command::Completions { shell } => generate::completions(*shell),
     }
 }
 
