@@ -24,15 +24,24 @@ use graphbroker_protocol::StoreKind;
 use crate::{SecretStore, StoreChoice, StoreError, StoredAccount};
 
 /// Picks, per profile, the keychain or the kernel keyring (see the module docs).
-#[derive(Debug)]
 pub struct AutoStore {
     keychain: Arc<dyn SecretStore>,
     /// The kernel keyring; `None` where there is none (macOS).
     fallback: Option<Arc<dyn SecretStore>>,
     /// Says, when the probe fails, why no keychain answered (e.g. that the session bus address is unset).
-    explain: fn() -> Option<String>,
+    explain: Box<dyn Fn() -> Option<String> + Send + Sync>,
     choices: Mutex<HashMap<String, Chosen>>,
     warned: AtomicBool,
+}
+
+impl std::fmt::Debug for AutoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoStore")
+            .field("keychain", &self.keychain)
+            .field("fallback", &self.fallback)
+            .field("choices", &*self.choices())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -47,19 +56,21 @@ impl AutoStore {
     pub fn new(
         keychain: Arc<dyn SecretStore>,
         fallback: Option<Arc<dyn SecretStore>>,
-        explain: fn() -> Option<String>,
+        explain: impl Fn() -> Option<String> + Send + Sync + 'static,
     ) -> AutoStore {
+        let explain = Box::new(explain);
         AutoStore { keychain, fallback, explain, choices: Mutex::default(), warned: AtomicBool::new(false) }
     }
 
     /// The system's candidates: the `keyring` crate's keychain, and on Linux the kernel keyring.
     pub fn system(service: &str) -> AutoStore {
-        let keychain: Arc<dyn SecretStore> = Arc::new(crate::KeyringStore::new(service));
+        let keyring = crate::KeyringStore::new(service);
+        let keychain: Arc<dyn SecretStore> = Arc::new(keyring.clone());
         #[cfg(target_os = "linux")]
         let fallback: Option<Arc<dyn SecretStore>> = Some(Arc::new(crate::KeyutilsStore::new(service)));
         #[cfg(not(target_os = "linux"))]
         let fallback: Option<Arc<dyn SecretStore>> = None;
-        AutoStore::new(keychain, fallback, session_bus_hint)
+        AutoStore::new(keychain, fallback, move || session_bus_hint().or_else(|| keyring.unavailable_cause()))
     }
 
     /// The store chosen for `profile`, choosing it now if this is the profile's first operation.
