@@ -45,10 +45,16 @@ struct Args {
     /// How many connections are served at once; more wait until one closes (tests lower it).
     #[arg(long, hide = true, value_name = "COUNT")]
     max_connections: Option<usize>,
+    /// Write the man page graphbrokerd.1, generated from these flags, into DIR and exit (for packaging).
+    #[arg(long, hide = true, value_name = "DIR")]
+    generate_man: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_man {
+        return generate_man(dir);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -81,6 +87,22 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("graphbrokerd: {e:#}");
             activation::notify(&[NotifyState::Status(&format!("failed: {e:#}"))]);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--generate-man DIR`: the page comes from the clap definition, so it lists the flags as they are.
+fn generate_man(dir: &Path) -> ExitCode {
+    use clap::CommandFactory;
+    let written = std::fs::create_dir_all(dir).and_then(|()| clap_mangen::Man::new(Args::command()).generate_to(dir));
+    match written {
+        Ok(page) => {
+            println!("{}", page.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("graphbrokerd: could not write the man page into {}: {e}", dir.display());
             ExitCode::FAILURE
         }
     }

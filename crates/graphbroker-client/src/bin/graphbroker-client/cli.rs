@@ -101,7 +101,20 @@ pub enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell) on stdout
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell the script is for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  graphbroker-client completions bash > ~/.local/share/bash-completion/completions/graphbroker-client
+  graphbroker-client completions zsh > ~/.zfunc/_graphbroker-client    # with fpath+=(~/.zfunc) before compinit
+  graphbroker-client completions fish > ~/.config/fish/completions/graphbroker-client.fish";
 
 const GRAPH_EXAMPLES: &str = "\
 Examples:

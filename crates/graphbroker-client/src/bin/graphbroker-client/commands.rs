@@ -9,6 +9,7 @@ use crate::autostart::ensure_daemon;
 use crate::cli::{Cli, Command, HeaderFormat, TokenFormat, TokenRequest};
 use crate::exit_status::{ExitStatus, Failure};
 use crate::format;
+use crate::generate;
 use crate::service;
 use crate::status_view::render_status;
 use crate::ui::Ui;
@@ -18,6 +19,10 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
     // `service` sets up what starts the daemon and talks to the service manager only; it needs no socket path.
     if let Command::Service { action } = &cli.command {
         return service::run(*action, cli.socket.as_deref(), ui);
+    }
+    // Generated from the command line's definition alone: no daemon, no socket.
+    if let Command::Completions { shell } = &cli.command {
+        return generate::completions(*shell);
     }
     let client = match &cli.socket {
         Some(socket) => Client::new(socket),
@@ -42,6 +47,7 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Version => version(&client).await,
         Command::Graph(args) => crate::graph::run(&client, args, ui).await,
         Command::Service { action } => service::run(*action, cli.socket.as_deref(), ui),
+        Command::Completions { shell } => generate::completions(*shell),
     }
 }
 
