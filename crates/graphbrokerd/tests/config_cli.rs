@@ -103,7 +103,7 @@ async fn config_init_writes_a_private_file_at_the_default_location_that_the_daem
 
     // Uncomment one line (the store, so that the test needs no keychain) and start the daemon on the default
     // location: it reads that file, and config show names the line.
-    let edited = TEMPLATE.replacen("#store = \"keyring\"", "store = \"memory\"", 1);
+    let edited = TEMPLATE.replacen("#store = \"auto\"", "store = \"memory\"", 1);
     assert_ne!(edited, TEMPLATE);
     std::fs::write(&written, &edited).unwrap();
     let store_line = line_starting(&edited, "store = ");
