@@ -29,7 +29,7 @@ pub use error::StoreError;
 pub use graphbroker_protocol::StoreKind;
 pub use keychain::KeyringStore;
 pub use memory::MemoryStore;
-pub use record::{AccountRecord, StoredAccount};
+pub use record::{AccountRecord, SessionEnded, StoredAccount};
 pub use secrecy::{ExposeSecret, SecretString};
 
 /// The keychain service name the daemon files its entries under, one entry per profile.
