@@ -17,6 +17,7 @@ pub use messages::{
     SignInQuery, SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery,
     TokenResponse, VersionResponse, split_scopes,
 };
+pub use messages::{RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse, SignInWarning, WarningKind};
 pub use redact::redact_url;
 pub use socket::{
     DirectoryProblem, NoSocketPath, SOCKET_DIR_NAME, SOCKET_ENV, SOCKET_FILE_NAME, UnsafeDirectory,
@@ -34,6 +35,12 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// graphbrokerd at all.
 pub const PROTOCOL_HEADER: &str = "graphbroker-protocol";
 
+/// The request header by which a client says it shows a sign-in's prompt on a terminal (value `1`), on
+/// `/v1/token`, `/v1/header` and `/v1/signin`. Without it nobody is assumed to be looking, and the prompt goes to
+/// the desktop as a notification when the user has turned those on. A header rather than a query parameter, so
+/// that a daemon older than it ignores it instead of refusing the request.
+pub const TERMINAL_HEADER: &str = "graphbroker-terminal";
+
 /// Route paths, so that daemon and clients cannot disagree on a spelling.
 pub mod routes {
     /// `GET`: [`crate::VersionResponse`]. Kept first and never changes shape.
@@ -48,6 +55,9 @@ pub mod routes {
     pub const SIGNOUT: &str = "/v1/signout";
     /// `GET`: [`crate::StatusResponse`].
     pub const STATUS: &str = "/v1/status";
+    /// `POST`: the rolling refresh: redeem the refresh token of every account idle past its profile's
+    /// `rolling_refresh`; answers [`crate::RefreshIdleResponse`]. The service manager's daily timer calls it.
+    pub const REFRESH_IDLE: &str = "/v1/refresh-idle";
     /// `GET`: liveness; answers `ok`.
     pub const HEALTHZ: &str = "/healthz";
     /// Any method: `/graph/{version}/{path…}` is forwarded to the profile's Microsoft Graph endpoint with its

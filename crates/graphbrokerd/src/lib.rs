@@ -17,6 +17,7 @@
 //! - [`broker`]: cache, single-flight, sign-in on first demand, persistence; the token state machine. Generic
 //!   over the platform and the stores, so every lifecycle rule can be tested in-process.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
+//! - [`clock`]: the wall clock, injectable. [`notify`]: desktop notifications of a sign-in's prompt.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification. [`hardening`]: no core
 //!   dumps, no debugger.
 //!
@@ -26,6 +27,7 @@
 pub mod activation;
 pub mod broker;
 pub mod browser;
+pub mod clock;
 pub mod config;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -33,6 +35,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hardening;
 pub mod idp;
+pub mod notify;
 pub mod retry;
 pub mod scopes;
 pub mod server;

@@ -86,6 +86,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How often a long-running daemon checks for idle accounts, as the service manager's timer does.
+const ROLLING_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
 async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Activation)>) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref()).context("failed to load the configuration")?;
     // Signal handlers first: a signal that arrives once the socket answers must be handled, not kill us.
@@ -110,6 +113,16 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
     let platform = EntraPlatform::new(config.http_timeout).context("failed to build the HTTP client")?;
     let broker = Broker::new(&config, Arc::new(platform), Arc::new(SystemStores::default()));
     broker.load_accounts().await;
+    // The rolling refresh at every start (a service manager's daily start or timer, a first request) and once a
+    // day while the daemon keeps running; a check that finds nothing idle asks the platform nothing.
+    let rolling = broker.clone();
+    tokio::spawn(async move {
+        let mut daily = tokio::time::interval(ROLLING_CHECK_INTERVAL);
+        loop {
+            daily.tick().await;
+            rolling.refresh_idle().await;
+        }
+    });
     let shown_path = socket_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(unnamed)".into());
     tracing::info!(
         socket = %shown_path,

@@ -11,6 +11,7 @@
 //!   must bring back unless the user asked for the sign-in.
 //! - `persist.rs`: one ordered queue of store operations per profile.
 //! - `reload.rs`: applying a reloaded config. `status.rs`: what `status` and the service manager are told.
+//! - `rolling.rs`: the rolling refresh of idle accounts, before the platform's inactivity limit ends them.
 //!
 //! Ordering rules: a rotated refresh token is written to the store before the access token that came with it is
 //! handed out; store operations of one profile happen in the order its state changed; a result computed for an
@@ -22,6 +23,7 @@ mod expected;
 mod lifecycle;
 mod persist;
 mod reload;
+mod rolling;
 mod signin;
 mod status;
 mod token;
@@ -31,12 +33,13 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use graphbroker_protocol::{
-    AccountInfo, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse, StoreKind,
+    AccountInfo, EpochSeconds, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse,
+    StoreKind,
 };
-use graphbroker_store::{AccountRecord, KeyringStore, MemoryStore, SecretStore, StoreError};
+use graphbroker_store::{AccountRecord, KeyringStore, MemoryStore, SecretStore, SessionEnded, StoreError};
 use tokio::sync::watch;
 
 pub use claims_budget::{CLAIMS_BURST, CLAIMS_REFILL};
@@ -49,9 +52,11 @@ use self::persist::{Persistence, StillWanted};
 use self::signin::SignIn;
 use self::status::AtomicCounters;
 use crate::browser::{self, BrowserSettings};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Profile};
 use crate::error::ApiError;
 use crate::idp::{ClaimsChallenge, Platform, request_claims};
+use crate::notify::{DesktopNotifier, NoticeQueue, Notifier};
 use crate::scopes::ScopeSet;
 
 /// Where the refresh tokens are kept: the factory the broker opens its stores with.
@@ -161,6 +166,8 @@ struct ProfileSet {
     slots: BTreeMap<String, Arc<ProfileSlot>>,
     stores: StoreSet,
     browser: BrowserSettings,
+    /// Whether a prompt no terminal shows goes to the desktop as a notification (`notifications`).
+    notifications: bool,
 }
 
 /// The broker shared by every connection.
@@ -174,12 +181,28 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     /// Bumped whenever an account or a sign-in changes, for whoever reports the daemon's state (sd_notify).
     changes: watch::Sender<u64>,
+    /// The date and time, for when refresh tokens were last used.
+    clock: Arc<dyn Clock>,
+    notifier: Arc<dyn Notifier>,
+    /// Started on first use, inside the runtime.
+    notices: OnceLock<NoticeQueue>,
 }
 
 impl Broker {
     /// A broker for `config`, asking `platform` for tokens and keeping accounts in `stores`. Accounts are read
     /// from the stores by [`Broker::load_accounts`] (or on first use).
     pub fn new(config: &Config, platform: Arc<dyn Platform>, stores: Arc<dyn StoreFactory>) -> Arc<Self> {
+        Self::with_seams(config, platform, stores, Arc::new(SystemClock), Arc::new(DesktopNotifier))
+    }
+
+    /// [`Broker::new`] with the wall clock and the desktop's notifications replaced (tests).
+    pub fn with_seams(
+        config: &Config,
+        platform: Arc<dyn Platform>,
+        stores: Arc<dyn StoreFactory>,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Arc<Self> {
         let store_set = StoreSet {
             keyring_service: config.keyring_service.clone(),
             keyring: Arc::new(Persistence::new(stores.open(StoreKind::Keyring, &config.keyring_service))),
@@ -199,6 +222,7 @@ impl Broker {
             slots,
             stores: store_set,
             browser: browser_settings(config),
+            notifications: config.notifications,
         };
         Arc::new(Self {
             profiles: RwLock::new(Arc::new(profiles)),
@@ -208,7 +232,18 @@ impl Broker {
             next_signin: AtomicU64::new(1),
             shutdown: watch::Sender::new(false),
             changes: watch::Sender::new(0),
+            clock,
+            notifier,
+            notices: OnceLock::new(),
         })
+    }
+
+    /// Where a sign-in sends its prompt when no terminal shows it; `None` unless notifications are on.
+    fn notices(&self) -> Option<NoticeQueue> {
+        if !self.profile_set().notifications {
+            return None;
+        }
+        Some(self.notices.get_or_init(|| NoticeQueue::start(self.notifier.clone())).clone())
     }
 
     fn profile_set(&self) -> Arc<ProfileSet> {
@@ -312,8 +347,25 @@ impl Broker {
         Some((forgotten, deleted))
     }
 
+    /// The platform ended the session of `generation` for good: the account leaves memory and is kept in the store
+    /// marked ended (`ProfileState::end_session`), so that status tells the user after a restart too.
+    async fn end_session(&self, slot: &Arc<ProfileSlot>, generation: u64, error_codes: Vec<u64>) {
+        let at = EpochSeconds::from_system_time(self.clock.now());
+        let written = {
+            let mut state = slot.state.lock().expect("state lock");
+            let Some((_, account)) = state.end_session(generation, SessionEnded { at, error_codes }) else { return };
+            slot.persistence.save(&slot.profile.name, account, still_current(slot, state.generation))
+        };
+        if let Ok(Some(Err(e))) = written.await {
+            tracing::error!(profile = %slot.profile.name, "could not mark the stored account's session ended: {e}");
+        }
+        self.changed();
+    }
+
     /// Joins the profile's sign-in, or starts one for `scopes`. `None` when the slot was retired by a reload.
-    /// `deliberate`: asked for by `POST /v1/signin`, so any account may sign in (`expected.rs`).
+    /// `deliberate`: asked for by `POST /v1/signin`, so any account may sign in (`expected.rs`). `attended`: the
+    /// asker shows the prompt on a terminal (see `SignIn::attend`).
+    #[allow(clippy::too_many_arguments)] // reason: each is one independent fact about the request
     fn start_or_join_signin(
         &self,
         slot: &Arc<ProfileSlot>,
@@ -322,6 +374,7 @@ impl Broker {
         claims: Option<String>,
         flow: Option<SignInFlow>,
         deliberate: bool,
+        attended: bool,
     ) -> Option<Arc<SignIn>> {
         let mut state = slot.state.lock().expect("state lock");
         if matches!(state.account, lifecycle::AccountState::Retired) {
@@ -331,6 +384,9 @@ impl Broker {
             // Joiners see the sign-in under way, whatever flow they would have chosen.
             if deliberate {
                 existing.make_deliberate();
+            }
+            if attended {
+                existing.attend();
             }
             return Some(existing.clone());
         }
@@ -351,6 +407,9 @@ impl Broker {
             flow,
             browser: self.profile_set().browser.clone(),
             deliberate,
+            attended,
+            notices: self.notices(),
+            clock: self.clock.clone(),
             changes: self.changes.clone(),
         });
         tracing::info!(profile = %slot.profile.name, ?reason, ?flow, scopes = %scopes, "starting a sign-in");
@@ -362,7 +421,13 @@ impl Broker {
 
     /// Serves `POST /v1/signin`: starts (or joins) a sign-in for the profile's default scopes, with the
     /// profile's flow unless `flow` overrides it. A profile already signed in answers `signed_in`.
-    pub async fn signin(&self, profile: Option<&str>, flow: Option<SignInFlow>) -> Result<SignInResponse, ApiError> {
+    /// `attended`: the asker shows the prompt on a terminal.
+    pub async fn signin(
+        &self,
+        profile: Option<&str>,
+        flow: Option<SignInFlow>,
+        attended: bool,
+    ) -> Result<SignInResponse, ApiError> {
         let slot = self.slot(profile)?;
         self.ensure_loaded(&slot).await?;
         let scopes = ScopeSet::normalize(&slot.profile.scopes, &slot.profile.graph_resource)
@@ -382,7 +447,8 @@ impl Broker {
             }
         }
         let claims = request_claims(None::<&ClaimsChallenge>, slot.profile.cae);
-        let Some(signin) = self.start_or_join_signin(&slot, SignInReason::NoAccount, &scopes, claims, flow, true)
+        let Some(signin) =
+            self.start_or_join_signin(&slot, SignInReason::NoAccount, &scopes, claims, flow, true, attended)
         else {
             return Err(ApiError::new(
                 ErrorCode::SigninDeclined,

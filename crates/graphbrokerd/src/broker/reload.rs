@@ -81,6 +81,7 @@ impl Broker {
             slots,
             stores,
             browser: browser_settings(config),
+            notifications: config.notifications,
         };
         *self.profiles.write().expect("profiles lock") = Arc::new(set);
         *self.platform.write().expect("platform lock") = platform;
