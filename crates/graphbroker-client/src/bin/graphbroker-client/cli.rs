@@ -91,6 +91,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Refresh every account nobody has used for its profile's rolling_refresh, before its sign-in expires
+    /// (the service's daily timer runs this); exit status 4 when an account needs a new sign-in
+    RefreshIdle,
     /// Call Microsoft Graph through graphbrokerd, which attaches the token (e.g. `graph GET /me`)
     #[command(after_help = GRAPH_EXAMPLES)]
     Graph(crate::graph::GraphArgs),
