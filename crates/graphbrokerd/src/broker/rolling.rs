@@ -44,18 +44,20 @@ impl Broker {
         }
         let now = self.clock.now();
         let idle_since = now.checked_sub(idle).unwrap_or(std::time::UNIX_EPOCH);
-        let last_used = {
+        // Read under the lock, answered after it (`answer` takes the lock again).
+        let (signed_in, last_used, ended) = {
             let state = slot.state.lock().expect("state lock");
-            match state.record() {
-                Some(record) => record.refreshed_at,
-                None if state.ended_account.is_some() => {
-                    let message = format!("sign in again with `graphbroker-client signin --profile {name}`");
-                    drop(state);
-                    return answer(RefreshIdleOutcome::SigninNeeded, Some(message));
-                }
-                None => return answer(RefreshIdleOutcome::NoAccount, None),
-            }
+            let record = state.record();
+            (record.is_some(), record.and_then(|r| r.refreshed_at), state.ended_account.is_some())
         };
+        match (signed_in, ended) {
+            (true, _) => {}
+            (false, true) => {
+                let message = format!("sign in again with `graphbroker-client signin --profile {name}`");
+                return answer(RefreshIdleOutcome::SigninNeeded, Some(message));
+            }
+            (false, false) => return answer(RefreshIdleOutcome::NoAccount, None),
+        }
         // An entry stored before the time was recorded counts as idle: one refresh records it.
         if last_used.is_some_and(|at| at.to_system_time() > idle_since) {
             return answer(RefreshIdleOutcome::NotDue, None);

@@ -250,3 +250,12 @@ async fn a_rolling_refresh_that_needs_a_sign_in_notifies_the_prompt() {
     h.settle(|h| !h.notifier.notices().is_empty()).await;
     assert!(h.notifier.notices()[0].body.contains("CODE-2"));
 }
+
+/// Rule: a profile nobody signed in to is skipped, and says so.
+#[tokio::test(start_paused = true)]
+async fn a_profile_without_an_account_is_skipped() {
+    let mut h = harness(&config("rolling_refresh = 86400"), false, false);
+    h.clock.advance(2 * DAY);
+    assert_eq!(outcome(&refresh_idle(&h).await.unwrap()), RefreshIdleOutcome::NoAccount);
+    assert!(h.platform.try_next().is_none());
+}
