@@ -99,6 +99,9 @@ fn freedesktop(notice: &Notice) -> Result<(), String> {
     use std::collections::HashMap;
     let connection = zbus::blocking::Connection::session().map_err(|e| format!("no session bus: {e}"))?;
     let hints: HashMap<&str, zbus::zvariant::Value<'_>> = HashMap::new();
+    // The body may be read as markup (the specification's "body-markup"): the prompt's text is escaped so that a
+    // hostile one cannot add a link or hide its URL.
+    let body = escape_markup(&notice.body);
     let actions: &[&str] = &[];
     connection
         .call_method(
@@ -111,7 +114,7 @@ fn freedesktop(notice: &Notice) -> Result<(), String> {
                 0u32,
                 "dialog-password",
                 notice.summary.as_str(),
-                notice.body.as_str(),
+                body.as_str(),
                 actions,
                 hints,
                 EXPIRE_MS,
@@ -119,6 +122,12 @@ fn freedesktop(notice: &Notice) -> Result<(), String> {
         )
         .map_err(|e| format!("org.freedesktop.Notifications.Notify failed: {e}"))?;
     Ok(())
+}
+
+/// `&`, `<` and `>` as entities, for a body that may be read as markup.
+#[cfg(any(target_os = "linux", test))]
+fn escape_markup(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// `display notification` with the text as `argv` items of the script: no quoting of the text can break out.
@@ -158,6 +167,11 @@ mod tests {
         assert!(notice.body.contains("https://microsoft.com/devicelogin"), "{notice:?}");
         assert!(notice.body.contains("ABCD-EFGH"), "{notice:?}");
         assert!(notice.body.contains("\"work\""), "{notice:?}");
+    }
+
+    #[test]
+    fn markup_in_a_prompt_is_escaped() {
+        assert_eq!(escape_markup("<a href=\"x\">a&b</a>"), "&lt;a href=\"x\"&gt;a&amp;b&lt;/a&gt;");
     }
 
     #[test]
