@@ -73,7 +73,7 @@ fn error_location(redirect_uri: &str, state: Option<&str>, error: &str, descript
 
 fn begin(shared: &Shared, tenant: &str, params: &Params) -> Result<String, Refusal> {
     // Until client and redirect URI are trusted, errors go to a page, never to a redirect.
-    let tenant = TenantSegment::resolve(tenant).map_err(Refusal::Page)?;
+    let tenant = shared.config.tenant_segment(tenant).map_err(Refusal::Page)?;
     let client_id = params.get("client_id").ok_or_else(|| Refusal::Page(EntraError::missing_parameter("client_id")))?;
     let client = shared.config.client(client_id).map_err(Refusal::Page)?;
     let redirect_uri =
@@ -157,7 +157,8 @@ fn begin(shared: &Shared, tenant: &str, params: &Params) -> Result<String, Refus
         .flat_map(|g| g.permissions.iter().map(|p| display_scope(&g.resource, p)))
         .collect();
     shown.extend(pending.scopes.oidc_names().into_iter().map(str::to_owned));
-    let action = format!("/{tenant_segment}/oauth2/v2.0/authorize/consent", tenant_segment = params_tenant(tenant));
+    let action =
+        format!("/{tenant_segment}/oauth2/v2.0/authorize/consent", tenant_segment = params_tenant(shared, tenant));
     let html = pages::consent(&ConsentPage {
         action: &action,
         request_id: &pending.id,
@@ -172,12 +173,12 @@ fn begin(shared: &Shared, tenant: &str, params: &Params) -> Result<String, Refus
 }
 
 /// The consent form posts back under the same kind of authority it came from.
-fn params_tenant(tenant: TenantSegment) -> &'static str {
+fn params_tenant(shared: &Shared, tenant: TenantSegment) -> &str {
     match tenant {
         TenantSegment::Common => "common",
         TenantSegment::Organizations => "organizations",
         TenantSegment::Consumers => "consumers",
-        TenantSegment::Home => crate::state::TENANT_ID,
+        TenantSegment::Tenant(_) => shared.config.issuer_tenant(tenant),
     }
 }
 
@@ -226,6 +227,10 @@ fn finish(
     };
     let mut state = shared.lock();
     let index = state.authorizations.iter().rposition(select).ok_or(not_found)?;
+    // A user of another tenant gets an error page and the request stays pending, as on Entra's sign-in page.
+    if let Some(user) = user {
+        shared.config.admit(state.authorizations[index].tenant, user)?;
+    }
     let pending = state.authorizations.remove(index);
     let Some(user) = user else {
         tracing::info!(client_id = %pending.client_id, "authorize request cancelled");

@@ -18,7 +18,7 @@ use crate::form::Params;
 use crate::ids::{normalize_user_code, random_b64url, user_code};
 use crate::pages;
 use crate::scopes::RequestedScopes;
-use crate::state::{DeviceFlow, DeviceStatus, Shared, State as FakeState, TenantSegment};
+use crate::state::{DeviceFlow, DeviceStatus, Shared, State as FakeState};
 
 /// A device flow waiting for the user, as the control API lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,7 +41,7 @@ pub(crate) async fn devicecode(State(shared): State<Arc<Shared>>, Path(tenant): 
 }
 
 fn start_flow(shared: &Shared, tenant: &str, params: &Params) -> Result<serde_json::Value, EntraError> {
-    let tenant = TenantSegment::resolve(tenant)?;
+    let tenant = shared.config.tenant_segment(tenant)?;
     let client_id = params.get("client_id").ok_or_else(|| EntraError::missing_parameter("client_id"))?;
     shared.config.client(client_id)?;
     let scope = params.get("scope").ok_or_else(|| EntraError::missing_parameter("scope"))?;
@@ -137,6 +137,7 @@ pub(crate) fn approve_device(shared: &Shared, user_code: &str, user: &str) -> Re
     let user = shared.config.user(user)?;
     let mut state = shared.lock();
     let flow = pending_flow(&mut state, user_code)?;
+    shared.config.admit(flow.tenant, user)?;
     flow.status = DeviceStatus::Approved { oid: user.oid.clone() };
     let (client_id, scopes) = (flow.client_id.clone(), flow.scopes.clone());
     state.record_interactive_sign_in(&user.oid, &client_id, &scopes);

@@ -12,7 +12,7 @@ use crate::state::{Shared, TenantSegment};
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration`, shaped like Entra's (protocol notes §1) with
 /// every endpoint on the fake's own base URL.
 pub(crate) async fn openid_configuration(State(shared): State<Arc<Shared>>, Path(tenant): Path<String>) -> Response {
-    let resolved = match TenantSegment::resolve(&tenant) {
+    let resolved = match shared.config.tenant_segment(&tenant) {
         Ok(resolved) => resolved,
         Err(error) => return error.into_response(),
     };
@@ -27,7 +27,7 @@ pub(crate) async fn openid_configuration(State(shared): State<Arc<Shared>>, Path
         "id_token_signing_alg_values_supported": ["RS256"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": format!("https://login.microsoftonline.com/{}/v2.0", resolved.issuer_tenant()),
+        "issuer": format!("https://login.microsoftonline.com/{}/v2.0", shared.config.issuer_tenant(resolved)),
         "request_uri_parameter_supported": false,
         "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
         "authorization_endpoint": format!("{authority}/oauth2/v2.0/authorize"),
@@ -39,7 +39,7 @@ pub(crate) async fn openid_configuration(State(shared): State<Arc<Shared>>, Path
             "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid",
             "ver", "at_hash", "c_hash", "email"],
         "kerberos_endpoint": format!("{authority}/kerberos"),
-        "tenant_region_scope": if resolved == TenantSegment::Home { json!("WW") } else { json!(null) },
+        "tenant_region_scope": if matches!(resolved, TenantSegment::Tenant(_)) { json!("WW") } else { json!(null) },
         "cloud_instance_name": "microsoftonline.com",
         "cloud_graph_host_name": "graph.windows.net",
         "msgraph_host": "graph.microsoft.com",

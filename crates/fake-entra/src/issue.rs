@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use crate::errors::EntraError;
 use crate::ids::random_b64url;
 use crate::scopes::{self, GRAPH_APP_ID, GRAPH_RESOURCE, RequestedScopes};
-use crate::state::{AccessTokenRecord, RefreshTokenRecord, State, TENANT_ID, UserInfo};
+use crate::state::{AccessTokenRecord, RefreshTokenRecord, State, UserInfo};
 
 /// The ID token lives an hour, as Entra's do; nothing in the fake validates it.
 const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -86,7 +86,7 @@ pub(crate) fn issue(state: &mut State, issuance: &Issuance<'_>, grant: Grant) ->
     let audience = if grant.resource == GRAPH_RESOURCE { GRAPH_APP_ID.to_owned() } else { grant.resource.clone() };
     let access_token = jwt(&json!({
         "aud": audience,
-        "iss": format!("https://sts.windows.net/{TENANT_ID}/"),
+        "iss": format!("https://sts.windows.net/{}/", user.tenant_id),
         "iat": unix(now),
         "nbf": unix(now),
         "exp": unix(now + lifetime),
@@ -94,7 +94,7 @@ pub(crate) fn issue(state: &mut State, issuance: &Issuance<'_>, grant: Grant) ->
         "name": user.display_name,
         "oid": user.oid,
         "scp": scp.join(" "),
-        "tid": TENANT_ID,
+        "tid": user.tenant_id,
         "upn": user.email,
         "uti": random_b64url(16),
         "ver": "1.0",
@@ -142,7 +142,7 @@ pub(crate) fn issue(state: &mut State, issuance: &Issuance<'_>, grant: Grant) ->
         body["id_token"] = json!(id_token(issuance, now));
     }
     if issuance.client_info {
-        body["client_info"] = json!(client_info(&user.oid));
+        body["client_info"] = json!(client_info(&user.oid, &user.tenant_id));
     }
     body
 }
@@ -153,12 +153,12 @@ fn id_token(issuance: &Issuance<'_>, now: SystemTime) -> String {
     let sub = URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{}/{}", user.oid, issuance.client_id)));
     let mut claims = json!({
         "aud": issuance.client_id,
-        "iss": format!("https://login.microsoftonline.com/{TENANT_ID}/v2.0"),
+        "iss": format!("https://login.microsoftonline.com/{}/v2.0", user.tenant_id),
         "iat": unix(now),
         "nbf": unix(now),
         "exp": unix(now + ID_TOKEN_LIFETIME),
         "sub": sub,
-        "tid": TENANT_ID,
+        "tid": user.tenant_id,
         "uti": random_b64url(16),
         "ver": "2.0",
     });
@@ -177,8 +177,8 @@ fn id_token(issuance: &Issuance<'_>, now: SystemTime) -> String {
 }
 
 /// `base64url({"uid":oid,"utid":tid})` without padding; MSAL builds `home_account_id` from it.
-pub(crate) fn client_info(oid: &str) -> String {
-    URL_SAFE_NO_PAD.encode(json!({"uid": oid, "utid": TENANT_ID}).to_string())
+pub(crate) fn client_info(oid: &str, tenant_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(json!({"uid": oid, "utid": tenant_id}).to_string())
 }
 
 /// A JWT-shaped token whose signature is random bytes: clients must treat tokens as opaque, and the
@@ -203,10 +203,10 @@ mod tests {
 
     #[test]
     fn client_info_decodes_to_uid_and_utid() {
-        let encoded = client_info("abc");
+        let encoded = client_info("abc", crate::TENANT_ID);
         assert!(!encoded.contains('='));
         let decoded: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
-        assert_eq!(decoded, json!({"uid": "abc", "utid": TENANT_ID}));
+        assert_eq!(decoded, json!({"uid": "abc", "utid": crate::TENANT_ID}));
     }
 
     #[test]

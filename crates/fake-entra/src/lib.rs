@@ -56,7 +56,9 @@ pub use content::{FakeAttachment, FakeUpload};
 pub use device::PendingDeviceCode;
 pub use errors::ControlError;
 pub use faults::{Endpoint, Fault};
-pub use state::{DEFAULT_CLIENT_ID, DEFAULT_REDIRECT_URI, DEFAULT_USER, TENANT_DOMAIN, TENANT_ID, UserInfo};
+pub use state::{
+    DEFAULT_CLIENT_ID, DEFAULT_REDIRECT_URI, DEFAULT_USER, TENANT_DOMAIN, TENANT_ID, TenantInfo, UserInfo,
+};
 pub use stats::{GraphStats, Stats, TokenGrantStats};
 
 use server::ServerThread;
@@ -78,7 +80,10 @@ pub const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 pub struct FakeEntraBuilder {
     clients: BTreeMap<String, Vec<String>>,
     shared_redirect_uris: Vec<String>,
-    users: Vec<String>,
+    /// `(tenant domain, email)`; `None` is the home tenant.
+    users: Vec<(Option<String>, String)>,
+    /// Tenants besides the home tenant, by domain.
+    tenants: Vec<String>,
     device_interval: Duration,
     device_code_lifetime: Duration,
     auth_code_lifetime: Duration,
@@ -93,6 +98,7 @@ impl Default for FakeEntraBuilder {
             clients: BTreeMap::new(),
             shared_redirect_uris: Vec::new(),
             users: Vec::new(),
+            tenants: Vec::new(),
             device_interval: DEFAULT_DEVICE_INTERVAL,
             device_code_lifetime: DEFAULT_DEVICE_CODE_LIFETIME,
             auth_code_lifetime: DEFAULT_AUTH_CODE_LIFETIME,
@@ -129,7 +135,21 @@ impl FakeEntraBuilder {
 
     /// Adds a user of the fake tenant. Without any user, [`DEFAULT_USER`] exists.
     pub fn user(mut self, email: impl Into<String>) -> Self {
-        self.users.push(email.into());
+        self.users.push((None, email.into()));
+        self
+    }
+
+    /// Adds a tenant besides the home one ([`TENANT_ID`], [`TENANT_DOMAIN`]): its verified domain, from which its
+    /// id is derived (stable across runs; [`FakeEntra::tenants`] lists both).
+    pub fn tenant(mut self, domain: impl Into<String>) -> Self {
+        self.tenants.push(domain.into().to_ascii_lowercase());
+        self
+    }
+
+    /// Adds a user of the tenant with this domain (added with [`Self::tenant`], or [`TENANT_DOMAIN`]). Its users
+    /// sign in through their own tenant's authority or a multi-tenant one; another tenant's refuses them.
+    pub fn user_in(mut self, tenant_domain: impl Into<String>, email: impl Into<String>) -> Self {
+        self.users.push((Some(tenant_domain.into().to_ascii_lowercase()), email.into()));
         self
     }
 
@@ -184,13 +204,25 @@ impl FakeEntraBuilder {
                 (id, Client { redirect_uris })
             })
             .collect();
+        let mut tenants = vec![TenantInfo::home()];
+        for domain in self.tenants {
+            if !tenants.iter().any(|t| t.domain == domain) {
+                tenants.push(TenantInfo { id: ids::deterministic_guid(&format!("tenant/{domain}")), domain });
+            }
+        }
         let mut emails = self.users;
         if emails.is_empty() {
-            emails.push(DEFAULT_USER.to_owned());
+            emails.push((None, DEFAULT_USER.to_owned()));
         }
         let mut users: Vec<UserInfo> = Vec::new();
-        for email in emails {
-            let user = UserInfo::from_email(&email);
+        for (domain, email) in emails {
+            let tenant = match domain {
+                None => &tenants[0],
+                Some(domain) => tenants.iter().find(|t| t.domain == domain).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("user {email}: no tenant {domain}"))
+                })?,
+            };
+            let user = UserInfo::from_email(&email, &tenant.id);
             if !users.iter().any(|u| u.email == user.email) {
                 users.push(user);
             }
@@ -199,6 +231,7 @@ impl FakeEntraBuilder {
             base_url: base_url.clone(),
             clients,
             users,
+            tenants,
             device_interval: self.device_interval,
             device_code_lifetime: self.device_code_lifetime,
             auth_code_lifetime: self.auth_code_lifetime,
@@ -233,6 +266,11 @@ impl FakeEntra {
     /// `{base_url}/{tenant}`, e.g. `authority("common")` or `authority(TENANT_DOMAIN)`.
     pub fn authority(&self, tenant: &str) -> String {
         format!("{}/{tenant}", self.base_url)
+    }
+
+    /// The fake's tenants, the home tenant first.
+    pub fn tenants(&self) -> Vec<TenantInfo> {
+        self.shared.config.tenants.clone()
     }
 
     /// The fake tenant's users, in the order they were added.

@@ -29,58 +29,56 @@ pub const DEFAULT_REDIRECT_URI: &str = "http://localhost";
 /// The MSA tenant's id, a synonym for `consumers` (protocol notes §1).
 const MSA_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
-/// Which authority a request came through. The GUID and the domain both name the fake tenant.
+/// Which authority a request came through. A tenant's GUID and its domain both name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TenantSegment {
     Common,
     Organizations,
     Consumers,
-    Home,
+    /// One of the fake's tenants, by its index in [`Config::tenants`]; 0 is the home tenant ([`TENANT_ID`]).
+    Tenant(usize),
 }
 
-impl TenantSegment {
-    pub(crate) fn resolve(segment: &str) -> Result<Self, EntraError> {
-        let lower = segment.to_ascii_lowercase();
-        match lower.as_str() {
-            "common" => Ok(Self::Common),
-            "organizations" => Ok(Self::Organizations),
-            "consumers" | MSA_TENANT_ID => Ok(Self::Consumers),
-            TENANT_ID | TENANT_DOMAIN => Ok(Self::Home),
-            _ => Err(EntraError::unknown_tenant(segment)),
-        }
-    }
+/// A directory of the fake: the home tenant ([`TENANT_ID`], [`TENANT_DOMAIN`]) and any added with
+/// [`crate::FakeEntraBuilder::tenant`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantInfo {
+    /// The tenant id (`tid`), a GUID.
+    pub id: String,
+    /// Its verified domain, accepted in place of the id in URLs.
+    pub domain: String,
+}
 
-    /// The `issuer` in discovery: multi-tenant authorities keep the literal `{tenantid}` placeholder.
-    pub(crate) fn issuer_tenant(self) -> &'static str {
-        match self {
-            Self::Home => TENANT_ID,
-            Self::Consumers => MSA_TENANT_ID,
-            Self::Common | Self::Organizations => "{tenantid}",
-        }
+impl TenantInfo {
+    pub(crate) fn home() -> Self {
+        Self { id: TENANT_ID.to_owned(), domain: TENANT_DOMAIN.to_owned() }
     }
 }
 
-/// A user of the fake tenant. The object id is derived from the email so it is stable across runs.
+/// A user of one of the fake's tenants. The object id is derived from tenant and email so it is stable across runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserInfo {
     /// Sign-in name and UPN, lowercased.
     pub email: String,
     /// Object id (`oid`), also Graph's `id` and `client_info`'s `uid`.
     pub oid: String,
+    /// The user's home tenant (`tid`, `client_info`'s `utid`).
+    pub tenant_id: String,
     pub display_name: String,
     pub given_name: String,
     pub surname: String,
 }
 
 impl UserInfo {
-    pub(crate) fn from_email(email: &str) -> Self {
+    pub(crate) fn from_email(email: &str, tenant_id: &str) -> Self {
         let email = email.trim().to_ascii_lowercase();
         let local = email.split('@').next().unwrap_or_default();
         let words: Vec<String> = local.split(['.', '_', '-']).filter(|w| !w.is_empty()).map(capitalize).collect();
         let given_name = words.first().cloned().unwrap_or_default();
         let surname = words.get(1..).map(|rest| rest.join(" ")).unwrap_or_default();
         Self {
-            oid: deterministic_guid(&format!("{TENANT_ID}/{email}")),
+            oid: deterministic_guid(&format!("{tenant_id}/{email}")),
+            tenant_id: tenant_id.to_owned(),
             display_name: words.join(" "),
             given_name,
             surname,
@@ -106,6 +104,8 @@ pub(crate) struct Config {
     pub(crate) base_url: String,
     pub(crate) clients: BTreeMap<String, Client>,
     pub(crate) users: Vec<UserInfo>,
+    /// The home tenant first.
+    pub(crate) tenants: Vec<TenantInfo>,
     pub(crate) device_interval: Duration,
     pub(crate) device_code_lifetime: Duration,
     pub(crate) auth_code_lifetime: Duration,
@@ -113,6 +113,46 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// Resolves an authority's tenant segment: a multi-tenant name, or one of the fake's tenants by id or domain.
+    pub(crate) fn tenant_segment(&self, segment: &str) -> Result<TenantSegment, EntraError> {
+        let lower = segment.to_ascii_lowercase();
+        match lower.as_str() {
+            "common" => Ok(TenantSegment::Common),
+            "organizations" => Ok(TenantSegment::Organizations),
+            "consumers" | MSA_TENANT_ID => Ok(TenantSegment::Consumers),
+            _ => self
+                .tenants
+                .iter()
+                .position(|t| t.id == lower || t.domain.eq_ignore_ascii_case(&lower))
+                .map(TenantSegment::Tenant)
+                .ok_or_else(|| EntraError::unknown_tenant(segment)),
+        }
+    }
+
+    /// The `issuer` in discovery: multi-tenant authorities keep the literal `{tenantid}` placeholder.
+    pub(crate) fn issuer_tenant(&self, segment: TenantSegment) -> &str {
+        match segment {
+            TenantSegment::Tenant(index) => &self.tenants[index].id,
+            TenantSegment::Consumers => MSA_TENANT_ID,
+            TenantSegment::Common | TenantSegment::Organizations => "{tenantid}",
+        }
+    }
+
+    /// A user may sign in through a multi-tenant authority or their own tenant's; through another tenant's
+    /// authority Entra refuses (AADSTS50020; the stand-in has no guest accounts).
+    pub(crate) fn admit(&self, segment: TenantSegment, user: &UserInfo) -> Result<(), ControlError> {
+        match segment {
+            TenantSegment::Tenant(index) if self.tenants[index].id != user.tenant_id => {
+                Err(ControlError::BadRequest(format!(
+                    "AADSTS50020: User account '{}' from identity provider 'https://sts.windows.net/{}/' does not \
+                     exist in tenant '{}' and cannot access the application in that tenant.",
+                    user.email, user.tenant_id, self.tenants[index].domain
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn user(&self, email: &str) -> Result<&UserInfo, ControlError> {
         let wanted = email.trim();
         self.users
@@ -308,23 +348,53 @@ impl Shared {
 mod tests {
     use super::*;
 
+    fn config(tenants: Vec<TenantInfo>) -> Config {
+        Config {
+            base_url: "http://127.0.0.1:1".to_owned(),
+            clients: BTreeMap::new(),
+            users: Vec::new(),
+            tenants,
+            device_interval: Duration::from_secs(5),
+            device_code_lifetime: Duration::from_secs(900),
+            auth_code_lifetime: Duration::from_secs(600),
+            refresh_token_lifetime: Duration::from_secs(90 * 86_400),
+        }
+    }
+
     #[test]
     fn user_names_derive_from_email() {
-        let adele = UserInfo::from_email("Adele.Vance@contoso.com");
+        let adele = UserInfo::from_email("Adele.Vance@contoso.com", TENANT_ID);
         assert_eq!(adele.email, "adele.vance@contoso.com");
         assert_eq!(adele.display_name, "Adele Vance");
         assert_eq!((adele.given_name.as_str(), adele.surname.as_str()), ("Adele", "Vance"));
-        assert_eq!(adele.oid, UserInfo::from_email("adele.vance@contoso.com").oid);
-        assert_eq!(UserInfo::from_email("alice@contoso.com").display_name, "Alice");
+        assert_eq!(adele.oid, UserInfo::from_email("adele.vance@contoso.com", TENANT_ID).oid);
+        assert_ne!(adele.oid, UserInfo::from_email("adele.vance@contoso.com", "another-tenant").oid);
+        assert_eq!(UserInfo::from_email("alice@contoso.com", TENANT_ID).display_name, "Alice");
     }
 
     #[test]
     fn tenant_segments() {
-        assert_eq!(TenantSegment::resolve("common").unwrap(), TenantSegment::Common);
-        assert_eq!(TenantSegment::resolve("Contoso.onmicrosoft.com").unwrap(), TenantSegment::Home);
-        assert_eq!(TenantSegment::resolve(TENANT_ID).unwrap(), TenantSegment::Home);
-        assert_eq!(TenantSegment::resolve(MSA_TENANT_ID).unwrap(), TenantSegment::Consumers);
-        assert_eq!(TenantSegment::resolve("fabrikam.onmicrosoft.com").unwrap_err().code, 90002);
-        assert_eq!(TenantSegment::resolve("00000000-0000-0000-0000-000000000000").unwrap_err().code, 90002);
+        let fabrikam = TenantInfo { id: "0b0c0d0e-1111-4222-8333-444455556666".into(), domain: "fabrikam.com".into() };
+        let config = config(vec![TenantInfo::home(), fabrikam.clone()]);
+        assert_eq!(config.tenant_segment("common").unwrap(), TenantSegment::Common);
+        assert_eq!(config.tenant_segment("Contoso.onmicrosoft.com").unwrap(), TenantSegment::Tenant(0));
+        assert_eq!(config.tenant_segment(TENANT_ID).unwrap(), TenantSegment::Tenant(0));
+        assert_eq!(config.tenant_segment(MSA_TENANT_ID).unwrap(), TenantSegment::Consumers);
+        assert_eq!(config.tenant_segment("FABRIKAM.com").unwrap(), TenantSegment::Tenant(1));
+        assert_eq!(config.tenant_segment(&fabrikam.id).unwrap(), TenantSegment::Tenant(1));
+        assert_eq!(config.issuer_tenant(TenantSegment::Tenant(1)), fabrikam.id);
+        assert_eq!(config.tenant_segment("northwind.com").unwrap_err().code, 90002);
+        assert_eq!(config.tenant_segment("00000000-0000-0000-0000-000000000000").unwrap_err().code, 90002);
+    }
+
+    #[test]
+    fn a_user_signs_in_through_their_own_tenant_or_a_multi_tenant_authority_only() {
+        let fabrikam = TenantInfo { id: "0b0c0d0e-1111-4222-8333-444455556666".into(), domain: "fabrikam.com".into() };
+        let config = config(vec![TenantInfo::home(), fabrikam.clone()]);
+        let bob = UserInfo::from_email("bob@fabrikam.com", &fabrikam.id);
+        assert!(config.admit(TenantSegment::Tenant(1), &bob).is_ok());
+        assert!(config.admit(TenantSegment::Organizations, &bob).is_ok());
+        let refused = config.admit(TenantSegment::Tenant(0), &bob).unwrap_err().to_string();
+        assert!(refused.contains("AADSTS50020") && refused.contains("bob@fabrikam.com"), "{refused}");
     }
 }

@@ -52,7 +52,7 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, Path(tenant): Path<
 }
 
 fn handle(shared: &Shared, tenant: &str, params: &Params, claims: RequestClaims) -> Result<Value, EntraError> {
-    let tenant = TenantSegment::resolve(tenant)?;
+    let tenant = shared.config.tenant_segment(tenant)?;
     let grant_type = params.get("grant_type").ok_or_else(|| EntraError::missing_parameter("grant_type"))?;
     let client_id = params.get("client_id").ok_or_else(|| EntraError::missing_parameter("client_id"))?;
     shared.config.client(client_id)?;

@@ -124,6 +124,17 @@ impl Client {
         self.call(Method::GET, routes::STATUS, None, Duration::ZERO).await
     }
 
+    /// `GET /metrics`: the daemon's metrics in the Prometheus text format, as sent (counts only: no scope,
+    /// account or token is in them).
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let (status, body) = self.send(Method::GET, routes::METRICS, None, Duration::ZERO).await?;
+        if !status.is_success() {
+            return decode::<serde_json::Value>(routes::METRICS, status, &body).map(|_| String::new());
+        }
+        String::from_utf8(body.to_vec())
+            .map_err(|_| Error::Protocol(format!("{} answered a body that is not UTF-8", routes::METRICS)))
+    }
+
     /// `GET /healthz`: succeeds when the daemon is up and answering.
     pub async fn healthz(&self) -> Result<(), Error> {
         let (status, _) = self.send(Method::GET, routes::HEALTHZ, None, Duration::ZERO).await?;

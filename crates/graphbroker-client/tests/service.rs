@@ -1,5 +1,5 @@
 //! `graphbroker-client service`: the units and the plist it installs, checked as files (`systemd-analyze verify`,
-//! a plist parser); its commands against a stand-in `systemctl`; autostart standing aside for an installed socket;
+//! a plist parser, the plist the client generates); its commands against a stand-in `systemctl`; autostart standing aside for an installed socket;
 //! and the whole thing under a real `systemd --user` manager in a private mount namespace (`service_e2e.sh`).
 //!
 //! Tests that need a tool this machine lacks (systemd, root for `unshare -m`) print why and pass, unless
@@ -146,15 +146,19 @@ fn the_launchd_plist_has_what_launchd_and_the_daemon_need() {
         assert_eq!(string(plist.get(key)).as_deref(), Some("@LOG_DIR@/graphbrokerd.log"), "{key}");
     }
 
-    // Filled in as install does, every path is absolute and the result still parses.
-    let text = std::fs::read_to_string(&path).unwrap();
-    let filled = text
-        .replace("@GRAPHBROKERD@", "/Users/adele/.cargo/bin/graphbrokerd")
-        .replace("@SOCKET@", "/var/folders/xy/abc/T/graphbroker-501/graphbroker.sock")
-        .replace("@LOG_DIR@", "/Users/adele/Library/Logs/graphbroker");
-    assert!(!filled.contains('@'), "a placeholder install does not know of");
-    let filled = plist::Value::from_reader(std::io::Cursor::new(filled.into_bytes())).unwrap();
+    // What install writes (built by the plist crate, on every platform) is this file, placeholders and all.
+    let generated = generated_plist("@GRAPHBROKERD@", "@SOCKET@", "@LOG_DIR@");
+    assert_eq!(generated, plist::Value::Dictionary(plist.clone()), "the generated plist differs from {path:?}");
+
+    // With the paths install passes, every path is absolute and the result parses.
+    let filled = generated_plist(
+        "/Users/adele/.cargo/bin/graphbrokerd",
+        "/var/folders/xy/abc/T/graphbroker-501/graphbroker.sock",
+        "/Users/adele/Library/Logs/graphbroker",
+    );
     let filled = filled.as_dictionary().unwrap();
+    let program = filled.get("ProgramArguments").and_then(plist::Value::as_array).unwrap()[0].as_string();
+    assert_eq!(program, Some("/Users/adele/.cargo/bin/graphbrokerd"));
     let socket_path = filled
         .get("Sockets")
         .and_then(plist::Value::as_dictionary)
@@ -166,6 +170,16 @@ fn the_launchd_plist_has_what_launchd_and_the_daemon_need() {
     // macOS limits a socket path to 104 bytes.
     assert!(Path::new(socket_path).is_absolute() && socket_path.len() < 104);
     assert!(Path::new(filled.get("StandardErrorPath").and_then(plist::Value::as_string).unwrap()).is_absolute());
+}
+
+/// The agent plist `service install` writes on macOS for these paths (`__generate launchd-plist`), parsed.
+fn generated_plist(program: &str, socket: &str, log_dir: &str) -> plist::Value {
+    let output = Command::new(client_bin())
+        .args(["__generate", "launchd-plist", "--program", program, "--socket", socket, "--log-dir", log_dir])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    plist::Value::from_reader(std::io::Cursor::new(output.stdout)).unwrap()
 }
 
 /// A home for the client with a stand-in `systemctl` that logs its arguments and answers "inactive".

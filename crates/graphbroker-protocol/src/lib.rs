@@ -63,6 +63,8 @@ pub mod routes {
     /// Any method: `/graph/{version}/{path…}` is forwarded to the profile's Microsoft Graph endpoint with its
     /// `Authorization` header attached (see [`crate::proxy`]).
     pub const GRAPH_PREFIX: &str = "/graph/";
+    /// `GET`: the daemon's metrics in the Prometheus text format (counts only; see docs/api.md).
+    pub const METRICS: &str = "/metrics";
 }
 
 /// The request and answer headers of the Graph proxy (`/graph/{version}/{path…}`).

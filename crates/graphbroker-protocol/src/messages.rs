@@ -443,7 +443,7 @@ pub struct CachedTokenStatus {
 /// Request counters since the daemon started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// Token and header requests answered.
+    /// Token and header requests answered (and each token the Graph proxy attached).
     pub requests: u64,
     /// Of those, served from the in-memory cache.
     pub cache_hits: u64,
@@ -451,7 +451,7 @@ pub struct Counters {
     pub refreshes: u64,
     /// Sign-ins started.
     pub signins: u64,
-    /// Errors answered.
+    /// Error answers, on every route (the sum of `/metrics`' `graphbroker_errors_total`).
     pub errors: u64,
 }
 

@@ -166,6 +166,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(ErrorBody { error: (*self.0).clone() })).into_response();
+        // For the server's metrics layer, which counts error answers by code.
+        response.extensions_mut().insert(self.0.code);
         if let Some(seconds) = self.0.retry_after
             && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
         {

@@ -16,6 +16,7 @@
 //! - [`browser`]: browser sign-in (authorization code + PKCE, loopback redirect).
 //! - [`broker`]: cache, single-flight, sign-in on first demand, persistence; the token state machine. Generic
 //!   over the platform and the stores, so every lifecycle rule can be tested in-process.
+//! - [`metrics`]: `GET /metrics` (Prometheus text): the counters, the platform latency, the tokens' life left.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
 //! - [`clock`]: the wall clock, injectable. [`notify`]: desktop notifications of a sign-in's prompt.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification. [`hardening`]: no core
@@ -35,6 +36,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hardening;
 pub mod idp;
+pub mod metrics;
 pub mod notify;
 pub mod retry;
 pub mod scopes;

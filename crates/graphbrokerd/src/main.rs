@@ -13,6 +13,7 @@ use graphbrokerd::activation::{self, Activation};
 use graphbrokerd::broker::{Broker, SystemStores};
 use graphbrokerd::config::{CONFIG_ENV, Config};
 use graphbrokerd::idp::EntraPlatform;
+use graphbrokerd::metrics::Metrics;
 use graphbrokerd::server::{self, Activity, ConnectionLimits, PeerPolicy};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -45,10 +46,16 @@ struct Args {
     /// How many connections are served at once; more wait until one closes (tests lower it).
     #[arg(long, hide = true, value_name = "COUNT")]
     max_connections: Option<usize>,
+    /// Write the man page graphbrokerd.1, generated from these flags, into DIR and exit (for packaging).
+    #[arg(long, hide = true, value_name = "DIR")]
+    generate_man: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_man {
+        return generate_man(dir);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -88,6 +95,21 @@ fn main() -> ExitCode {
 
 /// How often a long-running daemon checks for idle accounts, as the service manager's timer does.
 const ROLLING_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+/// `--generate-man DIR`: the page comes from the clap definition, so it lists the flags as they are.
+fn generate_man(dir: &Path) -> ExitCode {
+    use clap::CommandFactory;
+    let written = std::fs::create_dir_all(dir).and_then(|()| clap_mangen::Man::new(Args::command()).generate_to(dir));
+    match written {
+        Ok(page) => {
+            println!("{}", page.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("graphbrokerd: could not write the man page into {}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
 
 async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Activation)>) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref()).context("failed to load the configuration")?;
@@ -110,8 +132,11 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
             (graphbrokerd::socket::bind(&path)?, None, Some(path))
         }
     };
-    let platform = EntraPlatform::new(config.http_timeout).context("failed to build the HTTP client")?;
-    let broker = Broker::new(&config, Arc::new(platform), Arc::new(SystemStores::default()));
+    let metrics = Arc::new(Metrics::new());
+    let platform = EntraPlatform::new(config.http_timeout)
+        .context("failed to build the HTTP client")?
+        .with_latency(metrics.idp_latency());
+    let broker = Broker::with_metrics(&config, Arc::new(platform), Arc::new(SystemStores::default()), metrics);
     broker.load_accounts().await;
     // The rolling refresh at every start (a service manager's daily start or timer, a first request) and once a
     // day while the daemon keeps running; a check that finds nothing idle asks the platform nothing.
@@ -237,9 +262,9 @@ fn reload(broker: &Broker, config_path: Option<&Path>) {
         Ok(now) => activation::notify(&[NotifyState::Reloading, now]),
         Err(_) => activation::notify(&[NotifyState::Reloading]),
     }
-    let outcome = Config::load(config_path)
-        .map_err(anyhow::Error::from)
-        .and_then(|config| Ok((EntraPlatform::new(config.http_timeout)?, config)));
+    let outcome = Config::load(config_path).map_err(anyhow::Error::from).and_then(|config| {
+        Ok((EntraPlatform::new(config.http_timeout)?.with_latency(broker.metrics().idp_latency()), config))
+    });
     match outcome {
         Ok((platform, config)) => {
             let summary = broker.reload(&config, Arc::new(platform));

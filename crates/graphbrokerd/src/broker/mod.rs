@@ -50,12 +50,12 @@ pub use token::{IssuedToken, MAX_WAIT, TokenRequest};
 use self::lifecycle::{ProfileState, Write};
 use self::persist::{Persistence, StillWanted};
 use self::signin::SignIn;
-use self::status::AtomicCounters;
 use crate::browser::{self, BrowserSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Profile};
 use crate::error::ApiError;
 use crate::idp::{ClaimsChallenge, Platform, request_claims};
+use crate::metrics::Metrics;
 use crate::notify::{DesktopNotifier, NoticeQueue, Notifier};
 use crate::scopes::ScopeSet;
 
@@ -176,7 +176,8 @@ pub struct Broker {
     profiles: RwLock<Arc<ProfileSet>>,
     platform: RwLock<Arc<dyn Platform>>,
     stores: Arc<dyn StoreFactory>,
-    counters: AtomicCounters,
+    /// Every counter, the status route's included (`status.rs` reads them from here).
+    metrics: Arc<Metrics>,
     next_signin: AtomicU64,
     shutdown: watch::Sender<bool>,
     /// Bumped whenever an account or a sign-in changes, for whoever reports the daemon's state (sd_notify).
@@ -192,14 +193,26 @@ impl Broker {
     /// A broker for `config`, asking `platform` for tokens and keeping accounts in `stores`. Accounts are read
     /// from the stores by [`Broker::load_accounts`] (or on first use).
     pub fn new(config: &Config, platform: Arc<dyn Platform>, stores: Arc<dyn StoreFactory>) -> Arc<Self> {
-        Self::with_seams(config, platform, stores, Arc::new(SystemClock), Arc::new(DesktopNotifier))
+        Self::with_metrics(config, platform, stores, Arc::default())
     }
 
-    /// [`Broker::new`] with the wall clock and the desktop's notifications replaced (tests).
+    /// [`Broker::new`], counting into `metrics` (which the platform's HTTP layer may share, see
+    /// [`crate::idp::EntraPlatform::with_latency`]).
+    pub fn with_metrics(
+        config: &Config,
+        platform: Arc<dyn Platform>,
+        stores: Arc<dyn StoreFactory>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Self::with_seams(config, platform, stores, metrics, Arc::new(SystemClock), Arc::new(DesktopNotifier))
+    }
+
+    /// [`Broker::with_metrics`] with the wall clock and the desktop's notifications replaced (tests).
     pub fn with_seams(
         config: &Config,
         platform: Arc<dyn Platform>,
         stores: Arc<dyn StoreFactory>,
+        metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
         notifier: Arc<dyn Notifier>,
     ) -> Arc<Self> {
@@ -228,7 +241,7 @@ impl Broker {
             profiles: RwLock::new(Arc::new(profiles)),
             platform: RwLock::new(platform),
             stores,
-            counters: AtomicCounters::default(),
+            metrics,
             next_signin: AtomicU64::new(1),
             shutdown: watch::Sender::new(false),
             changes: watch::Sender::new(0),
@@ -244,6 +257,11 @@ impl Broker {
             return None;
         }
         Some(self.notices.get_or_init(|| NoticeQueue::start(self.notifier.clone())).clone())
+    }
+
+    /// The daemon's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     fn profile_set(&self) -> Arc<ProfileSet> {
@@ -396,7 +414,7 @@ impl Broker {
             chosen => chosen,
         };
         let id = self.next_signin.fetch_add(1, Ordering::Relaxed);
-        self.counters.signins.fetch_add(1, Ordering::Relaxed);
+        self.metrics.signin_started(flow.into());
         let signin = signin::spawn(signin::Job {
             platform: self.platform(),
             slot: slot.clone(),
@@ -411,6 +429,7 @@ impl Broker {
             notices: self.notices(),
             clock: self.clock.clone(),
             changes: self.changes.clone(),
+            metrics: self.metrics.clone(),
         });
         tracing::info!(profile = %slot.profile.name, ?reason, ?flow, scopes = %scopes, "starting a sign-in");
         state.signin = Some(signin.clone());

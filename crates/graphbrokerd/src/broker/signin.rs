@@ -23,6 +23,7 @@ use crate::browser::{self, BrowserSettings, BrowserTab};
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::idp::{Platform, PlatformError, Tokens};
+use crate::metrics::{Flow, Metrics, SigninOutcome};
 use crate::notify::{Notice, NoticeQueue};
 use crate::retry::{DEVICE_POLL, PLATFORM_CALL, retry};
 use crate::scopes::ScopeSet;
@@ -50,6 +51,25 @@ pub struct SignIn {
     /// The task's sender too, so that cancelling can still tell the waiting requests why.
     announce: Arc<watch::Sender<Phase>>,
     task: tokio::task::AbortHandle,
+    /// Counts how the sign-in ended, once: by the task, or by `cancel` when that stops the task first.
+    ending: Arc<Ending>,
+}
+
+/// The `graphbroker_signins_total` count of one sign-in, made by whichever of its task and its cancellation ends
+/// it first.
+#[derive(Debug)]
+struct Ending {
+    flow: Flow,
+    metrics: Arc<Metrics>,
+    counted: AtomicBool,
+}
+
+impl Ending {
+    fn count(&self, outcome: SigninOutcome) {
+        if !self.counted.swap(true, Ordering::SeqCst) {
+            self.metrics.signin_ended(self.flow, outcome);
+        }
+    }
 }
 
 /// Where a sign-in stands.
@@ -80,6 +100,7 @@ impl SignIn {
     /// Stops the sign-in; the requests waiting for it are told `why` it was cancelled.
     pub fn cancel(&self, why: &str) {
         self.task.abort();
+        self.ending.count(SigninOutcome::Declined);
         self.announce.send_replace(Phase::Done(Err(ApiError::new(
             ErrorCode::SigninDeclined,
             format!("the sign-in was cancelled ({why}); ask again to start a new one"),
@@ -180,6 +201,7 @@ pub(super) struct Job {
     pub clock: Arc<dyn Clock>,
     /// Told whenever the sign-in ends (for status notifications).
     pub changes: watch::Sender<u64>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Starts the sign-in task for `job`; the caller installs the returned handle in the profile's state.
@@ -188,8 +210,10 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
     let tx = Arc::new(tx);
     let (id, reason, scopes_key) = (job.id, job.reason, job.scopes.key().to_owned());
     let deliberate = Arc::new(AtomicBool::new(job.deliberate));
+    let ending =
+        Arc::new(Ending { flow: job.flow.into(), metrics: job.metrics.clone(), counted: AtomicBool::new(false) });
     let attended = Arc::new(AtomicBool::new(job.attended));
-    let task = tokio::spawn(run(job, deliberate.clone(), attended.clone(), tx.clone()));
+    let task = tokio::spawn(run(job, deliberate.clone(), attended.clone(), tx.clone(), ending.clone()));
     Arc::new(SignIn {
         id,
         reason,
@@ -199,12 +223,19 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
         attended,
         announce: tx,
         task: task.abort_handle(),
+        ending,
     })
 }
 
 /// The sign-in task: the prompt for the waiting clients, the user's part, then the account is stored and the
 /// first token cached.
-async fn run(job: Job, deliberate: Arc<AtomicBool>, attended: Arc<AtomicBool>, phase: Arc<watch::Sender<Phase>>) {
+async fn run(
+    job: Job,
+    deliberate: Arc<AtomicBool>,
+    attended: Arc<AtomicBool>,
+    phase: Arc<watch::Sender<Phase>>,
+    ending: Arc<Ending>,
+) {
     let slot = job.slot.clone();
     let result = async {
         let (tokens, tab) =
@@ -221,6 +252,7 @@ async fn run(job: Job, deliberate: Arc<AtomicBool>, attended: Arc<AtomicBool>, p
         Ok(()) => tracing::info!(profile = %slot.profile.name, "sign-in complete"),
         Err(e) => tracing::warn!(profile = %slot.profile.name, "sign-in failed: {}", e.0.message),
     }
+    ending.count(result.as_ref().map_or_else(|e| SigninOutcome::of_error(e.code()), |()| SigninOutcome::Ok));
     {
         let mut state = slot.state.lock().expect("state lock");
         if state.signin.as_ref().is_some_and(|s| s.id == job.id) {
@@ -392,6 +424,7 @@ impl SignIn {
             attended: Arc::new(AtomicBool::new(false)),
             announce: Arc::new(tx),
             task: task.abort_handle(),
+            ending: Arc::new(Ending { flow: Flow::Device, metrics: Arc::default(), counted: AtomicBool::new(false) }),
         })
     }
 }

@@ -1,39 +1,17 @@
-//! What the daemon tells about itself: `GET /v1/status`, the service manager's one-line status, the counters,
+//! What the daemon tells about itself: `GET /v1/status`, `GET /metrics`, the service manager's one-line status,
 //! and whether stopping now would lose anything. Never a token value.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use graphbroker_protocol::{
-    CachedTokenStatus, Counters, EpochSeconds, ProfileStatus, SignInWarning, StatusResponse, StoreKind, WarningKind,
+    CachedTokenStatus, EpochSeconds, ProfileStatus, SignInWarning, StatusResponse, StoreKind, WarningKind,
 };
 
 use super::lifecycle::{AccountState, Persisted, ProfileState};
 use super::signin::Phase;
 use super::{Broker, account_info};
 use crate::config::{EXPIRY_WARNING, REFRESH_TOKEN_INACTIVITY};
-
-/// Request counters since the daemon started.
-#[derive(Debug, Default)]
-pub(super) struct AtomicCounters {
-    pub requests: AtomicU64,
-    pub cache_hits: AtomicU64,
-    pub refreshes: AtomicU64,
-    pub signins: AtomicU64,
-    pub errors: AtomicU64,
-}
-
-impl AtomicCounters {
-    fn snapshot(&self) -> Counters {
-        Counters {
-            requests: self.requests.load(Ordering::Relaxed),
-            cache_hits: self.cache_hits.load(Ordering::Relaxed),
-            refreshes: self.refreshes.load(Ordering::Relaxed),
-            signins: self.signins.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-        }
-    }
-}
+use crate::metrics::ProfileTokens;
 
 impl Broker {
     /// Serves `GET /v1/status`. Never includes a token value.
@@ -82,8 +60,25 @@ impl Broker {
             daemon: env!("CARGO_PKG_VERSION").into(),
             default_profile: set.default_profile.clone(),
             profiles,
-            counters: self.counters.snapshot(),
+            counters: self.metrics.counters(),
         }
+    }
+
+    /// Serves `GET /metrics`: the counters, then each profile's cached tokens (how many, and the life left to
+    /// the one that expires first). Never a scope, an account or a token.
+    pub fn metrics_text(&self) -> Result<String, std::fmt::Error> {
+        let profiles: Vec<ProfileTokens> = self
+            .profile_set()
+            .slots
+            .values()
+            .map(|slot| {
+                let state = slot.state.lock().expect("state lock");
+                let remaining: Vec<_> = state.entries.live_tokens().map(|t| t.remaining()).collect();
+                let (cached, soonest) = (remaining.len(), remaining.iter().min().copied());
+                ProfileTokens { profile: slot.profile.name.clone(), cached, soonest }
+            })
+            .collect();
+        self.metrics.encode(&profiles)
     }
 
     /// One line for a service manager's status: accounts signed in, sign-ins pending.

@@ -2,7 +2,6 @@
 //! refresh, the refresh ahead of expiry, and the sign-in when the silent path cannot get a token.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use graphbroker_protocol::{AccountInfo, EpochSeconds, ErrorCode, SignInReason};
@@ -16,6 +15,7 @@ use super::{Broker, ProfileSlot, account_info};
 use crate::config::Profile;
 use crate::error::ApiError;
 use crate::idp::{ClaimsChallenge, PlatformError, Tokens, request_claims};
+use crate::metrics::RefreshOutcome;
 use crate::retry::{PLATFORM_CALL, retry};
 use crate::scopes::ScopeSet;
 
@@ -112,12 +112,9 @@ struct Resolved {
 impl Broker {
     /// Serves `GET /v1/token` and `/v1/header`.
     pub async fn token(self: &Arc<Self>, request: &TokenRequest) -> Result<IssuedToken, ApiError> {
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let result = self.token_inner(request).await;
-        if result.is_err() {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        result
+        // Errors are counted where they are answered (the server), by their code.
+        self.metrics.token_request();
+        self.token_inner(request).await
     }
 
     /// The request against the profile's current slot.
@@ -232,10 +229,15 @@ impl Broker {
             Grant::NeedSignIn(reason) => return Ok(Silent::NeedSignIn { reason, claims: None }),
             Grant::Retired => return Ok(Silent::Stale),
         };
-        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing access token");
         let platform = self.platform();
         let outcome = retry(PLATFORM_CALL, || platform.refresh(&slot.profile, &refresh_token, scopes, claims)).await;
+        self.metrics.refreshed(match &outcome {
+            Ok(_) => RefreshOutcome::Ok,
+            Err(PlatformError::AccountDead { .. } | PlatformError::NeedsUser { .. }) => RefreshOutcome::SigninNeeded,
+            Err(PlatformError::Transient { .. }) => RefreshOutcome::Unavailable,
+            Err(_) => RefreshOutcome::Error,
+        });
         match outcome {
             Ok(tokens) => {
                 let answers = challenge.map(|(claims, ..)| claims);
@@ -273,7 +275,7 @@ impl Broker {
         let mut state = slot.state.lock().expect("state lock");
         let token = state.entries.answered(scopes.key(), claims, seen, challenged, min_valid)?;
         let record = state.record()?.clone();
-        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_hit();
         Some(issued(&slot.profile, &record, token))
     }
 
@@ -282,7 +284,7 @@ impl Broker {
         let mut state = slot.state.lock().expect("state lock");
         let token = state.entries.token(scopes.key(), min_valid)?;
         let record = state.record()?.clone();
-        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_hit();
         let refresh_ahead = state.entries.claim_refresh_ahead(scopes.key());
         Some((issued(&slot.profile, &record, token), refresh_ahead))
     }

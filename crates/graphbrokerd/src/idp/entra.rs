@@ -19,6 +19,7 @@ use super::classify::aadsts_code;
 use super::http::{Http, HttpError};
 use super::{AuthorizeRequest, BoxFuture, DeviceCode, EntraError, Identity, Platform, PlatformError, Tokens, classify};
 use crate::config::Profile;
+use crate::metrics::IdpLatency;
 use crate::scopes::ScopeSet;
 
 /// Lifetime assumed when a token response omits `expires_in` (it never should): short, so it is refreshed soon.
@@ -99,6 +100,11 @@ impl EntraPlatform {
     /// `timeout` bounds each HTTP exchange (connect + answer).
     pub fn new(timeout: Duration) -> anyhow::Result<Self> {
         Ok(Self { http: Http::new(timeout)? })
+    }
+
+    /// Observes the duration of every HTTP exchange into `latency` (`GET /metrics`).
+    pub fn with_latency(self, latency: IdpLatency) -> Self {
+        Self { http: self.http.observed_by(latency) }
     }
 
     fn client(profile: &Profile) -> Result<EntraClient, PlatformError> {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 
+use crate::metrics::{IdpCall, IdpLatency};
+
 /// The most of an answer the daemon reads. Entra's token responses are a few KiB (an access token with many
 /// groups can reach 10–20 KiB), so 1 MiB is far beyond any real answer and still small to hold in memory.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -28,6 +30,8 @@ pub enum HttpError {
 #[derive(Debug, Clone)]
 pub(crate) struct Http {
     client: oauth2::reqwest::Client,
+    /// Where each exchange's duration goes, when the daemon keeps metrics.
+    latency: Option<IdpLatency>,
 }
 
 impl Http {
@@ -40,10 +44,25 @@ impl Http {
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()?;
-        Ok(Self { client })
+        Ok(Self { client, latency: None })
     }
 
+    pub(crate) fn observed_by(mut self, latency: IdpLatency) -> Self {
+        self.latency = Some(latency);
+        self
+    }
+
+    /// One exchange, its duration observed whatever its outcome (a timeout is a latency too).
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let Some(latency) = &self.latency else { return self.exchange(request).await };
+        let call = IdpCall::of(request.uri().path(), request.body());
+        let started = std::time::Instant::now();
+        let result = self.exchange(request).await;
+        latency.observe(call, started.elapsed());
+        result
+    }
+
+    async fn exchange(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let request = oauth2::reqwest::Request::try_from(request).map_err(|e| HttpError::Network(e.to_string()))?;
         let response = self.client.execute(request).await.map_err(|e| HttpError::Network(describe_reqwest(&e)))?;
         let status = response.status();

@@ -33,6 +33,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 
 use super::peer::{FORBIDDEN_MESSAGE, Peer, PeerPolicy};
+use crate::metrics::Metrics;
 
 /// How long a connection may take to send a whole request head (and how long an idle keep-alive connection is
 /// kept). Local programs send theirs in microseconds; ten seconds leaves room for a loaded machine while a
@@ -75,6 +76,7 @@ pub(super) async fn accept_loop(
     listener: UnixListener,
     app: Router,
     policy: PeerPolicy,
+    metrics: Arc<Metrics>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -102,6 +104,7 @@ pub(super) async fn accept_loop(
         };
         let peer = Peer::of(&stream);
         if !policy.allows(&peer) {
+            metrics.peer_refused();
             refuse(stream, &peer, &lingering);
             continue;
         }

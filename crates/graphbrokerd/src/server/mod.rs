@@ -36,11 +36,12 @@ use zeroize::Zeroize;
 
 pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 use self::answer::{secret_answer, secret_bytes};
-use self::peer::peer_check;
 pub use self::peer::{Peer, PeerPolicy};
+use self::peer::{PeerCheck, peer_check};
 use self::request::{parse_query, token_request};
 use crate::broker::{Broker, IssuedToken, TokenRequest};
 use crate::error::ApiError;
+use crate::metrics::{self, Metrics, Route};
 
 #[derive(Debug, Clone)]
 struct AppState {
@@ -106,11 +107,27 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn track(State(activity): State<Arc<Activity>>, request: Request, next: Next) -> Response {
+/// What the tracking layer counts into: activity for idle exit, and the metrics.
+#[derive(Debug, Clone)]
+struct Tracked {
+    activity: Arc<Activity>,
+    metrics: Arc<Metrics>,
+}
+
+/// Counts a request in and out (activity), and its answer by route, outcome and error code (metrics). One layer
+/// for both, so the cached-token path pays for no extra middleware; counting is atomic adds on series looked up
+/// by index (see `crate::metrics`).
+async fn track(State(tracked): State<Tracked>, request: Request, next: Next) -> Response {
+    let route = Route::of(request.uri().path());
+    let activity = &tracked.activity;
     activity.in_flight.fetch_add(1, Ordering::SeqCst);
     activity.touch();
-    let _guard = InFlight(&activity);
-    next.run(request).await
+    let _guard = InFlight(activity);
+    let response = next.run(request).await;
+    let status = response.status();
+    let failed = status.is_client_error() || status.is_server_error();
+    tracked.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
+    response
 }
 
 /// The whole API. Connections must carry [`Peer`] info (`into_make_service_with_connect_info::<Peer>()`);
@@ -121,6 +138,8 @@ pub fn router(broker: Arc<Broker>, policy: PeerPolicy) -> Router {
 
 /// [`router`], counting requests in `activity`.
 pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: Arc<Activity>) -> Router {
+    let tracked = Tracked { activity: activity.clone(), metrics: broker.metrics().clone() };
+    let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
     Router::new()
         .route(routes::VERSION, get(version))
         .route(routes::TOKEN, get(token))
@@ -130,14 +149,15 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .route(routes::STATUS, get(status))
         .route(routes::REFRESH_IDLE, post(refresh_idle))
         .route(routes::HEALTHZ, get(|| async { "ok" }))
+        .route(routes::METRICS, get(metrics))
         .route("/graph/{*path}", any(proxy::forward))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route: see docs/api.md for the routes") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")
         })
         // Inner layer: only requests that passed the peer check count as activity.
-        .layer(middleware::from_fn_with_state(activity.clone(), track))
-        .layer(middleware::from_fn_with_state(policy, peer_check))
+        .layer(middleware::from_fn_with_state(tracked, track))
+        .layer(middleware::from_fn_with_state(peers, peer_check))
         // Outermost: every answer, a refusal by the peer check included, says which protocol the daemon speaks.
         .layer(middleware::map_response(protocol_header))
         .with_state(AppState { broker, graph: proxy::GraphClient::new(), activity })
@@ -170,8 +190,9 @@ pub async fn serve_with_limits(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let metrics = broker.metrics().clone();
     let app = router_with_activity(broker, policy, activity);
-    accept::accept_loop(listener, app, policy, limits, shutdown).await
+    accept::accept_loop(listener, app, policy, metrics, limits, shutdown).await
 }
 
 async fn version() -> Json<VersionResponse> {
@@ -257,4 +278,13 @@ async fn signout(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result
 
 async fn status(State(app): State<AppState>) -> Response {
     Json(app.broker.status()).into_response()
+}
+
+/// `GET /metrics`: the Prometheus text format, version 0.0.4.
+async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let text = app
+        .broker
+        .metrics_text()
+        .map_err(|_| ApiError::internal("the metrics could not be encoded; see the daemon's log"))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }

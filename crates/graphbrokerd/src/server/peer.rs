@@ -2,6 +2,8 @@
 //! refuses everyone else before any route runs. The accept loop (`accept.rs`) applies the same policy before a
 //! request is even read; the middleware is the second line, for routers served some other way.
 
+use std::sync::Arc;
+
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -11,6 +13,7 @@ use graphbroker_protocol::ErrorCode;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// The credentials of the process at the other end of a connection, from `SO_PEERCRED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +61,20 @@ impl PeerPolicy {
     }
 }
 
-pub(super) async fn peer_check(State(policy): State<PeerPolicy>, request: Request, next: Next) -> Response {
+/// The middleware's state: the policy, and the metrics that count its refusals.
+#[derive(Debug, Clone)]
+pub(super) struct PeerCheck {
+    pub policy: PeerPolicy,
+    pub metrics: Arc<Metrics>,
+}
+
+pub(super) async fn peer_check(State(check): State<PeerCheck>, request: Request, next: Next) -> Response {
     let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
     match peer {
-        Some(peer) if policy.allows(&peer) => next.run(request).await,
+        Some(peer) if check.policy.allows(&peer) => next.run(request).await,
         other => {
             tracing::warn!(peer = ?other, "refused a connection from another user");
+            check.metrics.peer_refused();
             ApiError::new(ErrorCode::Forbidden, FORBIDDEN_MESSAGE).into_response()
         }
     }

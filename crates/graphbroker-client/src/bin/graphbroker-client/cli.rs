@@ -94,6 +94,8 @@ pub enum Command {
     /// Refresh every account nobody has used for its profile's rolling_refresh, before its sign-in expires
     /// (the service's daily timer runs this); exit status 4 when an account needs a new sign-in
     RefreshIdle,
+    /// Print the daemon's metrics in the Prometheus text format (counts only; never scopes, accounts or tokens)
+    Metrics,
     /// Call Microsoft Graph through graphbrokerd, which attaches the token (e.g. `graph GET /me`)
     #[command(after_help = GRAPH_EXAMPLES)]
     Graph(crate::graph::GraphArgs),
@@ -104,7 +106,20 @@ pub enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell) on stdout
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell the script is for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  graphbroker-client completions bash > ~/.local/share/bash-completion/completions/graphbroker-client
+  graphbroker-client completions zsh > ~/.zfunc/_graphbroker-client    # with fpath+=(~/.zfunc) before compinit
+  graphbroker-client completions fish > ~/.config/fish/completions/graphbroker-client.fish";
 
 const GRAPH_EXAMPLES: &str = "\
 Examples:

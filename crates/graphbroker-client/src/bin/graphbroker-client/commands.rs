@@ -9,6 +9,7 @@ use crate::autostart::ensure_daemon;
 use crate::cli::{Cli, Command, HeaderFormat, TokenFormat, TokenRequest};
 use crate::exit_status::{ExitStatus, Failure};
 use crate::format;
+use crate::generate;
 use crate::service;
 use crate::status_view::render_status;
 use crate::ui::Ui;
@@ -19,13 +20,17 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
     if let Command::Service { action } = &cli.command {
         return service::run(*action, cli.socket.as_deref(), ui);
     }
+    // Generated from the command line's definition alone: no daemon, no socket.
+    if let Command::Completions { shell } = &cli.command {
+        return generate::completions(*shell);
+    }
     let client = match &cli.socket {
         Some(socket) => Client::new(socket),
         None => Client::from_env()?,
     }
     .showing_prompts(at_terminal());
     // `status` and `version` report on the daemon rather than need it, so they never start one.
-    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version);
+    let wants_daemon = !matches!(cli.command, Command::Status { .. } | Command::Version | Command::Metrics);
     if wants_daemon && !cli.no_autostart {
         ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
     }
@@ -42,8 +47,10 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Status { json } => status(&client, *json).await,
         Command::Version => version(&client).await,
         Command::RefreshIdle => refresh_idle(&client).await,
+        Command::Metrics => print_line(client.metrics().await?.trim_end()),
         Command::Graph(args) => crate::graph::run(&client, args, ui).await,
         Command::Service { action } => service::run(*action, cli.socket.as_deref(), ui),
+        Command::Completions { shell } => generate::completions(*shell),
     }
 }
 

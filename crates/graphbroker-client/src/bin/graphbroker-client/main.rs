@@ -12,6 +12,7 @@ mod exit_status;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod fast_path;
 mod format;
+mod generate;
 mod graph;
 mod service;
 mod status_view;
@@ -27,6 +28,9 @@ use crate::exit_status::{ExitStatus, Failure};
 use crate::ui::Ui;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|first| first == generate::GENERATE) {
+        return generate::run(std::env::args_os().skip(2));
+    }
     // A cached token is answered without clap or an async runtime (see fast_path.rs); everything else, and
     // every answer but the token, takes the full path below.
     #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -65,7 +65,8 @@ fn harness(config: &Config, gated: bool, signed_in: bool) -> Harness {
     }
     let stores = ScriptedStores { keyring: store.clone(), memory: ScriptedStore::open(StoreKind::Memory) };
     let notifier = Arc::new(RecordingNotifier::default());
-    let broker = Broker::with_seams(config, platform, Arc::new(stores), clock.clone(), notifier.clone());
+    let broker =
+        Broker::with_seams(config, platform, Arc::new(stores), Arc::default(), clock.clone(), notifier.clone());
     Harness { broker, platform: script, store, gate, clock, notifier, _watchdog: Watchdog::new("broker::tests") }
 }
 

@@ -115,6 +115,7 @@ async fn a_refused_rolling_refresh_warns_and_keeps_the_account_record() {
         &config,
         platform,
         Arc::new(stores),
+        Arc::default(),
         h.clock.clone(),
         Arc::new(RecordingNotifier::default()),
     );

@@ -2,24 +2,16 @@
 //! connection; the daemon takes the socket with `launch_activate_socket("Listeners")`.
 //!
 //! This file is compiled on macOS only and cannot be exercised on the Linux machines the tests run on; the plist
-//! it installs is checked there (`tests/service.rs`), the `launchctl` calls are not.
+//! it installs is built by `launchd_plist.rs`, which every platform compiles and tests, the `launchctl` calls
+//! are not.
 
 use std::path::{Path, PathBuf};
 
 use graphbroker_client::protocol::{SOCKET_ENV, resolve_socket_path};
 
-use super::{FileChange, ToolRun, home_dir, remove_file, render, run_tool, say, stop_unmanaged_daemon, write_file};
+use super::launchd_plist::{self, LABEL, LOG_FILE};
+use super::{FileChange, ToolRun, home_dir, remove_file, run_tool, say, stop_unmanaged_daemon, write_file};
 use crate::exit_status::{ExitStatus, Failure};
-
-/// The agent's label, which is also the plist's file name.
-const LABEL: &str = "io.github.graphbroker.graphbrokerd";
-
-const PLIST_TEMPLATE: &str =
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../launchd/io.github.graphbroker.graphbrokerd.plist"));
-
-/// Placeholders beside the daemon's: launchd expands neither `~` nor variables, so the plist gets absolute paths.
-const SOCKET_PLACEHOLDER: &str = "@SOCKET@";
-const LOG_DIR_PLACEHOLDER: &str = "@LOG_DIR@";
 
 const NO_LAUNCHCTL: &str = "launchctl was not found; it comes with macOS at /bin/launchctl, check PATH";
 
@@ -57,7 +49,7 @@ pub fn install(program: &Path) -> Result<(), Failure> {
     let logs = log_dir()?;
     let socket =
         resolved_service_socket().map_err(|error| Failure::new(ExitStatus::UnsafeSocket, error.to_string()))?;
-    let content = render_plist(program, &socket, &logs)?;
+    let content = launchd_plist::agent_xml(program, &socket, &logs)?;
     let loaded = is_loaded()?;
     if !loaded {
         stop_unmanaged_daemon(&socket)?;
@@ -83,7 +75,7 @@ pub fn install(program: &Path) -> Result<(), Failure> {
     say(&format!(
         "graphbrokerd starts on the first request to {}; its log: {}",
         socket.display(),
-        logs.join("graphbrokerd.log").display()
+        logs.join(LOG_FILE).display()
     ))
 }
 
@@ -110,15 +102,13 @@ pub fn uninstall() -> Result<(), Failure> {
 
 pub fn status() -> Result<(), Failure> {
     let plist = plist_path()?;
-    match std::fs::read_to_string(&plist) {
-        Ok(text) => {
-            let program = string_after_key(&text, "ProgramArguments").unwrap_or_else(|| "?".into());
+    match launchd_plist::read_installed(&plist) {
+        Some(installed) => {
+            let program = installed.program.unwrap_or_else(|| "?".into());
             say(&format!("{}: installed, runs {program}", plist.display()))?;
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            say(&format!("{}: not installed", plist.display()))?;
-        }
-        Err(error) => say(&format!("{}: unreadable ({error})", plist.display()))?,
+        None if !plist.exists() => say(&format!("{}: not installed", plist.display()))?,
+        None => say(&format!("{}: unreadable (not a plist dictionary)", plist.display()))?,
     }
     let run = run_launchctl(&["print", &service_target()])?;
     if run.success {
@@ -140,7 +130,7 @@ pub fn status() -> Result<(), Failure> {
         }
         None => say("socket: unknown")?,
     }
-    say(&format!("log: {}", log_dir()?.join("graphbrokerd.log").display()))
+    say(&format!("log: {}", log_dir()?.join(LOG_FILE).display()))
 }
 
 /// What autostart needs to know: the agent is installed and its socket is `socket`.
@@ -156,42 +146,9 @@ pub fn managed_socket(socket: &Path) -> Option<String> {
     })
 }
 
-fn render_plist(program: &Path, socket: &Path, logs: &Path) -> Result<String, Failure> {
-    Ok(render(PLIST_TEMPLATE, &xml_text(program)?)
-        .replace(SOCKET_PLACEHOLDER, &xml_text(socket)?)
-        .replace(LOG_DIR_PLACEHOLDER, &xml_text(logs)?))
-}
-
-/// A path as plist string content.
-fn xml_text(path: &Path) -> Result<String, Failure> {
-    let text = path.to_str().ok_or_else(|| {
-        Failure::new(
-            ExitStatus::Other,
-            format!("{} is not UTF-8 and cannot be written into a plist; use a plainer path", path.display()),
-        )
-    })?;
-    Ok(text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"))
-}
-
 /// The socket path of the installed plist, if there is one.
 fn installed_socket(plist: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(plist).ok()?;
-    string_after_key(&text, "SockPathName").map(PathBuf::from)
-}
-
-/// The first `<string>` after `<key>KEY</key>`, unescaped: enough for the plist this module writes.
-fn string_after_key(plist: &str, key: &str) -> Option<String> {
-    let after_key = &plist[plist.find(&format!("<key>{key}</key>"))?..];
-    let start = after_key.find("<string>")? + "<string>".len();
-    let length = after_key[start..].find("</string>")?;
-    let raw = &after_key[start..start + length];
-    Some(
-        raw.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&"),
-    )
+    launchd_plist::read_installed(plist)?.socket
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), Failure> {
@@ -234,26 +191,4 @@ fn is_loaded() -> Result<bool, Failure> {
         ));
     }
     Ok(run_launchctl(&["print", &service_target()])?.success)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_plist_gets_absolute_escaped_paths() {
-        let plist = render_plist(
-            Path::new("/Users/a&b/bin/graphbrokerd"),
-            Path::new("/var/folders/xy/T/graphbroker-501/graphbroker.sock"),
-            Path::new("/Users/a&b/Library/Logs/graphbroker"),
-        )
-        .unwrap();
-        assert!(!plist.contains('@'), "{plist}");
-        assert_eq!(string_after_key(&plist, "ProgramArguments").unwrap(), "/Users/a&b/bin/graphbrokerd");
-        assert_eq!(
-            string_after_key(&plist, "SockPathName").unwrap(),
-            "/var/folders/xy/T/graphbroker-501/graphbroker.sock"
-        );
-        assert!(plist.contains("<string>/Users/a&amp;b/Library/Logs/graphbroker/graphbrokerd.log</string>"));
-    }
 }

@@ -1,13 +1,14 @@
 //! `graphbroker-client service install | uninstall | status`: runs graphbrokerd under the user's service manager
 //! (systemd user units, or a launchd agent on macOS) so that nobody edits paths by hand.
 //!
-//! The unit files (and the plist) are the ones in the repository's `systemd/` and `launchd/` directories, embedded
-//! in this binary; installing fills in the daemon's real path (found as autostart finds it) and hands the socket
-//! to the service manager, which starts the daemon on the first connection. Once a service manager owns the
-//! socket, autostart stands aside (see [`managed_socket`]).
+//! The unit files are the ones in the repository's `systemd/` directory, embedded in this binary, and the plist is
+//! built to match the one in `launchd/` (`launchd_plist.rs`); installing fills in the daemon's real path (found
+//! as autostart finds it) and hands the socket to the service manager, which starts the daemon on the first
+//! connection. Once a service manager owns the socket, autostart stands aside (see [`managed_socket`]).
 
 #[cfg(target_os = "macos")]
 mod launchd;
+pub mod launchd_plist;
 #[cfg(not(target_os = "macos"))]
 mod systemd;
 
@@ -29,6 +30,7 @@ use crate::exit_status::{ExitStatus, Failure};
 use crate::ui::Ui;
 
 /// The placeholder the templates carry where the daemon's absolute path goes.
+#[cfg_attr(target_os = "macos", allow(dead_code, reason = "the launchd plist is built as a value, not filled in"))]
 const DAEMON_PLACEHOLDER: &str = "@GRAPHBROKERD@";
 
 /// How long a daemon started outside the service manager gets to exit after SIGTERM before install gives up: the
@@ -104,6 +106,7 @@ fn service_program() -> Result<PathBuf, Failure> {
 }
 
 /// `template` with the daemon's path put in, `program` already written in the template's own syntax.
+#[cfg_attr(target_os = "macos", allow(dead_code, reason = "the launchd plist is built as a value, not filled in"))]
 fn render(template: &str, program: &str) -> String {
     template.replace(DAEMON_PLACEHOLDER, program)
 }
