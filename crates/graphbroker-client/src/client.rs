@@ -37,7 +37,7 @@ pub struct Client {
     pub(crate) uid: u32,
     http: HttpClient<CheckedConnector, Full<Bytes>>,
     answer_margin: Duration,
-    shows_prompts: bool,
+    pub(crate) shows_prompts: bool,
 }
 
 impl std::fmt::Debug for Client {
