@@ -290,17 +290,24 @@ pub enum StoreKind {
     Keyring,
     /// Process memory only: lost when the daemon stops. An explicit opt-in.
     Memory,
+    /// The Linux kernel keyring (the user keyring, possessor-only keys): survives a daemon restart, not a reboot.
+    Keyutils,
+    /// The default setting: the keychain when one answers, else the kernel keyring (Linux); decided per profile.
+    /// In a status it means the choice is not made yet.
+    Auto,
 }
 
 impl StoreKind {
     /// Every store, in declaration order, as serde's errors list the allowed values.
-    pub const ALL: [Self; 2] = [Self::Keyring, Self::Memory];
+    pub const ALL: [Self; 4] = [Self::Keyring, Self::Memory, Self::Keyutils, Self::Auto];
 
     /// The store as it is spelled on the wire and in the config file.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Keyring => "keyring",
             Self::Memory => "memory",
+            Self::Keyutils => "keyutils",
+            Self::Auto => "auto",
         }
     }
 }
@@ -348,6 +355,10 @@ pub struct ProfileStatus {
     pub signin: Option<SignInPrompt>,
     /// Access tokens held in memory, by scope set and expiry (never their values).
     pub tokens: Vec<CachedTokenStatus>,
+    /// Why `store` is the store in use, e.g. `auto: no Secret Service answered on the session bus (…)`. `None`
+    /// from daemons that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_reason: Option<String>,
     /// When the identity platform last issued or accepted the account's refresh token (a sign-in or a refresh);
     /// absent when unknown (an entry stored by an older daemon) or when nobody is signed in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -546,7 +557,16 @@ mod tests {
             assert_eq!(serde_json::from_str::<StoreKind>(&json).unwrap(), store);
         }
         let err = "file".parse::<StoreKind>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown variant `file`, expected `keyring` or `memory`");
+        assert_eq!(err.to_string(), "unknown variant `file`, expected one of `keyring`, `memory`, `keyutils`, `auto`");
+    }
+
+    #[test]
+    fn a_profile_status_without_a_store_reason_still_parses() {
+        let older = r#"{"name":"work","authority":"a","client_id":"c","flow":"auto","store":"keyring","tokens":[]}"#;
+        let status: ProfileStatus = serde_json::from_str(older).unwrap();
+        assert_eq!(status.store_reason, None);
+        let shown = serde_json::to_string(&status).unwrap();
+        assert!(!shown.contains("store_reason"), "{shown}");
     }
 
     #[test]

@@ -37,6 +37,25 @@ impl KeyringStore {
         Entry::new(&self.service, profile).map_err(|err| self.describe(err, profile))
     }
 
+    /// Why the keychain does not answer, in the platform's words and without advice (for `store = "auto"`'s
+    /// reason); `None` when it answers.
+    pub fn unavailable_cause(&self) -> Option<String> {
+        let result = Entry::new(&self.service, PROBE_USER).and_then(|entry| entry.get_secret());
+        match result {
+            Ok(mut bytes) => {
+                zeroize::Zeroize::zeroize(&mut bytes);
+                None
+            }
+            Err(KeyringError::NoEntry) => None,
+            Err(KeyringError::NoDefaultStore) => Some(match Entry::store_status() {
+                Err(cause) => cause.to_string(),
+                Ok(()) => "the store could not be set up".to_owned(),
+            }),
+            Err(KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(..)) => None,
+            Err(other) => Some(other.to_string()),
+        }
+    }
+
     /// Turns a keychain error into a [`StoreError`] whose message says what to do. Never prints the error's
     /// `Debug`: `BadEncoding` and `BadDataFormat` carry the secret's bytes.
     fn describe(&self, err: KeyringError, profile: &str) -> StoreError {

@@ -39,7 +39,7 @@ use graphbroker_protocol::{
     AccountInfo, EpochSeconds, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse,
     StoreKind,
 };
-use graphbroker_store::{AccountRecord, KeyringStore, MemoryStore, SecretStore, SessionEnded, StoreError};
+use graphbroker_store::{AccountRecord, AutoStore, KeyringStore, MemoryStore, SecretStore, SessionEnded, StoreError};
 use tokio::sync::watch;
 
 pub use claims_budget::{CLAIMS_BURST, CLAIMS_REFILL};
@@ -76,7 +76,46 @@ impl StoreFactory for SystemStores {
         match kind {
             StoreKind::Keyring => Arc::new(KeyringStore::new(keyring_service)),
             StoreKind::Memory => self.memory.clone(),
+            StoreKind::Keyutils => keyutils(keyring_service),
+            StoreKind::Auto => Arc::new(AutoStore::system(keyring_service)),
         }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn keyutils(keyring_service: &str) -> Arc<dyn SecretStore> {
+    Arc::new(graphbroker_store::KeyutilsStore::new(keyring_service))
+}
+
+/// Config refuses `store = "keyutils"` off Linux; this is only reached if that check is bypassed.
+#[cfg(not(target_os = "linux"))]
+fn keyutils(_keyring_service: &str) -> Arc<dyn SecretStore> {
+    Arc::new(UnavailableStore(StoreKind::Keyutils))
+}
+
+/// A store that exists on other platforms only: every operation says so.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+struct UnavailableStore(StoreKind);
+
+#[cfg(not(target_os = "linux"))]
+impl SecretStore for UnavailableStore {
+    fn kind(&self) -> StoreKind {
+        self.0
+    }
+    fn probe(&self) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable {
+            message: "the kernel keyring exists on Linux only: choose store = \"auto\" or \"keyring\"".into(),
+        })
+    }
+    fn load(&self, _: &str) -> Result<Option<graphbroker_store::StoredAccount>, StoreError> {
+        Err(self.probe().unwrap_err())
+    }
+    fn save(&self, _: &str, _: &graphbroker_store::StoredAccount) -> Result<(), StoreError> {
+        Err(self.probe().unwrap_err())
+    }
+    fn delete(&self, _: &str) -> Result<bool, StoreError> {
+        Err(self.probe().unwrap_err())
     }
 }
 
@@ -142,19 +181,37 @@ fn still_current(slot: &Arc<ProfileSlot>, generation: u64) -> StillWanted {
     Box::new(move || slot.upgrade().is_some_and(|slot| slot.state.lock().expect("state lock").generation == generation))
 }
 
-/// The stores of one configuration: the keychain under its service name, and the memory store.
+/// The stores of one configuration: the keychain, the kernel keyring and the automatic choice between them under
+/// its service name, and the memory store.
 #[derive(Debug, Clone)]
 struct StoreSet {
     keyring_service: String,
     keyring: Arc<Persistence>,
+    keyutils: Arc<Persistence>,
+    /// One per service name, so that its per-profile choices hold across reloads that keep the name.
+    auto: Arc<Persistence>,
     memory: Arc<Persistence>,
 }
 
 impl StoreSet {
+    /// The stores for `keyring_service`, sharing `memory` (which outlives reloads).
+    fn open(stores: &dyn StoreFactory, keyring_service: &str, memory: Option<Arc<Persistence>>) -> StoreSet {
+        let open = |kind| Arc::new(Persistence::new(stores.open(kind, keyring_service)));
+        StoreSet {
+            keyring_service: keyring_service.to_owned(),
+            keyring: open(StoreKind::Keyring),
+            keyutils: open(StoreKind::Keyutils),
+            auto: open(StoreKind::Auto),
+            memory: memory.unwrap_or_else(|| open(StoreKind::Memory)),
+        }
+    }
+
     fn for_kind(&self, kind: StoreKind) -> Arc<Persistence> {
         match kind {
             StoreKind::Keyring => self.keyring.clone(),
             StoreKind::Memory => self.memory.clone(),
+            StoreKind::Keyutils => self.keyutils.clone(),
+            StoreKind::Auto => self.auto.clone(),
         }
     }
 }
@@ -216,11 +273,7 @@ impl Broker {
         clock: Arc<dyn Clock>,
         notifier: Arc<dyn Notifier>,
     ) -> Arc<Self> {
-        let store_set = StoreSet {
-            keyring_service: config.keyring_service.clone(),
-            keyring: Arc::new(Persistence::new(stores.open(StoreKind::Keyring, &config.keyring_service))),
-            memory: Arc::new(Persistence::new(stores.open(StoreKind::Memory, &config.keyring_service))),
-        };
+        let store_set = StoreSet::open(&*stores, &config.keyring_service, None);
         let slots = config
             .profiles
             .iter()

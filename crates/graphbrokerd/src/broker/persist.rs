@@ -32,6 +32,13 @@ enum Job {
     Delete(oneshot::Sender<Result<bool, StoreError>>),
 }
 
+/// Which store holds a profile's account, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InUse {
+    pub kind: StoreKind,
+    pub reason: Option<String>,
+}
+
 /// One store, with an ordered queue per profile.
 #[derive(Debug)]
 pub struct Persistence {
@@ -46,6 +53,19 @@ impl Persistence {
 
     pub fn kind(&self) -> StoreKind {
         self.store.kind()
+    }
+
+    /// The store `profile`'s account is kept in, and why: the choice of `store = "auto"` once made, else the
+    /// configured store.
+    pub fn in_use(&self, profile: &str) -> InUse {
+        match self.store.chosen(profile) {
+            Some(choice) => InUse { kind: choice.kind, reason: Some(choice.reason) },
+            None if self.store.kind() == StoreKind::Auto => InUse {
+                kind: StoreKind::Auto,
+                reason: Some("auto: not chosen yet; chosen when the account is first read".to_owned()),
+            },
+            None => InUse { kind: self.store.kind(), reason: Some("configured".to_owned()) },
+        }
     }
 
     /// Queues a read of `profile`'s account.

@@ -4,11 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::lifecycle::ProfileState;
-use super::persist::Persistence;
 use super::{Broker, ProfileSet, ProfileSlot, StoreSet, browser_settings};
 use crate::config::{Config, Profile};
 use crate::idp::Platform;
-use graphbroker_protocol::StoreKind;
 
 /// What a reload did, for the log.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -38,11 +36,7 @@ impl Broker {
         let stores = if same_keyring {
             old.stores.clone()
         } else {
-            StoreSet {
-                keyring_service: config.keyring_service.clone(),
-                keyring: Arc::new(Persistence::new(self.stores.open(StoreKind::Keyring, &config.keyring_service))),
-                memory: old.stores.memory.clone(),
-            }
+            StoreSet::open(&*self.stores, &config.keyring_service, Some(old.stores.memory.clone()))
         };
         let mut summary = ReloadSummary::default();
         let mut slots = BTreeMap::new();

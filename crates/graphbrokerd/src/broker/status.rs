@@ -39,16 +39,18 @@ impl Broker {
                     })
                     .collect();
                 tokens.sort_by(|a, b| a.scopes.cmp(&b.scopes));
+                let store = slot.persistence.in_use(&slot.profile.name);
                 ProfileStatus {
                     name: slot.profile.name.clone(),
                     authority: slot.profile.authority.to_string(),
                     client_id: slot.profile.client_id.clone(),
                     flow: slot.profile.flow,
-                    store: slot.persistence.kind(),
+                    store: store.kind,
                     store_error: state.store_error().map(str::to_owned),
                     account: state.record().map(account_info),
                     signin: prompt,
                     tokens,
+                    store_reason: store.reason,
                     refreshed_at,
                     refresh_token_expires_at,
                     warning: warning(&slot.profile.name, &state, refresh_token_expires_at, now),

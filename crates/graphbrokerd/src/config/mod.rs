@@ -178,7 +178,7 @@ impl Profile {
             flow: SignInFlow::Auto,
             scopes: DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
             min_valid: DEFAULT_MIN_VALID,
-            store: StoreKind::Keyring,
+            store: StoreKind::Auto,
             login_hint: None,
             prompt: None,
             cae: false,

@@ -307,12 +307,23 @@ impl Resolver<'_> {
             flow: raw.flow.unwrap_or(SignInFlow::Auto),
             scopes,
             min_valid,
-            store: raw.store.unwrap_or(StoreKind::Keyring),
+            store: self.store(&key("store"), raw.store)?,
             login_hint,
             prompt,
             cae: raw.cae.unwrap_or(false),
             rolling_refresh,
         })
+    }
+
+    /// `auto` unless set; the kernel keyring only where there is one.
+    fn store(&self, key: &str, store: Option<StoreKind>) -> Result<StoreKind, ConfigError> {
+        match store.unwrap_or(StoreKind::Auto) {
+            StoreKind::Keyutils if !cfg!(target_os = "linux") => Err(self.invalid(
+                key,
+                "the kernel keyring (keyutils) exists on Linux only; use \"auto\" or \"keyring\" (the Keychain)",
+            )),
+            store => Ok(store),
+        }
     }
 
     /// The tenant becomes one path segment of the authority URL.

@@ -37,7 +37,7 @@ fn no_file_at_the_default_location_means_the_defaults() {
     assert_eq!(profile.flow, SignInFlow::Auto);
     assert_eq!(profile.scopes, ["User.Read"]);
     assert_eq!(profile.min_valid, Duration::from_secs(300));
-    assert_eq!(profile.store, StoreKind::Keyring);
+    assert_eq!(profile.store, StoreKind::Auto);
     assert_eq!(profile.login_hint, None);
     assert!(!profile.cae);
     assert_eq!(profile.token_endpoint().as_str(), "https://login.microsoftonline.com/common/oauth2/v2.0/token");
@@ -230,7 +230,7 @@ fn each_mistake_names_the_file_the_key_and_what_is_allowed() {
         (
             "[profiles.default]\nstore = \"file\"\n",
             "profiles.default.store",
-            "unknown variant `file`, expected `keyring` or `memory`",
+            "unknown variant `file`, expected one of `keyring`, `memory`, `keyutils`, `auto`",
         ),
         ("[profiles.default]\nauthority = \"not a url\"\n", "profiles.default.authority", "not a URL"),
         ("[profiles.default]\nrolling_refresh = 7776000\n", "profiles.default.rolling_refresh", "inactivity limit"),
@@ -343,8 +343,12 @@ fn enumerations_are_read_in_the_spelling_their_types_write() {
         assert_eq!(config.profile(None).unwrap().flow, flow);
     }
     for store in StoreKind::ALL {
-        let config = parse(&format!("[profiles.default]\nstore = \"{store}\"\n")).unwrap();
-        assert_eq!(config.profile(None).unwrap().store, store);
+        let parsed = parse(&format!("[profiles.default]\nstore = \"{store}\"\n"));
+        if store == StoreKind::Keyutils && !cfg!(target_os = "linux") {
+            assert!(parsed.unwrap_err().to_string().contains("Linux only"));
+            continue;
+        }
+        assert_eq!(parsed.unwrap().profile(None).unwrap().store, store);
     }
 }
 

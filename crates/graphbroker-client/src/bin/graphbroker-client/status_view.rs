@@ -46,10 +46,7 @@ fn render_profile(out: &mut String, profile: &ProfileStatus, is_default: bool, n
     row(out, "authority", &profile.authority);
     row(out, "client id", &profile.client_id);
     row(out, "flow", profile.flow.as_str());
-    let mut store = profile.store.as_str().to_owned();
-    if profile.store == StoreKind::Memory {
-        store.push_str(" (forgotten when graphbrokerd stops)");
-    }
+    let store = store_text(profile);
     match &profile.store_error {
         Some(problem) => row(out, "store", &format!("{store}, not working: {problem}")),
         None => row(out, "store", &store),
@@ -71,6 +68,24 @@ fn render_profile(out: &mut String, profile: &ProfileStatus, is_default: bool, n
 /// A day, for refresh-token times that are weeks apart.
 fn date(at: EpochSeconds) -> String {
     humantime::format_rfc3339_seconds(at.to_system_time()).to_string().chars().take(10).collect()
+}
+
+/// The store in use, with why (the choice of `store = "auto"`) and what it does not survive.
+fn store_text(profile: &ProfileStatus) -> String {
+    let name = match profile.store {
+        StoreKind::Keyutils => "kernel keyring",
+        other => other.as_str(),
+    };
+    let mut notes: Vec<&str> = Vec::new();
+    if let Some(reason) = profile.store_reason.as_deref().filter(|r| *r != "configured") {
+        notes.push(reason);
+    }
+    match profile.store {
+        StoreKind::Memory => notes.push("forgotten when graphbrokerd stops"),
+        StoreKind::Keyutils => notes.push("lost at reboot"),
+        _ => {}
+    }
+    if notes.is_empty() { name.to_owned() } else { format!("{name} ({})", notes.join("; ")) }
 }
 
 fn row(out: &mut String, label: &str, value: &str) {
@@ -127,6 +142,7 @@ mod tests {
                             expires_at: at("2026-11-27T02:00:00Z"),
                         },
                     ],
+                    store_reason: None,
                     refreshed_at: Some(at("2026-11-27T02:00:00Z")),
                     refresh_token_expires_at: Some(at("2027-02-25T02:00:00Z")),
                     warning: None,
@@ -146,6 +162,7 @@ mod tests {
                         expires_at: at("2026-11-27T02:25:00Z"),
                     }),
                     tokens: vec![],
+                    store_reason: None,
                     refreshed_at: None,
                     refresh_token_expires_at: None,
                     warning: Some(SignInWarning {
@@ -200,5 +217,23 @@ home
         status.profiles[0].store = StoreKind::Memory;
         let text = render_status(&status, SystemTime::UNIX_EPOCH);
         assert!(text.contains("\n  store      memory (forgotten when graphbrokerd stops)\n"), "{text}");
+    }
+
+    #[test]
+    fn the_kernel_keyring_says_why_and_that_a_reboot_loses_it() {
+        let mut status = status();
+        status.profiles[0].store = StoreKind::Keyutils;
+        status.profiles[0].store_reason =
+            Some("auto: no Secret Service answered on the session bus (DBUS_SESSION_BUS_ADDRESS is unset)".into());
+        status.profiles[1].store_reason = Some("configured".into());
+        let text = render_status(&status, SystemTime::UNIX_EPOCH);
+        assert!(
+            text.contains(
+                "\n  store      kernel keyring (auto: no Secret Service answered on the session bus \
+                 (DBUS_SESSION_BUS_ADDRESS is unset); lost at reboot)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\n  store      keyring, not working: "), "{text}");
     }
 }
