@@ -6,18 +6,19 @@
 //! an async runtime. Everything that crosses the socket is a type here; nothing crosses as a formatted string.
 
 mod error;
+mod expiry;
 mod messages;
 mod redact;
 mod socket;
 mod time;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use expiry::{RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse, SignInWarning, WarningKind};
 pub use messages::{
     AccountInfo, CachedTokenStatus, Counters, HeaderResponse, ProfileQuery, ProfileStatus, SignInFlow, SignInPrompt,
     SignInQuery, SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery,
     TokenResponse, VersionResponse, split_scopes,
 };
-pub use messages::{RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse, SignInWarning, WarningKind};
 pub use redact::redact_url;
 pub use socket::{
     DirectoryProblem, NoSocketPath, SOCKET_DIR_NAME, SOCKET_ENV, SOCKET_FILE_NAME, UnsafeDirectory,
