@@ -36,10 +36,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use graphbroker_protocol::{
-    AccountInfo, EpochSeconds, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse,
-    StoreKind,
+    AccountInfo, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse, StoreKind,
 };
-use graphbroker_store::{AccountRecord, AutoStore, KeyringStore, MemoryStore, SecretStore, SessionEnded, StoreError};
+use graphbroker_store::{AccountRecord, AutoStore, KeyringStore, MemoryStore, SecretStore, StoreError};
 use tokio::sync::watch;
 
 pub use claims_budget::{CLAIMS_BURST, CLAIMS_REFILL};
@@ -416,21 +415,6 @@ impl Broker {
         }
         self.changed();
         Some((forgotten, deleted))
-    }
-
-    /// The platform ended the session of `generation` for good: the account leaves memory and is kept in the store
-    /// marked ended (`ProfileState::end_session`), so that status tells the user after a restart too.
-    async fn end_session(&self, slot: &Arc<ProfileSlot>, generation: u64, error_codes: Vec<u64>) {
-        let at = EpochSeconds::from_system_time(self.clock.now());
-        let written = {
-            let mut state = slot.state.lock().expect("state lock");
-            let Some((_, account)) = state.end_session(generation, SessionEnded { at, error_codes }) else { return };
-            slot.persistence.save(&slot.profile.name, account, still_current(slot, state.generation))
-        };
-        if let Ok(Some(Err(e))) = written.await {
-            tracing::error!(profile = %slot.profile.name, "could not mark the stored account's session ended: {e}");
-        }
-        self.changed();
     }
 
     /// Joins the profile's sign-in, or starts one for `scopes`. `None` when the slot was retired by a reload.

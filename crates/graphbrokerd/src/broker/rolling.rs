@@ -7,19 +7,39 @@
 //! and does nothing. Under socket activation the daemon is not running most of the time, so the check is
 //! triggered from outside: `POST /v1/refresh-idle`, which the service manager's daily timer calls; a daemon that
 //! runs for days also runs it once a day by itself (`main.rs`).
+//!
+//! When the platform ends a session anyway (a dead grant, found by any refresh), `end_session` keeps the account
+//! in the store marked ended, so that `status` can say so and what to do, after a restart too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use graphbroker_protocol::{ErrorCode, RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse};
+use graphbroker_protocol::{EpochSeconds, ErrorCode, RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse};
 
 use super::token::{Freshness, Silent};
-use super::{Broker, ProfileSlot};
+use super::{Broker, ProfileSlot, still_current};
+use graphbroker_store::SessionEnded;
+
 use crate::error::ApiError;
 use crate::idp::request_claims;
 use crate::scopes::ScopeSet;
 
 impl Broker {
+    /// The platform ended the session of `generation` for good: the account leaves memory and is kept in the store
+    /// marked ended (`ProfileState::end_session`), so that status tells the user after a restart too.
+    pub(super) async fn end_session(&self, slot: &Arc<ProfileSlot>, generation: u64, error_codes: Vec<u64>) {
+        let at = EpochSeconds::from_system_time(self.clock.now());
+        let written = {
+            let mut state = slot.state.lock().expect("state lock");
+            let Some((_, account)) = state.end_session(generation, SessionEnded { at, error_codes }) else { return };
+            slot.persistence.save(&slot.profile.name, account, still_current(slot, state.generation))
+        };
+        if let Ok(Some(Err(e))) = written.await {
+            tracing::error!(profile = %slot.profile.name, "could not mark the stored account's session ended: {e}");
+        }
+        self.changed();
+    }
+
     /// Serves `POST /v1/refresh-idle`: the rolling refresh of every profile, one after the other.
     pub async fn refresh_idle(self: &Arc<Self>) -> RefreshIdleResponse {
         let set = self.profile_set();
