@@ -28,15 +28,25 @@ const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// `GET /v1/token` on `socket`, blocking: see the module documentation.
 pub fn token(socket: &Path, query: &TokenQuery) -> Result<TokenResponse, Error> {
-    ask(socket, routes::TOKEN, query)
+    ask(socket, routes::TOKEN, query, false)
 }
 
 /// `GET /v1/header` on `socket`, blocking: see the module documentation.
 pub fn header(socket: &Path, query: &TokenQuery) -> Result<HeaderResponse, Error> {
-    ask(socket, routes::HEADER, query)
+    ask(socket, routes::HEADER, query, false)
 }
 
-fn ask<T: DeserializeOwned>(socket: &Path, route: &str, query: &TokenQuery) -> Result<T, Error> {
+/// [`token`], saying whether the caller shows a sign-in's prompt at a terminal (as `Client::showing_prompts`).
+pub fn token_showing_prompts(socket: &Path, query: &TokenQuery, shows: bool) -> Result<TokenResponse, Error> {
+    ask(socket, routes::TOKEN, query, shows)
+}
+
+/// [`header`], saying whether the caller shows a sign-in's prompt at a terminal (as `Client::showing_prompts`).
+pub fn header_showing_prompts(socket: &Path, query: &TokenQuery, shows: bool) -> Result<HeaderResponse, Error> {
+    ask(socket, routes::HEADER, query, shows)
+}
+
+fn ask<T: DeserializeOwned>(socket: &Path, route: &str, query: &TokenQuery, shows: bool) -> Result<T, Error> {
     let uid = nix::unistd::getuid().as_raw();
     let mut stream = connect_checked(socket, uid)?;
     let limit = Duration::from_secs(query.wait.unwrap_or(0)).saturating_add(DEFAULT_ANSWER_MARGIN);
@@ -45,8 +55,10 @@ fn ask<T: DeserializeOwned>(socket: &Path, route: &str, query: &TokenQuery) -> R
     stream.set_write_timeout(Some(limit)).map_err(broken)?;
     let query = encode_query(query)?;
     let target = if query.is_empty() { route.to_owned() } else { format!("{route}?{query}") };
-    let request =
-        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+    let terminal = if shows { format!("{}: 1\r\n", graphbroker_protocol::TERMINAL_HEADER) } else { String::new() };
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n{terminal}Connection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).map_err(broken)?;
     let answer = read_answer(&mut stream).map_err(broken)?;
     let (status, protocol, body) = parse_answer(route, &answer)?;

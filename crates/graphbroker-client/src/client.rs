@@ -37,6 +37,7 @@ pub struct Client {
     pub(crate) uid: u32,
     http: HttpClient<CheckedConnector, Full<Bytes>>,
     answer_margin: Duration,
+    pub(crate) shows_prompts: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -51,7 +52,7 @@ impl Client {
         let socket = Arc::new(socket_path.into());
         let uid = nix::unistd::getuid().as_raw();
         let http = HttpClient::builder(TokioExecutor::new()).build(CheckedConnector::new(socket.clone(), uid));
-        Self { socket, uid, http, answer_margin: DEFAULT_ANSWER_MARGIN }
+        Self { socket, uid, http, answer_margin: DEFAULT_ANSWER_MARGIN, shows_prompts: false }
     }
 
     /// A client of the daemon at the usual place: `GRAPHBROKER_SOCKET`, else the per-user runtime directory
@@ -66,6 +67,20 @@ impl Client {
     pub fn with_answer_margin(mut self, margin: Duration) -> Self {
         self.answer_margin = margin;
         self
+    }
+
+    /// Says on every request that this client shows sign-in prompts to a person at a terminal
+    /// ([`graphbroker_protocol::TERMINAL_HEADER`]), so the daemon does not also show them as desktop
+    /// notifications. Off unless set: a program that does not show prompts should not claim to.
+    pub fn showing_prompts(mut self, shows: bool) -> Self {
+        self.shows_prompts = shows;
+        self
+    }
+
+    /// `POST /v1/refresh-idle`: the rolling refresh of every profile's idle account (what the daily timer runs).
+    pub async fn refresh_idle(&self) -> Result<graphbroker_protocol::RefreshIdleResponse, Error> {
+        // Each idle account costs one refresh, retried on transient failures: allow for a few in a row.
+        self.call(Method::POST, routes::REFRESH_IDLE, None, Duration::from_secs(120)).await
     }
 
     /// The socket this client talks to.
@@ -164,12 +179,11 @@ impl Client {
             Some(query) if !query.is_empty() => format!("http://localhost{route}?{query}"),
             _ => format!("http://localhost{route}"),
         };
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(hyper::header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::new()))
-            .map_err(|error| Error::Request(error.to_string()))?;
+        let mut request = Request::builder().method(method).uri(uri).header(hyper::header::ACCEPT, "application/json");
+        if self.shows_prompts {
+            request = request.header(graphbroker_protocol::TERMINAL_HEADER, "1");
+        }
+        let request = request.body(Full::new(Bytes::new())).map_err(|error| Error::Request(error.to_string()))?;
         let limit = held_for.saturating_add(self.answer_margin);
         let exchange = async {
             let response = self.http.request(request).await.map_err(|error| self.transport_error(error))?;

@@ -105,6 +105,7 @@ impl Client {
             set(proxy::SCOPES_HEADER, request.scopes)?;
             set(proxy::PROFILE_HEADER, request.profile)?;
             set(proxy::WAIT_HEADER, request.wait.map(|w| w.to_string()))?;
+            set(graphbroker_protocol::TERMINAL_HEADER, self.shows_prompts.then(|| "1".to_owned()))?;
         }
         let request = builder.body(request.body).map_err(|error| Error::Request(error.to_string()))?;
         let response = http.request(request).await.map_err(|error| self.transport_error(error))?;

@@ -15,6 +15,8 @@ use graphbroker_client::{Client, ErrorCode, SignInPrompt, TokenQuery};
 
 const SERVICE_TEMPLATE: &str = include_str!("../../../systemd/graphbroker.service");
 const SOCKET_TEMPLATE: &str = include_str!("../../../systemd/graphbroker.socket");
+const REFRESH_TEMPLATE: &str = include_str!("../../../systemd/graphbroker-refresh.service");
+const TIMER_TEMPLATE: &str = include_str!("../../../systemd/graphbroker-refresh.timer");
 const PLIST_NAME: &str = "io.github.graphbroker.graphbrokerd.plist";
 
 /// Re-run of this binary acting as a graphbrokerd started outside systemd, listening on this socket.
@@ -95,7 +97,11 @@ fn the_repository_units_pass_systemd_analyze_verify_silently() {
     let service = dir.path().join("graphbroker.service");
     std::fs::write(&socket, SOCKET_TEMPLATE).unwrap();
     std::fs::write(&service, SERVICE_TEMPLATE.replace("@GRAPHBROKERD@", client_bin())).unwrap();
-    assert_units_verify(&[socket, service]);
+    let refresh = dir.path().join("graphbroker-refresh.service");
+    let timer = dir.path().join("graphbroker-refresh.timer");
+    std::fs::write(&refresh, REFRESH_TEMPLATE.replace("@GRAPHBROKER_CLIENT@", client_bin())).unwrap();
+    std::fs::write(&timer, TIMER_TEMPLATE).unwrap();
+    assert_units_verify(&[socket, service, refresh, timer]);
 }
 
 #[test]
@@ -260,9 +266,22 @@ fn install_writes_the_units_with_the_daemon_path_and_enables_the_socket() {
         std::fs::read_to_string(units.join("graphbroker.service")).unwrap(),
         SERVICE_TEMPLATE.replace("@GRAPHBROKERD@", &exec)
     );
+    assert_eq!(std::fs::read_to_string(units.join("graphbroker-refresh.timer")).unwrap(), TIMER_TEMPLATE);
+    let refresh = std::fs::read_to_string(units.join("graphbroker-refresh.service")).unwrap();
+    let client = std::fs::canonicalize(client_bin()).unwrap();
+    assert!(
+        refresh.lines().any(|line| line == format!("ExecStart={} --no-autostart refresh-idle", client.display())
+            || line == format!("ExecStart={} --no-autostart refresh-idle", client_bin())),
+        "{refresh}"
+    );
     assert_eq!(
         sandbox.systemctl_calls(),
-        ["--user is-active graphbroker.socket", "--user daemon-reload", "--user enable --now graphbroker.socket"]
+        [
+            "--user is-active graphbroker.socket",
+            "--user daemon-reload",
+            "--user enable --now graphbroker.socket",
+            "--user enable --now graphbroker-refresh.timer"
+        ]
     );
     let stdout = stdout_of(&output);
     for said in [
@@ -277,13 +296,18 @@ fn install_writes_the_units_with_the_daemon_path_and_enables_the_socket() {
 
     // What install wrote is a valid unit, quoted path included.
     if on_path("systemd-analyze") {
-        assert_units_verify(&[units.join("graphbroker.socket"), units.join("graphbroker.service")]);
+        assert_units_verify(&[
+            units.join("graphbroker.socket"),
+            units.join("graphbroker.service"),
+            units.join("graphbroker-refresh.service"),
+            units.join("graphbroker-refresh.timer"),
+        ]);
     }
 
     // Installing again rewrites nothing.
     let again = sandbox.run(&["service", "install"]);
     assert_success(&again);
-    assert_eq!(stdout_of(&again).matches("kept (already up to date)").count(), 2, "{}", stdout_of(&again));
+    assert_eq!(stdout_of(&again).matches("kept (already up to date)").count(), 4, "{}", stdout_of(&again));
 }
 
 #[test]
@@ -294,13 +318,16 @@ fn uninstall_stops_disables_and_removes_the_units() {
     assert_success(&output);
     assert!(!sandbox.units().join("graphbroker.socket").exists());
     assert!(!sandbox.units().join("graphbroker.service").exists());
+    assert!(!sandbox.units().join("graphbroker-refresh.timer").exists());
+    assert!(!sandbox.units().join("graphbroker-refresh.service").exists());
     let calls = sandbox.systemctl_calls();
+    let units = "graphbroker.socket graphbroker.service graphbroker-refresh.timer graphbroker-refresh.service";
     assert_eq!(
-        calls[3..],
+        calls[4..],
         [
-            "--user disable --now graphbroker.socket graphbroker.service",
-            "--user daemon-reload",
-            "--user reset-failed graphbroker.socket graphbroker.service"
+            format!("--user disable --now {units}"),
+            "--user daemon-reload".to_owned(),
+            format!("--user reset-failed {units}")
         ]
     );
     let stdout = stdout_of(&output);

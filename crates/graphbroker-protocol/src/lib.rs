@@ -7,6 +7,7 @@
 
 mod config;
 mod error;
+mod expiry;
 mod messages;
 mod redact;
 mod socket;
@@ -14,6 +15,7 @@ mod time;
 
 pub use config::{ConfigEntry, ConfigOrigin, ConfigResponse, ConfigValue};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use expiry::{RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse, SignInWarning, WarningKind};
 pub use messages::{
     AccountInfo, CachedTokenStatus, Counters, HeaderResponse, ProfileQuery, ProfileStatus, SignInFlow, SignInPrompt,
     SignInQuery, SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery,
@@ -36,6 +38,12 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// graphbrokerd at all.
 pub const PROTOCOL_HEADER: &str = "graphbroker-protocol";
 
+/// The request header by which a client says it shows a sign-in's prompt on a terminal (value `1`), on
+/// `/v1/token`, `/v1/header` and `/v1/signin`. Without it nobody is assumed to be looking, and the prompt goes to
+/// the desktop as a notification when the user has turned those on. A header rather than a query parameter, so
+/// that a daemon older than it ignores it instead of refusing the request.
+pub const TERMINAL_HEADER: &str = "graphbroker-terminal";
+
 /// Route paths, so that daemon and clients cannot disagree on a spelling.
 pub mod routes {
     /// `GET`: [`crate::VersionResponse`]. Kept first and never changes shape.
@@ -52,6 +60,9 @@ pub mod routes {
     pub const STATUS: &str = "/v1/status";
     /// `GET`: [`crate::ConfigResponse`], the configuration in effect and where each value came from.
     pub const CONFIG: &str = "/v1/config";
+    /// `POST`: the rolling refresh: redeem the refresh token of every account idle past its profile's
+    /// `rolling_refresh`; answers [`crate::RefreshIdleResponse`]. The service manager's daily timer calls it.
+    pub const REFRESH_IDLE: &str = "/v1/refresh-idle";
     /// `GET`: liveness; answers `ok`.
     pub const HEALTHZ: &str = "/healthz";
     /// Any method: `/graph/{version}/{path…}` is forwarded to the profile's Microsoft Graph endpoint with its

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::de::IntoDeserializer;
 use serde::{Deserialize, Serialize};
 
+use crate::expiry::SignInWarning;
 use crate::time::EpochSeconds;
 
 /// `GET /v1/version`. Never changes shape.
@@ -359,6 +360,17 @@ pub struct ProfileStatus {
     /// from daemons that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_reason: Option<String>,
+    /// When the identity platform last issued or accepted the account's refresh token (a sign-in or a refresh);
+    /// absent when unknown (an entry stored by an older daemon) or when nobody is signed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<EpochSeconds>,
+    /// When the refresh token expires unless it is used again before: `refreshed_at` plus the platform's 90-day
+    /// inactivity limit. The rolling refresh (`rolling_refresh`) uses it long before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_at: Option<EpochSeconds>,
+    /// The user must sign in again, or soon will: why, and what to do. Absent when nothing needs doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<SignInWarning>,
 }
 
 /// A cached access token, described without its value.

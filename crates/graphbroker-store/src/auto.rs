@@ -237,6 +237,8 @@ mod tests {
                 authority: "https://login.microsoftonline.com/common".into(),
                 client_id: "client".into(),
                 granted_scopes: vec![],
+                refreshed_at: None,
+                session_ended: None,
             },
         }
     }

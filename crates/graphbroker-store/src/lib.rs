@@ -41,7 +41,7 @@ pub use keychain::KeyringStore;
 #[cfg(target_os = "linux")]
 pub use keyutils::{DESCRIPTION_PREFIX, KeyutilsStore, POSSESSOR_ONLY};
 pub use memory::MemoryStore;
-pub use record::{AccountRecord, StoredAccount};
+pub use record::{AccountRecord, SessionEnded, StoredAccount};
 pub use secrecy::{ExposeSecret, SecretString};
 
 /// The keychain service name the daemon files its entries under, one entry per profile.

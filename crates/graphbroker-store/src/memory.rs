@@ -65,6 +65,8 @@ mod tests {
                 authority: "https://login.microsoftonline.com/common".into(),
                 client_id: "client".into(),
                 granted_scopes: vec!["User.Read".into()],
+                refreshed_at: None,
+                session_ended: None,
             },
         }
     }

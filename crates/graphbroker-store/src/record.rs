@@ -1,5 +1,6 @@
 //! What a profile keeps, and the versioned JSON form it takes inside a keychain entry.
 
+use graphbroker_protocol::EpochSeconds;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -21,6 +22,25 @@ pub struct AccountRecord {
     pub client_id: String,
     /// The scopes the user has consented to so far, as the identity platform reported them.
     pub granted_scopes: Vec<String>,
+    /// When the identity platform last issued or accepted this refresh token (a sign-in or a refresh). Refresh
+    /// tokens expire after a period of inactivity (90 days by default), counted from this moment; `None` in
+    /// entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<EpochSeconds>,
+    /// Set when the identity platform refused this refresh token for good (the session ended: inactivity,
+    /// revocation, a password change). The entry is kept so the account and the reason survive a restart and are
+    /// shown by `status`; the token in it is never redeemed again, and the next sign-in replaces the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_ended: Option<Box<SessionEnded>>,
+}
+
+/// How and when the identity platform ended an account's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnded {
+    pub at: EpochSeconds,
+    /// The platform's AADSTS codes, e.g. `[700082]` (expired by inactivity) or `[50173]` (revoked).
+    #[serde(default)]
+    pub error_codes: Vec<u64>,
 }
 
 /// What one profile keeps: the refresh token (secret) and its account.
@@ -120,6 +140,8 @@ mod tests {
             authority: "https://login.microsoftonline.com/common".into(),
             client_id: "14d82eec-204b-4c2f-b7e8-296a70dab67e".into(),
             granted_scopes: vec!["https://graph.microsoft.com/User.Read".into(), "offline_access".into()],
+            refreshed_at: Some(EpochSeconds(1_795_000_000)),
+            session_ended: None,
         }
     }
 
@@ -180,6 +202,26 @@ mod tests {
             assert!(!shown.contains("very-secret"), "{shown}");
             assert!(shown.contains("work"), "{shown}");
         }
+    }
+
+    #[test]
+    fn entries_without_the_refresh_time_still_read() {
+        let old = br#"{"v":1,"refresh_token":"rt","account":{"username":"u","home_account_id":"h","tenant_id":"t","authority":"a","client_id":"c","granted_scopes":[]}}"#;
+        let back = decode("p", old).unwrap();
+        assert_eq!(back.account.refreshed_at, None);
+        assert_eq!(back.account.session_ended, None);
+    }
+
+    #[test]
+    fn refresh_time_and_ended_session_round_trip() {
+        let mut ended = stored();
+        ended.account.session_ended =
+            Some(Box::new(SessionEnded { at: EpochSeconds(1_796_000_000), error_codes: vec![700082] }));
+        let bytes = encode(&ended).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(value["account"]["refreshed_at"], 1_795_000_000);
+        assert_eq!(value["account"]["session_ended"]["error_codes"][0], 700082);
+        assert_eq!(decode("p", &bytes).unwrap().account, ended.account);
     }
 
     #[test]

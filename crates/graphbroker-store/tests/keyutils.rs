@@ -62,6 +62,8 @@ fn stored(token: &str) -> StoredAccount {
             authority: "https://login.microsoftonline.com/contoso.onmicrosoft.com".into(),
             client_id: "14d82eec-204b-4c2f-b7e8-296a70dab67e".into(),
             granted_scopes: vec!["https://graph.microsoft.com/User.Read".into(), "offline_access".into()],
+            refreshed_at: None,
+            session_ended: None,
         },
     }
 }

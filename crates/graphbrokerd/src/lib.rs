@@ -18,6 +18,7 @@
 //!   over the platform and the stores, so every lifecycle rule can be tested in-process.
 //! - [`metrics`]: `GET /metrics` (Prometheus text): the counters, the platform latency, the tokens' life left.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
+//! - [`clock`]: the wall clock, injectable. [`notify`]: desktop notifications of a sign-in's prompt.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification. [`hardening`]: no core
 //!   dumps, no debugger.
 //!
@@ -27,6 +28,7 @@
 pub mod activation;
 pub mod broker;
 pub mod browser;
+pub mod clock;
 pub mod config;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -35,6 +37,7 @@ pub mod fuzzing;
 pub mod hardening;
 pub mod idp;
 pub mod metrics;
+pub mod notify;
 pub mod retry;
 pub mod scopes;
 pub mod server;

@@ -323,6 +323,11 @@ impl ScriptedStore {
         self.accounts.lock().unwrap().get(profile).map(|a| a.refresh_token.expose_secret().to_owned())
     }
 
+    /// The account record the store holds for `profile`.
+    pub fn record(&self, profile: &str) -> Option<AccountRecord> {
+        self.accounts.lock().unwrap().get(profile).map(|a| a.account.clone())
+    }
+
     /// The operations carried out so far, in order.
     pub fn done(&self) -> Vec<StoreOp> {
         self.done.lock().unwrap().clone()
@@ -401,5 +406,45 @@ pub fn record(profile: &Profile, user: &str) -> AccountRecord {
         authority: profile.authority.to_string(),
         client_id: profile.client_id.clone(),
         granted_scopes: vec!["https://graph.microsoft.com/User.Read".into()],
+        refreshed_at: None,
+        session_ended: None,
+    }
+}
+
+/// A wall clock the test moves: the calendar time refresh tokens are judged idle by.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<std::time::SystemTime>);
+
+impl ManualClock {
+    /// A clock at a fixed date (2026-11-20), so that no test depends on today's.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self(Mutex::new(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000))))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl crate::clock::Clock for ManualClock {
+    fn now(&self) -> std::time::SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A notifier that records every notice it is sent.
+#[derive(Debug, Default)]
+pub struct RecordingNotifier(Mutex<Vec<crate::notify::Notice>>);
+
+impl RecordingNotifier {
+    pub fn notices(&self) -> Vec<crate::notify::Notice> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl crate::notify::Notifier for RecordingNotifier {
+    fn send(&self, notice: crate::notify::Notice) -> BoxFuture<'static, Result<(), String>> {
+        self.0.lock().unwrap().push(notice);
+        Box::pin(async { Ok(()) })
     }
 }

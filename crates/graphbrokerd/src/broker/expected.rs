@@ -96,6 +96,8 @@ mod tests {
             authority: "https://login.microsoftonline.com/common".into(),
             client_id: "c".into(),
             granted_scopes: vec![],
+            refreshed_at: None,
+            session_ended: None,
         }
     }
 

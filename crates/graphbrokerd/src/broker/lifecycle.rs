@@ -30,9 +30,11 @@
 //! `persist.rs`).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use graphbroker_protocol::EpochSeconds;
 use graphbroker_protocol::SignInReason;
-use graphbroker_store::{AccountRecord, StoreError, StoredAccount};
+use graphbroker_store::{AccountRecord, SessionEnded, StoreError, StoredAccount};
 use secrecy::SecretString;
 
 use super::entries::ScopeEntries;
@@ -96,6 +98,14 @@ pub struct Forgotten {
     pub tokens_dropped: usize,
 }
 
+/// A refresh the platform refused because it wants the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub at: EpochSeconds,
+    pub reason: SignInReason,
+    pub error_codes: Vec<u64>,
+}
+
 /// One profile's live state. Only the broker's transitions below change it.
 #[derive(Debug)]
 pub struct ProfileState {
@@ -110,6 +120,9 @@ pub struct ProfileState {
     /// sign-in that follows is checked to bring the same account back (`expected.rs`). A sign-out and a
     /// completed sign-in clear it.
     pub ended_account: Option<AccountRecord>,
+    /// The platform's last refusal of a refresh that wanted the user (MFA, consent, Conditional Access) while the
+    /// account was kept; cleared by the next refresh that succeeds. Shown by `status`.
+    pub refusal: Option<Refusal>,
     /// The number the next write will carry.
     next_write: u64,
 }
@@ -122,6 +135,7 @@ impl Default for ProfileState {
             signin: None,
             entries: ScopeEntries::default(),
             ended_account: None,
+            refusal: None,
             next_write: 1,
         }
     }
@@ -146,6 +160,13 @@ impl ProfileState {
         }
         let name = &profile.name;
         self.account = match result {
+            Ok(Some(stored)) if account_matches(profile, &stored.account) && stored.account.session_ended.is_some() => {
+                // The platform ended this session before; kept so that status says so, and the sign-in that
+                // follows is checked to bring the same account back.
+                tracing::info!(profile = %name, account = %stored.account.username, "the stored account's session has ended; a sign-in is needed");
+                self.ended_account = Some(stored.account);
+                AccountState::Empty
+            }
             Ok(Some(stored)) if account_matches(profile, &stored.account) => {
                 tracing::info!(profile = %name, account = %stored.account.username, "account loaded from the store");
                 AccountState::Active {
@@ -193,11 +214,19 @@ impl ProfileState {
     /// A refresh started under `generation` came back with `rotated` (Entra sends a new refresh token every time):
     /// the memory copy is replaced and the write that persists it handed out (`None`: no new token, nothing to
     /// write). `Err(Stale)` when the account changed meanwhile: the result belongs to the past and is dropped.
-    pub fn accept_refresh(&mut self, generation: u64, rotated: Option<SecretString>) -> Result<Option<Write>, Stale> {
+    /// `now`: when the platform accepted the token, recorded in the account (the inactivity limit counts from it).
+    pub fn accept_refresh(
+        &mut self,
+        generation: u64,
+        rotated: Option<SecretString>,
+        now: SystemTime,
+    ) -> Result<Option<Write>, Stale> {
         if self.generation != generation {
             return Err(Stale);
         }
         let AccountState::Active { refresh_token, record, persisted } = &mut self.account else { return Err(Stale) };
+        self.refusal = None;
+        record.refreshed_at = Some(EpochSeconds::from_system_time(now));
         let Some(rotated) = rotated else {
             // Nothing new to keep; the store already has (or is getting) this token.
             return Ok(None);
@@ -283,6 +312,23 @@ impl ProfileState {
         Some(Forgotten { record, tokens_dropped })
     }
 
+    /// `Active` → `Empty` because the platform refused the refresh token of `generation` for good: [`forget`] of
+    /// that generation, but the account is to be kept in the store marked `session_ended` (returned for the caller
+    /// to queue under the same lock), so that the reason survives a restart and `status` can tell the user.
+    ///
+    /// [`forget`]: ProfileState::forget
+    pub fn end_session(&mut self, generation: u64, ended: SessionEnded) -> Option<(Forgotten, StoredAccount)> {
+        let AccountState::Active { refresh_token, .. } = &self.account else { return None };
+        let refresh_token = refresh_token.clone();
+        let mut forgotten = self.forget(Some(generation))?;
+        let mut record = forgotten.record.take()?;
+        record.session_ended = Some(Box::new(ended));
+        self.ended_account = Some(record.clone());
+        self.refusal = None;
+        forgotten.record = Some(record.clone());
+        Some((forgotten, StoredAccount { refresh_token, account: record }))
+    }
+
     /// Whether `signin_id` is still the profile's sign-in (not cancelled by a sign-out or a reload).
     pub fn signin_is(&self, signin_id: u64) -> bool {
         self.signin.as_ref().is_some_and(|s| s.id == signin_id) && !matches!(self.account, AccountState::Retired)
@@ -302,6 +348,7 @@ impl ProfileState {
         self.generation += 1;
         self.entries.clear_tokens();
         self.ended_account = None;
+        self.refusal = None;
         self.account =
             AccountState::Active { refresh_token: account.refresh_token, record: account.account, persisted };
         true
@@ -342,6 +389,7 @@ impl ProfileState {
             signin: None,
             entries: ScopeEntries::default(),
             ended_account: self.ended_account.take(),
+            refusal: self.refusal.take(),
             next_write: self.next_write,
         };
         (next, self.signin.take())

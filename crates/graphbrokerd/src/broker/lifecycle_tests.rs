@@ -102,12 +102,16 @@ async fn a_grant_is_the_refresh_token_of_this_generation_or_why_there_is_none() 
 fn an_accepted_refresh_rotates_the_token_and_asks_for_its_write() {
     let mut state = active("rt-0");
     let generation = state.generation;
-    let write = state.accept_refresh(generation, Some(SecretString::from("rt-1"))).unwrap().unwrap();
+    let write =
+        state.accept_refresh(generation, Some(SecretString::from("rt-1")), SystemTime::UNIX_EPOCH).unwrap().unwrap();
     assert_eq!(write.generation, generation);
     assert_eq!(write.account.refresh_token.expose_secret(), "rt-1");
     assert_eq!(refresh_token(&state), "rt-1");
     assert_eq!(persisted(&state), Persisted::Writing { seq: write.seq });
-    assert!(state.accept_refresh(generation, None).unwrap().is_none(), "no new token, nothing to write");
+    assert!(
+        state.accept_refresh(generation, None, SystemTime::UNIX_EPOCH).unwrap().is_none(),
+        "no new token, nothing to write"
+    );
 }
 
 #[tokio::test]
@@ -115,12 +119,18 @@ async fn a_refresh_of_an_older_generation_is_stale_even_once_someone_is_signed_i
     let mut state = active("rt-0");
     let generation = state.generation;
     state.forget(None).unwrap();
-    assert_eq!(state.accept_refresh(generation, Some(SecretString::from("rt-1"))).unwrap_err(), Stale);
+    assert_eq!(
+        state.accept_refresh(generation, Some(SecretString::from("rt-1")), SystemTime::UNIX_EPOCH).unwrap_err(),
+        Stale
+    );
     assert!(matches!(state.account, AccountState::Empty), "the sign-out stands");
 
     state.signin = Some(SignIn::idle(1, SignInReason::NoAccount));
     assert!(state.complete_signin(1, stored("rt-new"), Persisted::Saved));
-    assert_eq!(state.accept_refresh(generation, Some(SecretString::from("rt-1"))).unwrap_err(), Stale);
+    assert_eq!(
+        state.accept_refresh(generation, Some(SecretString::from("rt-1")), SystemTime::UNIX_EPOCH).unwrap_err(),
+        Stale
+    );
     assert_eq!(refresh_token(&state), "rt-new", "the newer sign-in's token stands");
 }
 
@@ -128,8 +138,8 @@ async fn a_refresh_of_an_older_generation_is_stale_even_once_someone_is_signed_i
 fn saved_is_set_only_by_the_write_of_the_token_in_memory() {
     let mut state = active("rt-0");
     let g = state.generation;
-    let first = state.accept_refresh(g, Some(SecretString::from("rt-1"))).unwrap().unwrap();
-    let second = state.accept_refresh(g, Some(SecretString::from("rt-2"))).unwrap().unwrap();
+    let first = state.accept_refresh(g, Some(SecretString::from("rt-1")), SystemTime::UNIX_EPOCH).unwrap().unwrap();
+    let second = state.accept_refresh(g, Some(SecretString::from("rt-2")), SystemTime::UNIX_EPOCH).unwrap().unwrap();
     state.write_finished(g, first.seq, Some(&Ok(())));
     assert_eq!(persisted(&state), Persisted::Writing { seq: second.seq }, "rt-2 is not saved by rt-1's write");
     let failed = Err(StoreError::Unavailable { message: "locked".into() });
@@ -144,7 +154,7 @@ fn a_failed_write_blocks_serving_until_a_retried_write_succeeds() {
     let mut state = active("rt-0");
     assert!(state.retry_write().is_none(), "nothing to retry while saved");
     let g = state.generation;
-    let write = state.accept_refresh(g, Some(SecretString::from("rt-1"))).unwrap().unwrap();
+    let write = state.accept_refresh(g, Some(SecretString::from("rt-1")), SystemTime::UNIX_EPOCH).unwrap().unwrap();
     state.write_finished(g, write.seq, Some(&Err(StoreError::Unavailable { message: "locked".into() })));
     assert!(state.write_failed().unwrap().contains("locked"));
     assert_eq!(state.store_error(), state.write_failed());
@@ -159,7 +169,7 @@ fn a_failed_write_blocks_serving_until_a_retried_write_succeeds() {
 fn a_write_of_another_generation_changes_nothing() {
     let mut state = active("rt-0");
     let g = state.generation;
-    let write = state.accept_refresh(g, Some(SecretString::from("rt-1"))).unwrap().unwrap();
+    let write = state.accept_refresh(g, Some(SecretString::from("rt-1")), SystemTime::UNIX_EPOCH).unwrap().unwrap();
     let (mut next, _) = state.carry_over();
     next.write_finished(g, write.seq, Some(&Ok(())));
     assert!(matches!(persisted(&next), Persisted::Failed { .. }), "the old slot's write does not save the new one");
@@ -271,5 +281,5 @@ async fn carrying_over_moves_the_account_without_its_tokens_and_retires_the_old_
     assert!(next.signin.is_none());
     assert!(next.generation > g);
     assert!(matches!(state.account, AccountState::Retired));
-    assert!(matches!(state.accept_refresh(g, Some(SecretString::from("rt-1"))), Err(Stale)));
+    assert!(matches!(state.accept_refresh(g, Some(SecretString::from("rt-1")), SystemTime::UNIX_EPOCH), Err(Stale)));
 }

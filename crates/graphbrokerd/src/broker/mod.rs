@@ -11,6 +11,7 @@
 //!   must bring back unless the user asked for the sign-in.
 //! - `persist.rs`: one ordered queue of store operations per profile.
 //! - `reload.rs`: applying a reloaded config. `status.rs`: what `status` and the service manager are told.
+//! - `rolling.rs`: the rolling refresh of idle accounts, before the platform's inactivity limit ends them.
 //!
 //! Ordering rules: a rotated refresh token is written to the store before the access token that came with it is
 //! handed out; store operations of one profile happen in the order its state changed; a result computed for an
@@ -22,6 +23,7 @@ mod expected;
 mod lifecycle;
 mod persist;
 mod reload;
+mod rolling;
 mod signin;
 mod status;
 mod token;
@@ -31,7 +33,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use graphbroker_protocol::{
     AccountInfo, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse, StoreKind,
@@ -48,10 +50,12 @@ use self::lifecycle::{ProfileState, Write};
 use self::persist::{Persistence, StillWanted};
 use self::signin::SignIn;
 use crate::browser::{self, BrowserSettings};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Profile};
 use crate::error::ApiError;
 use crate::idp::{ClaimsChallenge, Platform, request_claims};
 use crate::metrics::Metrics;
+use crate::notify::{DesktopNotifier, NoticeQueue, Notifier};
 use crate::scopes::ScopeSet;
 
 /// Where the refresh tokens are kept: the factory the broker opens its stores with.
@@ -218,6 +222,8 @@ struct ProfileSet {
     slots: BTreeMap<String, Arc<ProfileSlot>>,
     stores: StoreSet,
     browser: BrowserSettings,
+    /// Whether a prompt no terminal shows goes to the desktop as a notification (`notifications`).
+    notifications: bool,
 }
 
 /// The broker shared by every connection.
@@ -234,6 +240,11 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     /// Bumped whenever an account or a sign-in changes, for whoever reports the daemon's state (sd_notify).
     changes: watch::Sender<u64>,
+    /// The date and time, for when refresh tokens were last used.
+    clock: Arc<dyn Clock>,
+    notifier: Arc<dyn Notifier>,
+    /// Started on first use, inside the runtime.
+    notices: OnceLock<NoticeQueue>,
 }
 
 impl Broker {
@@ -251,6 +262,18 @@ impl Broker {
         stores: Arc<dyn StoreFactory>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        Self::with_seams(config, platform, stores, metrics, Arc::new(SystemClock), Arc::new(DesktopNotifier))
+    }
+
+    /// [`Broker::with_metrics`] with the wall clock and the desktop's notifications replaced (tests).
+    pub fn with_seams(
+        config: &Config,
+        platform: Arc<dyn Platform>,
+        stores: Arc<dyn StoreFactory>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Arc<Self> {
         let store_set = StoreSet::open(&*stores, &config.keyring_service, None);
         let slots = config
             .profiles
@@ -266,6 +289,7 @@ impl Broker {
             slots,
             stores: store_set,
             browser: browser_settings(config),
+            notifications: config.notifications,
         };
         Arc::new(Self {
             profiles: RwLock::new(Arc::new(profiles)),
@@ -276,7 +300,18 @@ impl Broker {
             next_signin: AtomicU64::new(1),
             shutdown: watch::Sender::new(false),
             changes: watch::Sender::new(0),
+            clock,
+            notifier,
+            notices: OnceLock::new(),
         })
+    }
+
+    /// Where a sign-in sends its prompt when no terminal shows it; `None` unless notifications are on.
+    fn notices(&self) -> Option<NoticeQueue> {
+        if !self.profile_set().notifications {
+            return None;
+        }
+        Some(self.notices.get_or_init(|| NoticeQueue::start(self.notifier.clone())).clone())
     }
 
     /// The daemon's metrics.
@@ -391,7 +426,9 @@ impl Broker {
     }
 
     /// Joins the profile's sign-in, or starts one for `scopes`. `None` when the slot was retired by a reload.
-    /// `deliberate`: asked for by `POST /v1/signin`, so any account may sign in (`expected.rs`).
+    /// `deliberate`: asked for by `POST /v1/signin`, so any account may sign in (`expected.rs`). `attended`: the
+    /// asker shows the prompt on a terminal (see `SignIn::attend`).
+    #[allow(clippy::too_many_arguments)] // reason: each is one independent fact about the request
     fn start_or_join_signin(
         &self,
         slot: &Arc<ProfileSlot>,
@@ -400,6 +437,7 @@ impl Broker {
         claims: Option<String>,
         flow: Option<SignInFlow>,
         deliberate: bool,
+        attended: bool,
     ) -> Option<Arc<SignIn>> {
         let mut state = slot.state.lock().expect("state lock");
         if matches!(state.account, lifecycle::AccountState::Retired) {
@@ -409,6 +447,9 @@ impl Broker {
             // Joiners see the sign-in under way, whatever flow they would have chosen.
             if deliberate {
                 existing.make_deliberate();
+            }
+            if attended {
+                existing.attend();
             }
             return Some(existing.clone());
         }
@@ -429,6 +470,9 @@ impl Broker {
             flow,
             browser: self.profile_set().browser.clone(),
             deliberate,
+            attended,
+            notices: self.notices(),
+            clock: self.clock.clone(),
             changes: self.changes.clone(),
             metrics: self.metrics.clone(),
         });
@@ -441,7 +485,13 @@ impl Broker {
 
     /// Serves `POST /v1/signin`: starts (or joins) a sign-in for the profile's default scopes, with the
     /// profile's flow unless `flow` overrides it. A profile already signed in answers `signed_in`.
-    pub async fn signin(&self, profile: Option<&str>, flow: Option<SignInFlow>) -> Result<SignInResponse, ApiError> {
+    /// `attended`: the asker shows the prompt on a terminal.
+    pub async fn signin(
+        &self,
+        profile: Option<&str>,
+        flow: Option<SignInFlow>,
+        attended: bool,
+    ) -> Result<SignInResponse, ApiError> {
         let slot = self.slot(profile)?;
         self.ensure_loaded(&slot).await?;
         let scopes = ScopeSet::normalize(&slot.profile.scopes, &slot.profile.graph_resource)
@@ -461,7 +511,8 @@ impl Broker {
             }
         }
         let claims = request_claims(None::<&ClaimsChallenge>, slot.profile.cae);
-        let Some(signin) = self.start_or_join_signin(&slot, SignInReason::NoAccount, &scopes, claims, flow, true)
+        let Some(signin) =
+            self.start_or_join_signin(&slot, SignInReason::NoAccount, &scopes, claims, flow, true, attended)
         else {
             return Err(ApiError::new(
                 ErrorCode::SigninDeclined,

@@ -75,6 +75,7 @@ impl Broker {
             slots,
             stores,
             browser: browser_settings(config),
+            notifications: config.notifications,
         };
         *self.profiles.write().expect("profiles lock") = Arc::new(set);
         *self.config.write().expect("config lock") = Arc::new(config.clone());

@@ -20,9 +20,11 @@ use super::expected::ExpectedAccount;
 use super::lifecycle::Persisted;
 use super::persist::StillWanted;
 use crate::browser::{self, BrowserSettings, BrowserTab};
+use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::idp::{Platform, PlatformError, Tokens};
 use crate::metrics::{Flow, Metrics, SigninOutcome};
+use crate::notify::{Notice, NoticeQueue};
 use crate::retry::{DEVICE_POLL, PLATFORM_CALL, retry};
 use crate::scopes::ScopeSet;
 
@@ -44,6 +46,8 @@ pub struct SignIn {
     /// Whether `POST /v1/signin` asked for it (or joined it): the user is choosing an account, so whichever
     /// account signs in is taken. Otherwise it must be the profile's (`expected.rs`).
     deliberate: Arc<AtomicBool>,
+    /// Whether a request that joined shows the prompt on a terminal (see [`SignIn::attend`]).
+    attended: Arc<AtomicBool>,
     /// The task's sender too, so that cancelling can still tell the waiting requests why.
     announce: Arc<watch::Sender<Phase>>,
     task: tokio::task::AbortHandle,
@@ -83,6 +87,14 @@ impl SignIn {
     /// An explicit `POST /v1/signin` joined this sign-in: any account it returns is taken.
     pub fn make_deliberate(&self) {
         self.deliberate.store(true, Ordering::SeqCst);
+    }
+
+    /// A request that shows the prompt on a terminal joined (the CLI says so with
+    /// `graphbroker_protocol::TERMINAL_HEADER`). "No terminal is waiting" means no such request had joined when
+    /// the prompt came: only then does it go to the desktop as a notification, if those are on. A rolling refresh
+    /// and a request from a program that does not say it shows the prompt are not terminals.
+    pub fn attend(&self) {
+        self.attended.store(true, Ordering::SeqCst);
     }
 
     /// Stops the sign-in; the requests waiting for it are told `why` it was cancelled.
@@ -182,6 +194,11 @@ pub(super) struct Job {
     pub browser: BrowserSettings,
     /// Started by `POST /v1/signin`: see [`SignIn::make_deliberate`].
     pub deliberate: bool,
+    /// Started by a request that shows the prompt on a terminal: see [`SignIn::attend`].
+    pub attended: bool,
+    /// Where the prompt goes when no terminal shows it; `None` when notifications are off.
+    pub notices: Option<NoticeQueue>,
+    pub clock: Arc<dyn Clock>,
     /// Told whenever the sign-in ends (for status notifications).
     pub changes: watch::Sender<u64>,
     pub metrics: Arc<Metrics>,
@@ -195,18 +212,36 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
     let deliberate = Arc::new(AtomicBool::new(job.deliberate));
     let ending =
         Arc::new(Ending { flow: job.flow.into(), metrics: job.metrics.clone(), counted: AtomicBool::new(false) });
-    let task = tokio::spawn(run(job, deliberate.clone(), tx.clone(), ending.clone()));
-    Arc::new(SignIn { id, reason, scopes_key, phase: rx, deliberate, announce: tx, task: task.abort_handle(), ending })
+    let attended = Arc::new(AtomicBool::new(job.attended));
+    let task = tokio::spawn(run(job, deliberate.clone(), attended.clone(), tx.clone(), ending.clone()));
+    Arc::new(SignIn {
+        id,
+        reason,
+        scopes_key,
+        phase: rx,
+        deliberate,
+        attended,
+        announce: tx,
+        task: task.abort_handle(),
+        ending,
+    })
 }
 
 /// The sign-in task: the prompt for the waiting clients, the user's part, then the account is stored and the
 /// first token cached.
-async fn run(job: Job, deliberate: Arc<AtomicBool>, phase: Arc<watch::Sender<Phase>>, ending: Arc<Ending>) {
+async fn run(
+    job: Job,
+    deliberate: Arc<AtomicBool>,
+    attended: Arc<AtomicBool>,
+    phase: Arc<watch::Sender<Phase>>,
+    ending: Arc<Ending>,
+) {
     let slot = job.slot.clone();
     let result = async {
         let (tokens, tab) =
-            user_part(&job, &phase).await.map_err(|e| ApiError::from_platform(e, &slot.profile.name))?;
-        let result = complete(&slot, job.id, &job.scopes, tokens, &deliberate).await;
+            user_part(&job, &phase, &attended).await.map_err(|e| ApiError::from_platform(e, &slot.profile.name))?;
+        let now = job.clock.now();
+        let result = complete(&slot, job.id, &job.scopes, tokens, &deliberate, now).await;
         if let Some(tab) = tab {
             tab.answer(result.as_ref().map(|_| ()).map_err(|e| e.0.message.clone()));
         }
@@ -230,17 +265,33 @@ async fn run(job: Job, deliberate: Arc<AtomicBool>, phase: Arc<watch::Sender<Pha
 
 /// The prompt and the user's part of the flow, up to the tokens (and, for a browser sign-in, the tab waiting to
 /// be told how it ended).
-async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<(Tokens, Option<BrowserTab>), PlatformError> {
+async fn user_part(
+    job: &Job,
+    phase: &watch::Sender<Phase>,
+    attended: &AtomicBool,
+) -> Result<(Tokens, Option<BrowserTab>), PlatformError> {
     let profile = &job.slot.profile;
+    // The notification is decided (and queued) before the prompt is published, so that once a request sees the
+    // prompt, whether it went to the desktop is settled.
+    let publish = |prompt: SignInPrompt| {
+        if let Some(notices) = &job.notices {
+            if attended.load(Ordering::SeqCst) {
+                tracing::debug!(profile = %profile.name, "a terminal shows the prompt; no notification");
+            } else {
+                notices.push(Notice::signin(&profile.name, &prompt));
+            }
+        }
+        phase.send_replace(Phase::Prompt(prompt));
+    };
     let platform = job.platform.as_ref();
     let claims = job.claims.as_deref();
     match job.flow {
         SignInFlow::Browser => {
             let signin = browser::start(platform, profile, &job.scopes, claims, &job.browser).await?;
-            phase.send_replace(Phase::Prompt(SignInPrompt::Browser {
+            publish(SignInPrompt::Browser {
                 url: signin.url.clone(),
                 expires_at: EpochSeconds::from_system_time(SystemTime::now() + job.browser.timeout),
-            }));
+            });
             tracing::info!(profile = %profile.name, port = signin.port, "waiting for the browser sign-in");
             browser::open_browser(&signin.launch_url, &job.browser);
             let (tokens, tab) = signin.finish(platform, profile, &job.scopes).await?;
@@ -248,12 +299,12 @@ async fn user_part(job: &Job, phase: &watch::Sender<Phase>) -> Result<(Tokens, O
         }
         SignInFlow::Device | SignInFlow::Auto => {
             let code = retry(PLATFORM_CALL, || platform.start_device(profile, &job.scopes, claims)).await?;
-            phase.send_replace(Phase::Prompt(SignInPrompt::Device {
+            publish(SignInPrompt::Device {
                 verification_uri: code.verification_uri.clone(),
                 user_code: code.user_code.clone(),
                 message: code.message.clone(),
                 expires_at: EpochSeconds::from_system_time(SystemTime::now() + code.expires_in),
-            }));
+            });
             tracing::info!(profile = %profile.name, verification_uri = %code.verification_uri, "waiting for the user to complete the sign-in");
             // An outage while the user is signing in must not cost the sign-in: poll again while the code lives.
             let tokens = retry(DEVICE_POLL.within(code.expires_in), || platform.poll_device(profile, &code)).await?;
@@ -270,6 +321,7 @@ async fn complete(
     scopes: &ScopeSet,
     tokens: Tokens,
     deliberate: &AtomicBool,
+    now: SystemTime,
 ) -> Result<(), ApiError> {
     let Some(refresh_token) = tokens.refresh_token else {
         return Err(ApiError::new(
@@ -302,6 +354,8 @@ async fn complete(
         authority: profile.authority.to_string(),
         client_id: profile.client_id.clone(),
         granted_scopes: granted.clone(),
+        refreshed_at: Some(EpochSeconds::from_system_time(now)),
+        session_ended: None,
     };
     let first =
         CachedToken::issued_now(tokens.access_token, granted, tokens.expires_in, tokens.refresh_in, profile.min_valid);
@@ -367,6 +421,7 @@ impl SignIn {
             scopes_key,
             phase: rx,
             deliberate,
+            attended: Arc::new(AtomicBool::new(false)),
             announce: Arc::new(tx),
             task: task.abort_handle(),
             ending: Arc::new(Ending { flow: Flow::Device, metrics: Arc::default(), counted: AtomicBool::new(false) }),

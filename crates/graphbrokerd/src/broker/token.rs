@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use graphbroker_protocol::{AccountInfo, ErrorCode, SignInReason};
+use graphbroker_protocol::{AccountInfo, EpochSeconds, ErrorCode, SignInReason};
 use graphbroker_store::AccountRecord;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::entries::CachedToken;
-use super::lifecycle::{Grant, Stale};
+use super::lifecycle::{Grant, Refusal, Stale};
 use super::{Broker, ProfileSlot, account_info};
 use crate::config::Profile;
 use crate::error::ApiError;
@@ -41,6 +41,9 @@ pub struct TokenRequest {
     /// The access token the resource challenged, when the asker knows it (the Graph proxy does): a token
     /// fetched for the same challenge that is not this one answers it without another refresh.
     pub challenged: Option<SecretString>,
+    /// The asker shows a sign-in's prompt on a terminal (`graphboker_protocol::TERMINAL_HEADER`), so it needs no
+    /// desktop notification.
+    pub attended: bool,
 }
 
 /// A token ready to hand out.
@@ -57,7 +60,7 @@ pub struct IssuedToken {
 }
 
 /// What the silent path (cache, then refresh token) came to.
-enum Silent {
+pub(super) enum Silent {
     /// A token; `refresh_ahead` when it came from the cache and is due for a background refresh (this request
     /// has claimed that refresh).
     Token {
@@ -71,6 +74,8 @@ enum Silent {
     /// The account changed (sign-out, new sign-in, reload) while a refresh ran; its result was dropped.
     /// Asking again uses the current account.
     Stale,
+    /// A rolling refresh found the refresh token used since it decided to refresh: nothing to do.
+    NotDue,
 }
 
 impl From<Stale> for Silent {
@@ -81,7 +86,7 @@ impl From<Stale> for Silent {
 
 /// Whether the silent path may answer from the cache.
 #[derive(Debug, Clone, Copy)]
-enum Freshness<'a> {
+pub(super) enum Freshness<'a> {
     /// A cached token with `min_valid` left will do.
     Cached,
     /// A new token, fetched now (the refresh ahead of expiry).
@@ -90,6 +95,9 @@ enum Freshness<'a> {
     /// request arrived (`seen` answers before), or that is not the `challenged` token (single flight for claims),
     /// else a new one.
     Challenge { seen: u64, challenged: Option<&'a str> },
+    /// The rolling refresh: a new token, unless the refresh token has been used after `idle_since` (by a request
+    /// that refreshed while this one waited for the single flight).
+    Idle { idle_since: SystemTime },
 }
 
 /// What one request resolves to against the profile slot it is served from.
@@ -141,7 +149,7 @@ impl Broker {
                     return Ok(token);
                 }
                 // The profile may have been reloaded: ask again of its current slot.
-                Silent::Stale => resolved = self.resolve(request)?,
+                Silent::Stale | Silent::NotDue => resolved = self.resolve(request)?,
                 Silent::NeedSignIn { reason, claims } => {
                     let signin_claims = match claims {
                         Some(platform) => {
@@ -150,7 +158,8 @@ impl Broker {
                         }
                         None => platform_claims.clone(),
                     };
-                    match self.start_or_join_signin(slot, reason, scopes, signin_claims, None, false) {
+                    match self.start_or_join_signin(slot, reason, scopes, signin_claims, None, false, request.attended)
+                    {
                         Some(signin) => {
                             let remaining = request.wait.saturating_sub(started.elapsed());
                             signin.wait(remaining, self.shutdown.subscribe()).await?;
@@ -166,7 +175,7 @@ impl Broker {
     }
 
     /// Cache, then refresh token. Never starts a sign-in itself.
-    async fn silent(
+    pub(super) async fn silent(
         &self,
         slot: &Arc<ProfileSlot>,
         scopes: &ScopeSet,
@@ -185,9 +194,16 @@ impl Broker {
         if from_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
             return Ok(Silent::Token { token, refresh_ahead });
         }
+        if let Freshness::Idle { idle_since } = freshness {
+            let state = slot.state.lock().expect("state lock");
+            let used = state.record().and_then(|r| r.refreshed_at).is_some_and(|at| at.to_system_time() > idle_since);
+            if used {
+                return Ok(Silent::NotDue);
+            }
+        }
         let challenge = match freshness {
             Freshness::Challenge { seen, challenged } => claims.map(|claims| (claims, seen, challenged)),
-            Freshness::Cached | Freshness::Renew => None,
+            Freshness::Cached | Freshness::Renew | Freshness::Idle { .. } => None,
         };
         if let Some((claims, seen, challenged)) = challenge {
             if let Some(token) = self.answered(slot, scopes, claims, seen, challenged, min_valid) {
@@ -227,13 +243,19 @@ impl Broker {
                 let answers = challenge.map(|(claims, ..)| claims);
                 self.accept_refresh(slot, scopes, tokens, generation, answers).await
             }
-            Err(PlatformError::AccountDead { detail, .. }) => {
+            Err(PlatformError::AccountDead { detail, codes }) => {
                 tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
-                self.forget_account(slot, Some(generation)).await;
+                self.end_session(slot, generation, codes).await;
                 Ok(Silent::NeedSignIn { reason: SignInReason::SessionExpired, claims: None })
             }
-            Err(PlatformError::NeedsUser { reason, claims, detail, .. }) => {
+            Err(PlatformError::NeedsUser { reason, claims, detail, codes }) => {
                 tracing::info!(profile = %slot.profile.name, scopes = %scopes, "the platform wants the user: {detail}");
+                let mut state = slot.state.lock().expect("state lock");
+                if state.generation == generation {
+                    let at = EpochSeconds::from_system_time(self.clock.now());
+                    state.refusal = Some(Refusal { at, reason, error_codes: codes });
+                }
+                drop(state);
                 Ok(Silent::NeedSignIn { reason, claims })
             }
             Err(other) => Err(ApiError::from_platform(other, &slot.profile.name)),
@@ -277,7 +299,7 @@ impl Broker {
             let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), Freshness::Renew).await;
             slot.state.lock().expect("state lock").entries.release_refresh_ahead(scopes.key());
             match outcome {
-                Ok(Silent::Token { .. } | Silent::Stale) => {}
+                Ok(Silent::Token { .. } | Silent::Stale | Silent::NotDue) => {}
                 Ok(Silent::NeedSignIn { reason, .. }) => {
                     tracing::info!(profile = %slot.profile.name, ?reason, "refresh ahead found that a sign-in is needed")
                 }
@@ -307,7 +329,7 @@ impl Broker {
         );
         let queued = {
             let mut state = slot.state.lock().expect("state lock");
-            match state.accept_refresh(generation, tokens.refresh_token) {
+            match state.accept_refresh(generation, tokens.refresh_token, self.clock.now()) {
                 Err(stale) => return Ok(stale.into()),
                 Ok(write) => write.map(|write| slot.queue_write(write)),
             }

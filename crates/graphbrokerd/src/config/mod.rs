@@ -66,6 +66,20 @@ pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(600);
 /// that a forgotten tab does not hold a loopback port for long.
 pub const DEFAULT_BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long Entra keeps an unused refresh token: its default inactivity limit (AADSTS700082 says "inactive for
+/// 90.00:00:00"). Tenants can shorten it only through sign-in frequency policies, which end sessions by their own
+/// rule (AADSTS70043) rather than this one.
+pub const REFRESH_TOKEN_INACTIVITY: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+
+/// How long an account may go unused before the rolling refresh redeems its refresh token (key `rolling_refresh`,
+/// seconds). A week leaves 83 days before the inactivity limit, so a machine that is off or asleep for weeks still
+/// gets its daily check in time, while an account nobody uses costs the platform one request a week.
+pub const DEFAULT_ROLLING_REFRESH: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How long before the inactivity limit `status` warns that a sign-in will soon be needed: two weeks gives the
+/// user time to notice, and is well past what a working rolling refresh (a week, checked daily) lets happen.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 60 * 60);
+
 /// The `prompt` values the identity platform accepts on the authorize request.
 pub const PROMPTS: [&str; 4] = ["login", "none", "consent", "select_account"];
 
@@ -86,6 +100,9 @@ pub struct Config {
     pub browser_command: Option<Vec<String>>,
     /// How long a browser sign-in waits for the redirect (key `browser_timeout`, seconds).
     pub browser_timeout: Duration,
+    /// Show a sign-in's prompt as a desktop notification when no terminal is showing it (key `notifications`,
+    /// off by default: a daemon on a shared or headless machine should not pop anything up unasked).
+    pub notifications: bool,
     /// The file this was read from; `None` for the built-in defaults.
     pub source: Option<PathBuf>,
     /// The line of each key set in `source`, read from the same text (empty for the built-in defaults).
@@ -124,6 +141,9 @@ pub struct Profile {
     /// Declare client capability `cp1` (continuous access evaluation), so the platform may issue long-lived
     /// tokens and revoke them by claims challenge.
     pub cae: bool,
+    /// Redeem the refresh token of an account unused for this long, before the platform's inactivity limit ends
+    /// its session (key `rolling_refresh`, seconds; `0` turns it off: `None`).
+    pub rolling_refresh: Option<Duration>,
 }
 
 impl Profile {
@@ -167,6 +187,7 @@ impl Profile {
             login_hint: None,
             prompt: None,
             cae: false,
+            rolling_refresh: Some(DEFAULT_ROLLING_REFRESH),
         }
     }
 }
@@ -228,6 +249,7 @@ impl Config {
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             browser_command: None,
             browser_timeout: DEFAULT_BROWSER_TIMEOUT,
+            notifications: false,
             source: None,
             origins: Origins::default(),
         }

@@ -17,6 +17,7 @@ impl Config {
         report.add("http_timeout", Some(self.http_timeout.as_secs().into()));
         report.add("browser_command", self.browser_command.clone().map(ConfigValue::from));
         report.add("browser_timeout", Some(self.browser_timeout.as_secs().into()));
+        report.add("notifications", Some(self.notifications.into()));
         for profile in self.profiles.values() {
             report.profile(profile);
         }
@@ -50,6 +51,8 @@ impl Report<'_> {
         self.add(&key("prompt"), profile.prompt.clone().map(ConfigValue::from));
         self.add(&key("cae"), Some(profile.cae.into()));
         self.add(&key("graph_url"), Some(profile.graph_url.as_str().trim_end_matches('/').into()));
+        // 0 turns it off, as the file spells it.
+        self.add(&key("rolling_refresh"), Some(profile.rolling_refresh.map_or(0, |idle| idle.as_secs()).into()));
     }
 }
 

@@ -13,6 +13,7 @@ use super::{
     Cloud, Config, ConfigError, DEFAULT_BROWSER_TIMEOUT, DEFAULT_CLIENT_ID, DEFAULT_HTTP_TIMEOUT, DEFAULT_MIN_VALID,
     DEFAULT_PROFILE, DEFAULT_SCOPES, DEFAULT_TENANT, MAX_HTTP_TIMEOUT, MAX_MIN_VALID, PROMPTS, Profile,
 };
+use super::{DEFAULT_ROLLING_REFRESH, REFRESH_TOKEN_INACTIVITY};
 
 /// The file as written: every key optional. The enumerations (`cloud`, `flow`, `store`) are their own types, so
 /// serde refuses an unknown value with its line and every allowed spelling; the rest is checked by [`Resolver`].
@@ -26,6 +27,7 @@ pub(super) struct RawConfig {
     browser_command: Option<Vec<String>>,
     /// Seconds.
     browser_timeout: Option<u64>,
+    notifications: Option<bool>,
     #[serde(default)]
     profiles: BTreeMap<String, RawProfile>,
 }
@@ -47,6 +49,8 @@ struct RawProfile {
     prompt: Option<String>,
     cae: Option<bool>,
     graph_url: Option<String>,
+    /// Seconds; 0 turns it off.
+    rolling_refresh: Option<u64>,
 }
 
 /// A TOML or serde error, located by line and column, with the key it is about when that can be read off the
@@ -169,6 +173,7 @@ impl Resolver<'_> {
             http_timeout,
             browser_command,
             browser_timeout,
+            notifications: raw.notifications.unwrap_or(false),
             source: Some(self.path.to_path_buf()),
             origins: Default::default(),
         })
@@ -268,6 +273,25 @@ impl Resolver<'_> {
             prompt => prompt,
         };
 
+        let rolling_refresh = match raw.rolling_refresh.map(Duration::from_secs) {
+            Some(idle) if idle.is_zero() => None,
+            Some(idle) if idle >= REFRESH_TOKEN_INACTIVITY => {
+                return Err(self.invalid(
+                    key("rolling_refresh"),
+                    format!(
+                        "{} seconds is not before the refresh token's {}-day inactivity limit: use less than {} \
+                         (the default is {}, a week), or 0 to turn the rolling refresh off",
+                        idle.as_secs(),
+                        REFRESH_TOKEN_INACTIVITY.as_secs() / 86_400,
+                        REFRESH_TOKEN_INACTIVITY.as_secs(),
+                        DEFAULT_ROLLING_REFRESH.as_secs()
+                    ),
+                ));
+            }
+            Some(idle) => Some(idle),
+            None => Some(DEFAULT_ROLLING_REFRESH),
+        };
+
         let graph_url = match raw.graph_url {
             Some(text) => self.graph_url(&key("graph_url"), &text)?,
             None => Url::parse(cloud.graph_resource()).expect("a cloud's Graph resource is a URL"),
@@ -288,6 +312,7 @@ impl Resolver<'_> {
             login_hint,
             prompt,
             cae: raw.cae.unwrap_or(false),
+            rolling_refresh,
         })
     }
 

@@ -132,6 +132,16 @@ min_valid = 0
 }
 
 #[test]
+fn rolling_refresh_defaults_to_a_week_and_zero_turns_it_off() {
+    let config = parse("notifications = true\n[profiles.default]\n[profiles.off]\nrolling_refresh = 0\n[profiles.fast]\nrolling_refresh = 60\n").unwrap();
+    assert!(config.notifications);
+    assert!(!Config::defaults().notifications);
+    assert_eq!(config.profiles["default"].rolling_refresh, Some(super::DEFAULT_ROLLING_REFRESH));
+    assert_eq!(config.profiles["off"].rolling_refresh, None);
+    assert_eq!(config.profiles["fast"].rolling_refresh, Some(Duration::from_secs(60)));
+}
+
+#[test]
 fn a_default_profile_with_no_profiles_gets_the_builtin_defaults() {
     let config = parse("default_profile = \"me\"\n").unwrap();
     assert_eq!(config.default_profile, "me");
@@ -223,6 +233,8 @@ fn each_mistake_names_the_file_the_key_and_what_is_allowed() {
             "unknown variant `file`, expected one of `keyring`, `memory`, `keyutils`, `auto`",
         ),
         ("[profiles.default]\nauthority = \"not a url\"\n", "profiles.default.authority", "not a URL"),
+        ("[profiles.default]\nrolling_refresh = 7776000\n", "profiles.default.rolling_refresh", "inactivity limit"),
+        ("notifications = \"yes\"\n", "notifications", "invalid type"),
         ("[profiles.default]\nauthority = \"ftp://x/t\"\n", "profiles.default.authority", "use https"),
         ("[profiles.default]\nauthority = \"https://h/t?x=1\"\n", "profiles.default.authority", "query"),
         ("[profiles.default]\nauthority = \"https://h/t#f\"\n", "profiles.default.authority", "fragment"),

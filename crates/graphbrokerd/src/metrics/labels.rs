@@ -13,6 +13,7 @@ pub enum Route {
     Signout,
     Status,
     Config,
+    RefreshIdle,
     Healthz,
     Metrics,
     Graph,
@@ -21,7 +22,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::Version,
         Route::Token,
         Route::Header,
@@ -29,6 +30,7 @@ impl Route {
         Route::Signout,
         Route::Status,
         Route::Config,
+        Route::RefreshIdle,
         Route::Healthz,
         Route::Metrics,
         Route::Graph,
@@ -45,6 +47,7 @@ impl Route {
             routes::SIGNOUT => Route::Signout,
             routes::STATUS => Route::Status,
             routes::CONFIG => Route::Config,
+            routes::REFRESH_IDLE => Route::RefreshIdle,
             routes::HEALTHZ => Route::Healthz,
             routes::METRICS => Route::Metrics,
             p if p.starts_with(routes::GRAPH_PREFIX) => Route::Graph,
@@ -61,6 +64,7 @@ impl Route {
             Route::Signout => "signout",
             Route::Status => "status",
             Route::Config => "config",
+            Route::RefreshIdle => "refresh_idle",
             Route::Healthz => "healthz",
             Route::Metrics => "metrics",
             Route::Graph => "graph",

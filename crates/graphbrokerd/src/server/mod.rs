@@ -21,13 +21,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{RawQuery, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use graphbroker_protocol::{
     EpochSeconds, ErrorCode, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInQuery,
-    TokenResponse, VersionResponse, routes,
+    TERMINAL_HEADER, TokenResponse, VersionResponse, routes,
 };
 use secrecy::ExposeSecret;
 use tokio::net::UnixListener;
@@ -38,7 +39,7 @@ use self::answer::{secret_answer, secret_bytes};
 pub use self::peer::{Peer, PeerPolicy};
 use self::peer::{PeerCheck, peer_check};
 use self::request::{parse_query, token_request};
-use crate::broker::{Broker, IssuedToken};
+use crate::broker::{Broker, IssuedToken, TokenRequest};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics, Route};
 
@@ -147,6 +148,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .route(routes::SIGNOUT, post(signout))
         .route(routes::STATUS, get(status))
         .route(routes::CONFIG, get(config))
+        .route(routes::REFRESH_IDLE, post(refresh_idle))
         .route(routes::HEALTHZ, get(|| async { "ok" }))
         .route(routes::METRICS, get(metrics))
         .route("/graph/{*path}", any(proxy::forward))
@@ -199,8 +201,8 @@ async fn version() -> Json<VersionResponse> {
 }
 
 /// The token answer, serialized once per second of `expires_in` and shared while the token is cached.
-async fn token(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let request = token_request(parse_query(raw)?)?;
+async fn token(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let request = TokenRequest { attended: attended(&headers), ..token_request(parse_query(raw)?)? };
     let issued = app.broker.token(&request).await?;
     let answers = issued.answers.clone();
     let json = answers.token_answer(issued.expires_in.as_secs(), || {
@@ -213,8 +215,12 @@ async fn token(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<R
 }
 
 /// The header answer, serialized once and shared while the token is cached.
-async fn header(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let request = token_request(parse_query(raw)?)?;
+async fn header(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let request = TokenRequest { attended: attended(&headers), ..token_request(parse_query(raw)?)? };
     let issued = app.broker.token(&request).await?;
     let json = issued.answers.header_answer(|| {
         let mut body = HeaderResponse {
@@ -248,9 +254,22 @@ fn token_response(issued: IssuedToken) -> TokenResponse {
     }
 }
 
-async fn signin(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn signin(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let query: SignInQuery = parse_query(raw)?;
-    Ok(Json(app.broker.signin(query.profile.as_deref(), query.flow).await?).into_response())
+    Ok(Json(app.broker.signin(query.profile.as_deref(), query.flow, attended(&headers)).await?).into_response())
+}
+
+/// Whether the asker says it shows a sign-in's prompt on a terminal ([`TERMINAL_HEADER`]).
+fn attended(headers: &HeaderMap) -> bool {
+    headers.get(TERMINAL_HEADER).is_some_and(|value| value.as_bytes() == b"1")
+}
+
+async fn refresh_idle(State(app): State<AppState>) -> Response {
+    Json(app.broker.refresh_idle().await).into_response()
 }
 
 async fn signout(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {

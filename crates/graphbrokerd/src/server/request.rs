@@ -52,7 +52,7 @@ pub fn token_request(query: TokenQuery) -> Result<TokenRequest, ApiError> {
         Some(text) => ClaimsChallenge::parse(text)
             .map_err(|e| ApiError::bad_request(format!("{e}: pass the claims challenge as sent by the resource")))?,
     };
-    Ok(TokenRequest { profile: query.profile, scopes, min_valid, wait, claims, challenged: None })
+    Ok(TokenRequest { profile: query.profile, scopes, min_valid, wait, claims, challenged: None, attended: false })
 }
 
 #[cfg(test)]

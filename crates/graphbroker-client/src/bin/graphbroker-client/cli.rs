@@ -96,6 +96,9 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Refresh every account nobody has used for its profile's rolling_refresh, before its sign-in expires
+    /// (the service's daily timer runs this); exit status 4 when an account needs a new sign-in
+    RefreshIdle,
     /// Print the daemon's metrics in the Prometheus text format (counts only; never scopes, accounts or tokens)
     Metrics,
     /// Call Microsoft Graph through graphbrokerd, which attaches the token (e.g. `graph GET /me`)

@@ -32,7 +32,8 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
     let client = match &cli.socket {
         Some(socket) => Client::new(socket),
         None => Client::from_env()?,
-    };
+    }
+    .showing_prompts(at_terminal());
     // `status` and `version` report on the daemon rather than need it, so they never start one.
     let wants_daemon =
         !matches!(cli.command, Command::Status { .. } | Command::Version | Command::Metrics | Command::Config { .. });
@@ -55,11 +56,19 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Config { action: ConfigAction::Init { config, force } } => {
             config_command::init(config.as_deref(), *force)
         }
+        Command::RefreshIdle => refresh_idle(&client).await,
         Command::Metrics => print_line(client.metrics().await?.trim_end()),
         Command::Graph(args) => crate::graph::run(&client, args, ui).await,
         Command::Service { action } => service::run(*action, cli.socket.as_deref(), ui),
         Command::Completions { shell } => generate::completions(*shell),
     }
+}
+
+/// Whether a sign-in's prompt, which goes to stderr, reaches a person at a terminal. When it does not (a script
+/// logging stderr, a service), the daemon may show it as a desktop notification instead.
+pub fn at_terminal() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal()
 }
 
 /// Carries on with `token` or `header` from the daemon's answer to their first request, which the fast path
@@ -68,7 +77,8 @@ pub async fn continue_after(cli: &Cli, first: Error, ui: &Ui) -> Result<(), Fail
     let client = match &cli.socket {
         Some(socket) => Client::new(socket),
         None => Client::from_env()?,
-    };
+    }
+    .showing_prompts(at_terminal());
     match &cli.command {
         Command::Token { request, format } => token(&client, Some(first), request, *format, ui).await,
         Command::Header { request, format, powershell } => {
@@ -193,6 +203,40 @@ async fn status(client: &Client, json: bool) -> Result<(), Failure> {
         )
     } else {
         print_line(render_status(&answer, std::time::SystemTime::now()).trim_end())
+    }
+}
+
+/// One line per profile; a profile that needs a sign-in (or could not be checked) fails the command, so that a
+/// service manager marks its timer's run failed where the user looks for such things.
+async fn refresh_idle(client: &Client) -> Result<(), Failure> {
+    use graphbroker_client::protocol::RefreshIdleOutcome as Outcome;
+    let answer = client.refresh_idle().await?;
+    let mut worst = None;
+    for profile in &answer.profiles {
+        let what = match profile.outcome {
+            Outcome::Refreshed => "refreshed".to_owned(),
+            Outcome::NotDue => match profile.refreshed_at {
+                Some(at) => {
+                    format!("in use (last refreshed {})", humantime::format_rfc3339_seconds(at.to_system_time()))
+                }
+                None => "in use".to_owned(),
+            },
+            Outcome::Off => "rolling refresh off".to_owned(),
+            Outcome::NoAccount => "not signed in".to_owned(),
+            Outcome::SigninNeeded => {
+                worst = Some(ExitStatus::SigninRequired);
+                format!("sign-in needed: {}", profile.message.as_deref().unwrap_or("sign in again"))
+            }
+            Outcome::Failed | Outcome::Unknown => {
+                worst.get_or_insert(ExitStatus::Other);
+                format!("not checked: {}", profile.message.as_deref().unwrap_or("unknown outcome"))
+            }
+        };
+        print_line(&format!("{}: {what}", profile.profile))?;
+    }
+    match worst {
+        Some(status) => Err(Failure::new(status, "an account needs attention (see above)")),
+        None => Ok(()),
     }
 }
 

@@ -126,12 +126,18 @@ pub fn answer(cli: &Cli) -> Outcome {
         },
     };
     let printed = match &cli.command {
-        Command::Token { request, format } => graphbroker_client::blocking::token(&socket, &first_query(request))
-            .map(|token| commands::print_token(&token, *format)),
+        Command::Token { request, format } => {
+            graphbroker_client::blocking::token_showing_prompts(&socket, &first_query(request), commands::at_terminal())
+                .map(|token| commands::print_token(&token, *format))
+        }
         Command::Header { request, format, powershell } => {
             let shape = if *powershell { HeaderShape::PowerShell } else { HeaderShape::Format(*format) };
-            graphbroker_client::blocking::header(&socket, &first_query(request))
-                .map(|headers| commands::print_headers(&headers, shape))
+            graphbroker_client::blocking::header_showing_prompts(
+                &socket,
+                &first_query(request),
+                commands::at_terminal(),
+            )
+            .map(|headers| commands::print_headers(&headers, shape))
         }
         _ => return Outcome::NotAnswered,
     };

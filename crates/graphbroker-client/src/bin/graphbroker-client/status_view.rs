@@ -36,6 +36,13 @@ fn render_profile(out: &mut String, profile: &ProfileStatus, is_default: bool, n
         None => "not signed in".to_owned(),
     };
     row(out, "account", &account);
+    if let Some(warning) = &profile.warning {
+        row(out, "warning", &warning.message);
+    }
+    if let Some(expires_at) = profile.refresh_token_expires_at {
+        let used = profile.refreshed_at.map(|at| format!("last used {}, ", date(at))).unwrap_or_default();
+        row(out, "refresh", &format!("{used}expires {} unless used", date(expires_at)));
+    }
     row(out, "authority", &profile.authority);
     row(out, "client id", &profile.client_id);
     row(out, "flow", profile.flow.as_str());
@@ -56,6 +63,11 @@ fn render_profile(out: &mut String, profile: &ProfileStatus, is_default: bool, n
         let label = if index == 0 { "tokens" } else { "" };
         row(out, label, &format!("{}{}", token.scopes.join(" "), left_suffix(token.expires_at, now)));
     }
+}
+
+/// A day, for refresh-token times that are weeks apart.
+fn date(at: EpochSeconds) -> String {
+    humantime::format_rfc3339_seconds(at.to_system_time()).to_string().chars().take(10).collect()
 }
 
 /// The store in use, with why (the choice of `store = "auto"`) and what it does not survive.
@@ -93,7 +105,7 @@ fn left_suffix(expires_at: EpochSeconds, now: SystemTime) -> String {
 mod tests {
     use super::*;
     use graphbroker_client::SignInPrompt;
-    use graphbroker_client::protocol::{CachedTokenStatus, Counters};
+    use graphbroker_client::protocol::{CachedTokenStatus, Counters, SignInWarning, WarningKind};
     use graphbroker_client::{AccountInfo, SignInFlow};
 
     fn at(time: &str) -> EpochSeconds {
@@ -131,6 +143,9 @@ mod tests {
                         },
                     ],
                     store_reason: None,
+                    refreshed_at: Some(at("2026-11-27T02:00:00Z")),
+                    refresh_token_expires_at: Some(at("2027-02-25T02:00:00Z")),
+                    warning: None,
                 },
                 ProfileStatus {
                     name: "home".into(),
@@ -148,6 +163,17 @@ mod tests {
                     }),
                     tokens: vec![],
                     store_reason: None,
+                    refreshed_at: None,
+                    refresh_token_expires_at: None,
+                    warning: Some(SignInWarning {
+                        kind: WarningKind::SessionEnded,
+                        message: "the identity platform ended the session of me@outlook.com (AADSTS700082): sign \
+                                  in again with `graphbroker-client signin --profile home`"
+                            .into(),
+                        account: Some("me@outlook.com".into()),
+                        at: Some(at("2026-11-26T00:00:00Z")),
+                        error_codes: vec![700082],
+                    }),
                 },
             ],
         }
@@ -163,6 +189,7 @@ requests 12 (cache hits 10), refreshes 2, sign-ins 1, errors 0
 
 work (default)
   account    adele@contoso.com (tenant t)
+  refresh    last used 2026-11-27, expires 2027-02-25 unless used
   authority  https://login.microsoftonline.com/contoso.onmicrosoft.com
   client id  14d82eec-204b-4c2f-b7e8-296a70dab67e
   flow       auto
@@ -173,6 +200,7 @@ work (default)
 
 home
   account    not signed in
+  warning    the identity platform ended the session of me@outlook.com (AADSTS700082): sign in again with `graphbroker-client signin --profile home`
   authority  https://login.microsoftonline.com/consumers
   client id  c
   flow       device

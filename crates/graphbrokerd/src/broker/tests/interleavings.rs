@@ -18,7 +18,7 @@ async fn a_refresh_finishing_after_a_sign_out_cannot_resurrect_the_account() {
     // Someone else signs in before the old refresh comes back (`POST /v1/signin`: a token request would queue
     // behind the old refresh's single flight).
     let broker = h.broker.clone();
-    let signin = tokio::spawn(async move { broker.signin(None, None).await });
+    let signin = tokio::spawn(async move { broker.signin(None, None, false).await });
     h.platform.next().await.device(Ok(device_code("CODE-1")));
     assert_eq!(signin.await.unwrap().unwrap().state, graphbroker_protocol::SignInState::Pending);
     h.platform.next().await.tokens(Ok(tokens("at-bob", Some("rt-bob"), "bob@contoso.com")));

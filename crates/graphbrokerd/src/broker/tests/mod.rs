@@ -8,6 +8,7 @@
 
 mod bounds;
 mod interleavings;
+mod rolling;
 mod transitions;
 
 use std::sync::Arc;
@@ -18,12 +19,13 @@ use graphbroker_store::StoreError;
 use secrecy::ExposeSecret;
 
 use super::{Broker, IssuedToken, TokenRequest};
+use crate::clock::Clock as _;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::idp::PlatformError;
 use crate::testing::{
-    Asked, PlatformScript, ScriptedPlatform, ScriptedStore, ScriptedStores, StoreOp, StoreScript, Watchdog,
-    device_code, record, tokens, transient,
+    Asked, ManualClock, PlatformScript, RecordingNotifier, ScriptedPlatform, ScriptedStore, ScriptedStores, StoreOp,
+    StoreScript, Watchdog, device_code, record, tokens, transient,
 };
 
 const PROFILE: &str = "default";
@@ -40,6 +42,8 @@ struct Harness {
     store: Arc<ScriptedStore>,
     /// Present when the keyring store is gated.
     gate: Option<StoreScript>,
+    clock: Arc<ManualClock>,
+    notifier: Arc<RecordingNotifier>,
     _watchdog: Watchdog,
 }
 
@@ -53,12 +57,17 @@ fn harness(config: &Config, gated: bool, signed_in: bool) -> Harness {
     } else {
         (ScriptedStore::open(StoreKind::Keyring), None)
     };
+    let clock = ManualClock::new();
     if signed_in {
-        store.put(PROFILE, "rt-0", record(&config.profiles[PROFILE], USER));
+        let mut record = record(&config.profiles[PROFILE], USER);
+        record.refreshed_at = Some(graphbroker_protocol::EpochSeconds::from_system_time(clock.now()));
+        store.put(PROFILE, "rt-0", record);
     }
     let stores = ScriptedStores { keyring: store.clone(), memory: ScriptedStore::open(StoreKind::Memory) };
-    let broker = Broker::new(config, platform, Arc::new(stores));
-    Harness { broker, platform: script, store, gate, _watchdog: Watchdog::new("broker::tests") }
+    let notifier = Arc::new(RecordingNotifier::default());
+    let broker =
+        Broker::with_seams(config, platform, Arc::new(stores), Arc::default(), clock.clone(), notifier.clone());
+    Harness { broker, platform: script, store, gate, clock, notifier, _watchdog: Watchdog::new("broker::tests") }
 }
 
 impl Harness {

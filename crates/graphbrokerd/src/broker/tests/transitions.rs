@@ -77,7 +77,8 @@ async fn a_failed_write_is_retried_before_anything_is_served() {
     assert!(!h.broker.has_state_to_lose());
 }
 
-/// Rule: a dead grant forgets the account (memory and store) and starts a sign-in whose reason says so.
+/// Rule: a dead grant forgets the account in memory, keeps its record in the store marked ended (so status can
+/// tell the user why, after a restart too), and starts a sign-in whose reason says so.
 #[tokio::test(start_paused = true)]
 async fn a_dead_grant_forgets_the_account_and_asks_for_a_sign_in() {
     let mut h = harness(&config(""), false, true);
@@ -86,7 +87,8 @@ async fn a_dead_grant_forgets_the_account_and_asks_for_a_sign_in() {
     h.platform.next().await.device(Ok(device_code("CODE-1")));
     let error = request.await.unwrap().unwrap_err();
     assert_eq!(error.0.reason, Some(SignInReason::SessionExpired));
-    assert_eq!(h.store.refresh_token(PROFILE), None);
+    let kept = h.store.record(PROFILE).expect("the record is kept");
+    assert_eq!(kept.session_ended.map(|e| e.error_codes), Some(vec![50173]));
     assert_eq!(h.account(), None);
 }
 

@@ -91,7 +91,9 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
         return Err(ApiError::internal("the Graph proxy could not start its HTTP client; the daemon's log says why"));
     };
     let (parts, body) = request.into_parts();
-    let token_request = token_request(query_from_headers(&parts.headers)?)?;
+    let attended =
+        parts.headers.get(graphbroker_protocol::TERMINAL_HEADER).is_some_and(|value| value.as_bytes() == b"1");
+    let token_request = TokenRequest { attended, ..token_request(query_from_headers(&parts.headers)?)? };
     let base = app.broker.graph_url(token_request.profile.as_deref())?;
     let target = target_url(&base, parts.uri.path(), parts.uri.query())?;
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
@@ -208,6 +210,7 @@ fn forwarded(headers: &HeaderMap) -> HeaderMap {
         let dropped = NOT_FORWARDED.contains(&lower)
             || lower == "authorization"
             || lower.starts_with("x-graphbroker-")
+            || lower == graphbroker_protocol::TERMINAL_HEADER
             || connection_named.iter().any(|n| n == lower);
         if !dropped {
             out.append(name.clone(), value.clone());

@@ -53,6 +53,7 @@ fn connection_headers_the_callers_authorization_and_proxy_headers_stay_behind() 
         ("x-hop", "1"),
         ("transfer-encoding", "chunked"),
         ("x-graphbroker-scopes", "Mail.Read"),
+        ("graphbroker-terminal", "1"),
         ("consistencylevel", "eventual"),
         ("content-type", "application/json"),
         ("prefer", "outlook.timezone=\"UTC\""),

@@ -40,6 +40,12 @@ pub fn agent(program: &Path, socket: &Path, log_dir: &Path) -> Result<Value, Fai
     agent.insert("Sockets".into(), Value::Dictionary(sockets));
     agent.insert("RunAtLoad".into(), Value::Boolean(false));
     agent.insert("KeepAlive".into(), Value::Boolean(false));
+    // Also started daily (at noon, or at wake when asleep then): the daemon runs the rolling refresh of idle
+    // accounts at every start, then exits when idle; launchd's counterpart of graphbroker-refresh.timer.
+    let mut daily = Dictionary::new();
+    daily.insert("Hour".into(), Value::Integer(12.into()));
+    daily.insert("Minute".into(), Value::Integer(0.into()));
+    agent.insert("StartCalendarInterval".into(), Value::Dictionary(daily));
     agent.insert("StandardOutPath".into(), string(&log)?);
     agent.insert("StandardErrorPath".into(), string(&log)?);
     Ok(Value::Dictionary(agent))

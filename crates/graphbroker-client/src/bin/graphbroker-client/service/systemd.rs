@@ -1,5 +1,6 @@
 //! systemd user units: `graphbroker.socket` holds the socket at `%t/graphbroker/graphbroker.sock` and
-//! `graphbroker.service` runs graphbrokerd on the first connection, handing it the listener.
+//! `graphbroker.service` runs graphbrokerd on the first connection, handing it the listener;
+//! `graphbroker-refresh.timer` starts `graphbroker-refresh.service` daily, which asks for the rolling refresh.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,33 @@ use crate::exit_status::{ExitStatus, Failure};
 
 const SOCKET_UNIT: &str = "graphbroker.socket";
 const SERVICE_UNIT: &str = "graphbroker.service";
+const REFRESH_UNIT: &str = "graphbroker-refresh.service";
+const TIMER_UNIT: &str = "graphbroker-refresh.timer";
 
 /// The units as the repository has them; `systemd/graphbroker.service` carries the daemon placeholder.
 const SOCKET_TEMPLATE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../systemd/graphbroker.socket"));
 const SERVICE_TEMPLATE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../systemd/graphbroker.service"));
+/// `graphbroker-refresh.service` carries the client placeholder ([`CLIENT_PLACEHOLDER`]).
+const REFRESH_TEMPLATE: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../systemd/graphbroker-refresh.service"));
+const TIMER_TEMPLATE: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../systemd/graphbroker-refresh.timer"));
+
+/// Where `graphbroker-refresh.service` names this client's absolute path.
+const CLIENT_PLACEHOLDER: &str = "@GRAPHBROKER_CLIENT@";
+
+/// The refresh service as installed for the client at `client` (an `ExecStart=` path, escaped).
+fn render_refresh(client: &str) -> String {
+    REFRESH_TEMPLATE.replace(CLIENT_PLACEHOLDER, client)
+}
+
+/// This client's path as an `ExecStart=` command, for the refresh service.
+fn client_exec() -> Result<String, Failure> {
+    let program = std::env::current_exe().map_err(|error| {
+        Failure::new(ExitStatus::Other, format!("cannot tell where graphbroker-client is installed: {error}"))
+    })?;
+    exec_path(&program)
+}
 
 const NO_SYSTEMD: &str = "systemctl was not found, so there is no systemd here to run the service; \
                           graphbroker-client starts graphbrokerd by itself when it is needed, no service required";
@@ -61,9 +85,15 @@ pub fn install(program: &Path) -> Result<(), Failure> {
     say(&format!("{} {}", socket_change.verb(), dir.join(SOCKET_UNIT).display()))?;
     let service_change = write_file(&dir.join(SERVICE_UNIT), &render(SERVICE_TEMPLATE, &exec))?;
     say(&format!("{} {} (ExecStart={exec})", service_change.verb(), dir.join(SERVICE_UNIT).display()))?;
+    let client = client_exec()?;
+    let refresh_change = write_file(&dir.join(REFRESH_UNIT), &render_refresh(&client))?;
+    say(&format!("{} {}", refresh_change.verb(), dir.join(REFRESH_UNIT).display()))?;
+    let timer_change = write_file(&dir.join(TIMER_UNIT), TIMER_TEMPLATE)?;
+    say(&format!("{} {}", timer_change.verb(), dir.join(TIMER_UNIT).display()))?;
 
     systemctl(&["daemon-reload"])?;
     systemctl(&["enable", "--now", SOCKET_UNIT])?;
+    systemctl(&["enable", "--now", TIMER_UNIT])?;
     // A running daemon keeps the unit it started with; a changed unit takes effect on a restart. Restarting the
     // socket stops the service too (it requires the socket), and the next request starts it again.
     if socket_change == FileChange::Updated && socket_was_active {
@@ -77,9 +107,9 @@ pub fn install(program: &Path) -> Result<(), Failure> {
 
 pub fn uninstall() -> Result<(), Failure> {
     let dir = unit_dir()?;
-    let files = [dir.join(SOCKET_UNIT), dir.join(SERVICE_UNIT)];
+    let files = [dir.join(SOCKET_UNIT), dir.join(SERVICE_UNIT), dir.join(TIMER_UNIT), dir.join(REFRESH_UNIT)];
     if files.iter().any(|file| file.exists()) {
-        systemctl(&["disable", "--now", SOCKET_UNIT, SERVICE_UNIT])?;
+        systemctl(&["disable", "--now", SOCKET_UNIT, SERVICE_UNIT, TIMER_UNIT, REFRESH_UNIT])?;
     } else {
         say(&format!("no graphbroker units in {}", dir.display()))?;
     }
@@ -94,15 +124,29 @@ pub fn uninstall() -> Result<(), Failure> {
         systemctl(&["daemon-reload"])?;
     }
     // Forget a failed state so that `systemctl --user --failed` does not keep listing a unit that is gone.
-    let _ = run_systemctl(&["reset-failed", SOCKET_UNIT, SERVICE_UNIT]);
+    let _ = run_systemctl(&["reset-failed", SOCKET_UNIT, SERVICE_UNIT, TIMER_UNIT, REFRESH_UNIT]);
     Ok(())
 }
 
 pub fn status() -> Result<(), Failure> {
     let dir = unit_dir()?;
     say(&format!("unit directory: {}", dir.display()))?;
-    for (unit, template) in [(SOCKET_UNIT, SOCKET_TEMPLATE), (SERVICE_UNIT, SERVICE_TEMPLATE)] {
+    let refresh = client_exec().map(|client| render_refresh(&client)).unwrap_or_default();
+    let units = [
+        (SOCKET_UNIT, SOCKET_TEMPLATE),
+        (SERVICE_UNIT, SERVICE_TEMPLATE),
+        (TIMER_UNIT, TIMER_TEMPLATE),
+        (REFRESH_UNIT, refresh.as_str()),
+    ];
+    for (unit, template) in units {
         let installed = match std::fs::read_to_string(dir.join(unit)) {
+            Ok(text) if unit == REFRESH_UNIT => {
+                if text == template {
+                    "installed".to_owned()
+                } else {
+                    file_state(&text, template)
+                }
+            }
             Ok(text) => file_state(&text, template),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => "not installed".to_owned(),
             Err(error) => format!("unreadable ({error})"),
@@ -240,6 +284,18 @@ mod tests {
         assert_eq!(SERVICE_TEMPLATE.matches(super::super::DAEMON_PLACEHOLDER).count(), 1);
         assert!(SERVICE_TEMPLATE.lines().any(|line| line == "ExecStart=@GRAPHBROKERD@"));
         assert!(!SOCKET_TEMPLATE.contains('@'), "the socket unit needs no substitution");
+        assert!(!TIMER_TEMPLATE.contains('@'), "the timer needs no substitution");
+    }
+
+    #[test]
+    fn the_refresh_service_runs_this_client_and_the_timer_is_daily_and_persistent() {
+        assert_eq!(REFRESH_TEMPLATE.matches(CLIENT_PLACEHOLDER).count(), 1);
+        let unit = render_refresh("/usr/bin/graphbroker-client");
+        assert!(unit.lines().any(|line| line == "ExecStart=/usr/bin/graphbroker-client --no-autostart refresh-idle"));
+        assert!(unit.lines().any(|line| line == "Type=oneshot"));
+        assert!(TIMER_TEMPLATE.lines().any(|line| line == "OnCalendar=daily"));
+        assert!(TIMER_TEMPLATE.lines().any(|line| line == "Persistent=true"));
+        assert!(TIMER_TEMPLATE.lines().any(|line| line == "WantedBy=timers.target"));
     }
 
     #[test]
