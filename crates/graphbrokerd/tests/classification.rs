@@ -1,13 +1,14 @@
 //! What each identity-platform refusal of a refresh does to the account, end to end: the real daemon, the real
 //! Secret Service, and the stand-in answering the refresh with Entra's error body for one AADSTS number. A dead
-//! grant forgets the account (memory and keychain) and asks for a new sign-in; a Conditional Access or
+//! grant forgets the account (its keychain entry is kept only as the mark that the session ended) and asks for a new
+//! sign-in; a Conditional Access or
 //! re-authentication code keeps it and offers a sign-in for the scopes asked, as MSAL does. A failure on this
 //! machine is the daemon's own `internal` error, not the platform's refusal.
 
 mod support;
 
 use fake_entra::{Endpoint, Fault};
-use graphbroker_protocol::{ErrorCode, SignInReason};
+use graphbroker_protocol::{ErrorCode, SignInReason, WarningKind};
 use support::*;
 
 /// Signs in for two scopes, then asks for one of them (a cache miss, so a refresh) while the stand-in refuses the
@@ -34,16 +35,29 @@ async fn refresh_refused_with(
     Some((fake, daemon, service, answer))
 }
 
-/// The grant is dead: the account is gone from status and the keychain, and a new sign-in is asked for.
+/// The grant is dead: the account is gone from status, a new sign-in is asked for, and the keychain entry is kept
+/// only as the record that the platform ended the session (so that `status` can say so after a restart): its
+/// refresh token is never sent again.
 async fn forgets_the_account(test: &str, code: u32, error: &str, suberror: Option<&str>) {
-    let Some((_fake, daemon, service, answer)) = refresh_refused_with(test, code, error, suberror).await else {
+    let Some((fake, mut daemon, service, answer)) = refresh_refused_with(test, code, error, suberror).await else {
         return;
     };
     assert_eq!(answer.code(), Some(ErrorCode::SigninRequired), "AADSTS{code}: {answer}");
     assert_eq!(answer.signin_reason(), Some(SignInReason::SessionExpired), "AADSTS{code}: {answer}");
-    assert_eq!(keychain_items(&service), 0, "AADSTS{code}: the dead refresh token is gone from the keychain");
     let status = daemon.client().status().await.expect("status");
     assert!(status.profiles[0].account.is_none(), "AADSTS{code}: the account is forgotten");
+    assert_eq!(keychain_items(&service), 1, "AADSTS{code}: the entry stays, marked as ended");
+
+    // After a restart the daemon still knows why, and does not try the dead refresh token again.
+    daemon.restart();
+    let refreshes = fake.stats().token.refresh_token;
+    let status = daemon.client().status().await.expect("status");
+    let warning = status.profiles[0].warning.clone().expect("a warning after the restart");
+    assert_eq!(warning.kind, WarningKind::SessionEnded, "AADSTS{code}: {warning:?}");
+    assert!(warning.error_codes.contains(&u64::from(code)), "AADSTS{code}: {warning:?}");
+    let again = needing_signin(&daemon.client(), &query("User.Read")).await;
+    assert_eq!(again.code(), Some(ErrorCode::SigninRequired), "AADSTS{code}: {again}");
+    assert_eq!(fake.stats().token.refresh_token, refreshes, "AADSTS{code}: the dead refresh token is not sent again");
 }
 
 /// The user must sign in again for these scopes: the account stays (status and keychain), the sign-in offered
