@@ -103,7 +103,8 @@ pub(crate) fn decode(profile: &str, secret: &[u8]) -> Result<StoredAccount, Stor
     }
     let entry: EntryIn = serde_json::from_slice(secret).map_err(|e| corrupt(describe_json_error(&e)))?;
     let token = Zeroizing::new(entry.refresh_token);
-    if token.is_empty() {
+    // An entry marked `session_ended` keeps the account and why it ended, not the dead refresh token.
+    if token.is_empty() && entry.account.session_ended.is_none() {
         return Err(corrupt("the refresh token is empty".to_owned()));
     }
     // A copy into a fresh allocation of exactly the right size; the parsed String is zeroized when `token` drops.
@@ -222,6 +223,17 @@ mod tests {
         assert_eq!(value["account"]["refreshed_at"], 1_795_000_000);
         assert_eq!(value["account"]["session_ended"]["error_codes"][0], 700082);
         assert_eq!(decode("p", &bytes).unwrap().account, ended.account);
+    }
+
+    #[test]
+    fn only_an_ended_session_may_keep_no_refresh_token() {
+        let mut ended = stored();
+        ended.refresh_token = SecretString::from(String::new());
+        let bytes = encode(&ended).unwrap();
+        assert!(matches!(decode("p", &bytes), Err(StoreError::Corrupt { .. })), "an empty token of a live account");
+        ended.account.session_ended = Some(Box::new(SessionEnded { at: EpochSeconds(1), error_codes: vec![50173] }));
+        let back = decode("p", &encode(&ended).unwrap()).unwrap();
+        assert_eq!((back.refresh_token.expose_secret(), back.account), ("", ended.account));
     }
 
     #[test]

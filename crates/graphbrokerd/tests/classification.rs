@@ -47,6 +47,10 @@ async fn forgets_the_account(test: &str, code: u32, error: &str, suberror: Optio
     let status = daemon.client().status().await.expect("status");
     assert!(status.profiles[0].account.is_none(), "AADSTS{code}: the account is forgotten");
     assert_eq!(keychain_items(&service), 1, "AADSTS{code}: the entry stays, marked as ended");
+    let entry = keychain_secret(&service, "work");
+    let entry: serde_json::Value = serde_json::from_str(&entry).expect("the entry is the daemon's JSON record");
+    assert_eq!(entry["refresh_token"], "", "AADSTS{code}: the dead refresh token is not kept");
+    assert!(entry["account"]["session_ended"]["error_codes"].to_string().contains(&code.to_string()), "{entry}");
 
     // After a restart the daemon still knows why, and does not try the dead refresh token again.
     daemon.restart();

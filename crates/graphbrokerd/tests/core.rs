@@ -207,7 +207,9 @@ async fn a_revoked_refresh_token_forgets_the_account_and_asks_for_sign_in() {
     let error = needing_signin(&client, &query("Mail.Read")).await;
     assert_eq!(error.code(), Some(ErrorCode::SigninRequired), "{error}");
     assert_eq!(error.signin_reason(), Some(SignInReason::SessionExpired));
-    assert_eq!(keychain_items(&service), 0, "the dead refresh token is gone from the keychain");
+    assert_eq!(keychain_items(&service), 1, "the entry stays, marked as ended, so status can say so after a restart");
+    let entry: serde_json::Value = serde_json::from_str(&keychain_secret(&service, "work")).expect("a JSON record");
+    assert_eq!(entry["refresh_token"], "", "the dead refresh token is gone from the keychain");
     let status = client.status().await.expect("status");
     assert!(status.profiles[0].account.is_none());
     assert!(status.profiles[0].tokens.is_empty(), "cached tokens of the old session are dropped");

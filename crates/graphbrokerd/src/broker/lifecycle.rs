@@ -317,9 +317,13 @@ impl ProfileState {
     /// to queue under the same lock), so that the reason survives a restart and `status` can tell the user.
     ///
     /// [`forget`]: ProfileState::forget
+    /// The entry written keeps no refresh token: the platform will not take it again, and a credential nobody can
+    /// use has no business in the keychain.
     pub fn end_session(&mut self, generation: u64, ended: SessionEnded) -> Option<(Forgotten, StoredAccount)> {
-        let AccountState::Active { refresh_token, .. } = &self.account else { return None };
-        let refresh_token = refresh_token.clone();
+        if !matches!(self.account, AccountState::Active { .. }) {
+            return None;
+        }
+        let refresh_token = SecretString::from(String::new());
         let mut forgotten = self.forget(Some(generation))?;
         let mut record = forgotten.record.take()?;
         record.session_ended = Some(Box::new(ended));

@@ -46,6 +46,16 @@ pub fn keychain_items(service: &str) -> usize {
     text.lines().filter(|l| l.starts_with("attribute.service = ")).count()
 }
 
+/// The secret of the keychain item of `profile` under `service`, as `secret-tool` reads it.
+pub fn keychain_secret(service: &str, profile: &str) -> String {
+    let out = Command::new("secret-tool")
+        .args(["lookup", "service", service, "username", profile])
+        .output()
+        .expect("secret-tool (libsecret-tools) must be installed; scripts/test installs it");
+    assert!(out.status.success(), "secret-tool lookup: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 secret")
+}
+
 pub fn graphbrokerd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_graphbrokerd")
 }

@@ -89,6 +89,7 @@ async fn a_dead_grant_forgets_the_account_and_asks_for_a_sign_in() {
     assert_eq!(error.0.reason, Some(SignInReason::SessionExpired));
     let kept = h.store.record(PROFILE).expect("the record is kept");
     assert_eq!(kept.session_ended.map(|e| e.error_codes), Some(vec![50173]));
+    assert_eq!(h.store.refresh_token(PROFILE).as_deref(), Some(""), "the dead refresh token is not kept");
     assert_eq!(h.account(), None);
 }
 
