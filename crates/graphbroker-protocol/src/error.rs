@@ -87,6 +87,29 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (so `ALL[code as usize] == code`), `Unknown` last.
+    pub const ALL: [ErrorCode; 19] = [
+        Self::BadRequest,
+        Self::InvalidScopes,
+        Self::SigninRequired,
+        Self::Forbidden,
+        Self::UnknownProfile,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::SigninDeclined,
+        Self::SigninExpired,
+        Self::SigninTimeout,
+        Self::AccountMismatch,
+        Self::RateLimited,
+        Self::IdentityProviderError,
+        Self::IdentityProviderUnavailable,
+        Self::GraphUnavailable,
+        Self::KeychainUnavailable,
+        Self::DaemonStopping,
+        Self::Internal,
+        Self::Unknown,
+    ];
+
     /// The HTTP status the daemon answers with for this code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -142,29 +165,19 @@ mod tests {
 
     #[test]
     fn codes_round_trip_with_their_wire_spelling() {
-        let all = [
-            ErrorCode::BadRequest,
-            ErrorCode::InvalidScopes,
-            ErrorCode::SigninRequired,
-            ErrorCode::Forbidden,
-            ErrorCode::UnknownProfile,
-            ErrorCode::NotFound,
-            ErrorCode::MethodNotAllowed,
-            ErrorCode::SigninDeclined,
-            ErrorCode::SigninExpired,
-            ErrorCode::SigninTimeout,
-            ErrorCode::AccountMismatch,
-            ErrorCode::RateLimited,
-            ErrorCode::IdentityProviderError,
-            ErrorCode::IdentityProviderUnavailable,
-            ErrorCode::KeychainUnavailable,
-            ErrorCode::DaemonStopping,
-            ErrorCode::Internal,
-        ];
-        for code in all {
+        for code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+    }
+
+    #[test]
+    fn all_lists_every_code_at_its_place() {
+        // A variant added before `Unknown` but not to ALL moves `Unknown` past the array's end.
+        assert_eq!(ErrorCode::ALL.len(), ErrorCode::Unknown as usize + 1);
+        for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(code as usize, i, "{code:?}");
         }
     }
 

@@ -219,51 +219,11 @@ impl IdpCall {
 }
 
 /// Every error code, in a fixed order, for `graphbroker_errors_total{code}`.
-pub const ERROR_CODES: [ErrorCode; 19] = [
-    ErrorCode::BadRequest,
-    ErrorCode::InvalidScopes,
-    ErrorCode::SigninRequired,
-    ErrorCode::Forbidden,
-    ErrorCode::UnknownProfile,
-    ErrorCode::NotFound,
-    ErrorCode::MethodNotAllowed,
-    ErrorCode::SigninDeclined,
-    ErrorCode::SigninExpired,
-    ErrorCode::SigninTimeout,
-    ErrorCode::AccountMismatch,
-    ErrorCode::RateLimited,
-    ErrorCode::IdentityProviderError,
-    ErrorCode::IdentityProviderUnavailable,
-    ErrorCode::GraphUnavailable,
-    ErrorCode::KeychainUnavailable,
-    ErrorCode::DaemonStopping,
-    ErrorCode::Internal,
-    ErrorCode::Unknown,
-];
+pub const ERROR_CODES: [ErrorCode; ErrorCode::ALL.len()] = ErrorCode::ALL;
 
-/// The place of `code` in [`ERROR_CODES`]. Exhaustive, so that a new code cannot be forgotten here.
+/// The place of `code` in [`ERROR_CODES`]: its declaration order, which the protocol's `ALL` keeps.
 pub(super) fn error_index(code: ErrorCode) -> usize {
-    match code {
-        ErrorCode::BadRequest => 0,
-        ErrorCode::InvalidScopes => 1,
-        ErrorCode::SigninRequired => 2,
-        ErrorCode::Forbidden => 3,
-        ErrorCode::UnknownProfile => 4,
-        ErrorCode::NotFound => 5,
-        ErrorCode::MethodNotAllowed => 6,
-        ErrorCode::SigninDeclined => 7,
-        ErrorCode::SigninExpired => 8,
-        ErrorCode::SigninTimeout => 9,
-        ErrorCode::AccountMismatch => 10,
-        ErrorCode::RateLimited => 11,
-        ErrorCode::IdentityProviderError => 12,
-        ErrorCode::IdentityProviderUnavailable => 13,
-        ErrorCode::GraphUnavailable => 14,
-        ErrorCode::KeychainUnavailable => 15,
-        ErrorCode::DaemonStopping => 16,
-        ErrorCode::Internal => 17,
-        ErrorCode::Unknown => 18,
-    }
+    code as usize
 }
 
 #[cfg(test)]
