@@ -18,6 +18,7 @@
 //!   over the platform and the stores, so every lifecycle rule can be tested in-process.
 //! - [`metrics`]: `GET /metrics` (Prometheus text): the counters, the platform latency, the tokens' life left.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
+//!   [`waiting`]: a request waiting on the user gives up its connection's serving slot.
 //! - [`clock`]: the wall clock, injectable. [`notify`]: desktop notifications of a sign-in's prompt.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification. [`hardening`]: no core
 //!   dumps, no debugger.
@@ -44,3 +45,4 @@ pub mod server;
 pub mod socket;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod waiting;

@@ -46,6 +46,9 @@ struct Args {
     /// How many connections are served at once; more wait until one closes (tests lower it).
     #[arg(long, hide = true, value_name = "COUNT")]
     max_connections: Option<usize>,
+    /// How many connections waiting on a sign-in are held besides those served (tests lower it).
+    #[arg(long, hide = true, value_name = "COUNT")]
+    max_waiting: Option<usize>,
     /// Write the man page graphbrokerd.1, generated from these flags, into DIR and exit (for packaging).
     #[arg(long, hide = true, value_name = "DIR")]
     generate_man: Option<PathBuf>,
@@ -179,6 +182,7 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
     let limits = ConnectionLimits {
         header_read_timeout: args.header_read_timeout_ms.map_or(defaults.header_read_timeout, Duration::from_millis),
         max_connections: args.max_connections.unwrap_or(defaults.max_connections).max(1),
+        max_waiting: args.max_waiting.unwrap_or(defaults.max_waiting),
     };
     let policy = PeerPolicy::current_user();
     let serving = server::serve_with_limits(listener, broker, policy, activity, limits, supervisor.run());

@@ -164,6 +164,8 @@ impl SignIn {
         if wait.is_zero() {
             return Err(ApiError::signin_required(self.reason, prompt));
         }
+        // From here on the request waits for the user, perhaps for minutes: its connection's slot is freed.
+        crate::waiting::waiting_on_user();
         let done = async {
             loop {
                 if let Phase::Done(result) = phase.borrow_and_update().clone() {

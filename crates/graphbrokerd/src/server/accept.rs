@@ -8,6 +8,9 @@
 //!   wait in the kernel's listen backlog and are served, in order, as others close. Nothing is refused, so a
 //!   burst of requests from one program only queues; and a slot cannot be held for nothing for long, because
 //!   of the next rule.
+//! - **A waiting room for requests that wait on the user** ([`MAX_WAITING`]): a request about to wait for a
+//!   sign-in gives up its connection's slot (see `crate::waiting`), so that requests held for minutes by a
+//!   sign-in never keep `status` or `signout` out; its answer closes the connection.
 //! - **A time limit on the request head** ([`HEADER_READ_TIMEOUT`]): a connection that has not sent a whole
 //!   request head in time — a half-sent request, or an idle keep-alive connection between requests — is
 //!   closed, freeing its slot. Requests held by `wait` are past their head and are not cut.
@@ -25,6 +28,7 @@ use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
 use graphbroker_protocol::{ErrorBody, ErrorCode, ErrorDetail};
 use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,6 +38,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::peer::{FORBIDDEN_MESSAGE, Peer, PeerPolicy};
 use crate::metrics::Metrics;
+use crate::waiting::{self, Slot};
 
 /// How long a connection may take to send a whole request head (and how long an idle keep-alive connection is
 /// kept). Local programs send theirs in microseconds; ten seconds leaves room for a loaded machine while a
@@ -43,6 +48,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many connections are served at once. One user's programs rarely hold more than a few; 64 leaves room for
 /// a build running many in parallel, and bounds the memory and tasks one misbehaving program can tie up.
 pub const MAX_CONNECTIONS: usize = 64;
+
+/// How many connections waiting on the user (a sign-in) may be held besides the [`MAX_CONNECTIONS`] served.
+/// Each costs a task and a file descriptor; a waiting connection past this keeps its serving slot.
+pub const MAX_WAITING: usize = 256;
 
 /// How long a refused connection is kept open, unread, after its answer: a client that writes its request after
 /// connecting then still reads the `403` rather than failing on a closed socket. Nothing it sends is read.
@@ -62,11 +71,13 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// See [`MAX_CONNECTIONS`]; at least 1.
     pub max_connections: usize,
+    /// See [`MAX_WAITING`]; 0 keeps every waiting connection in its serving slot.
+    pub max_waiting: usize,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        Self { header_read_timeout: HEADER_READ_TIMEOUT, max_connections: MAX_CONNECTIONS }
+        Self { header_read_timeout: HEADER_READ_TIMEOUT, max_connections: MAX_CONNECTIONS, max_waiting: MAX_WAITING }
     }
 }
 
@@ -81,6 +92,7 @@ pub(super) async fn accept_loop(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let waiting_room = Arc::new(Semaphore::new(limits.max_waiting));
     let lingering = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
     // `true` asks every connection to finish; each holds a receiver until it has closed.
     let (stopping, stop_signal) = watch::channel(false);
@@ -109,9 +121,20 @@ pub(super) async fn accept_loop(
             continue;
         }
         let app = TowerToHyperService::new(app.clone());
+        let slot = Slot::new(slot, waiting_room.clone());
+        let held = slot.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            app.call(request)
+            let slot = held.clone();
+            let answer = app.call(request);
+            async move {
+                let mut response = waiting::scope(slot.clone(), answer).await?;
+                if slot.is_waiting() {
+                    // It gave up its serving slot: it ends with this answer (hyper closes it once written).
+                    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let mut stop = stop_signal.clone();

@@ -34,7 +34,7 @@ use secrecy::ExposeSecret;
 use tokio::net::UnixListener;
 use zeroize::Zeroize;
 
-pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
+pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_WAITING};
 use self::answer::{secret_answer, secret_bytes};
 pub use self::peer::{Peer, PeerPolicy};
 use self::peer::{PeerCheck, peer_check};
