@@ -36,16 +36,8 @@ async fn read_until_closed(stream: &mut UnixStream, limit: Duration) -> Option<S
 async fn idle_connection(socket: &Path) -> UnixStream {
     let mut stream = UnixStream::connect(socket).await.expect("connect");
     stream.write_all(b"GET /v1/version HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 4096];
-    while !String::from_utf8_lossy(&answer).contains("\"protocol\"") {
-        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buffer))
-            .await
-            .expect("an answer to the first request")
-            .expect("read");
-        assert!(n > 0, "the daemon closed the connection: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&buffer[..n]);
-    }
+    let answer = read_one_answer(&mut stream).await;
+    assert!(answer.contains("\"protocol\""), "not the version answer: {answer}");
     stream
 }
 
