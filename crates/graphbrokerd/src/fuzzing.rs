@@ -22,7 +22,9 @@ use graphbroker_protocol::{ErrorCode, ProfileQuery, SignInQuery, TokenQuery, spl
 use oauth2::TokenResponse as _;
 use secrecy::ExposeSecret as _;
 
-use crate::broker::MAX_WAIT;
+use crate::broker::{CachedToken, MAX_WAIT};
+use crate::clock::{BootTime, Now};
+use crate::idp::bounds;
 use crate::config::{Config, MAX_HTTP_TIMEOUT, MAX_MIN_VALID};
 use crate::error::ApiError;
 use crate::idp::{
@@ -140,6 +142,16 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// Readings of both clocks at their extremes: at boot, at the epoch, and near the end of representable time.
+fn extreme_times() -> [Now; 3] {
+    let boot = |secs| BootTime::from_duration(Duration::from_secs(secs));
+    [
+        Now { wall: std::time::UNIX_EPOCH, boot: boot(0) },
+        Now { wall: std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000), boot: boot(86_400) },
+        Now { wall: std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_000), boot: BootTime::from_duration(Duration::MAX) },
+    ]
+}
+
 /// The identity platform's answers, as the daemon reads them: a token response (through the same types oauth2
 /// parses it into, then [`crate::idp`]'s reading of it), an error body and its classification, a device-code
 /// answer, the error-with-HTTP-200 check, `Retry-After`, and a claims challenge.
@@ -157,6 +169,18 @@ pub fn idp_answer(data: &[u8]) {
             }
         }
         assert_eq!(tokens.access_token.expose_secret(), response.access_token().secret());
+        // Every duration bounded, and a token cached from it at any time has deadlines that do not overflow.
+        assert!(tokens.expires_in <= bounds::MAX_TOKEN_LIFETIME, "{:?}", tokens.expires_in);
+        assert!(tokens.refresh_in.is_none_or(|r| r <= tokens.expires_in), "{:?}", tokens.refresh_in);
+        if let Some(ext) = crate::idp::ext_lifetime(&response) {
+            assert!(ext >= tokens.expires_in && ext <= bounds::MAX_TOKEN_LIFETIME, "{ext:?}");
+        }
+        for now in extreme_times() {
+            let token =
+                CachedToken::issued(tokens.access_token.clone(), vec![], tokens.expires_in, tokens.refresh_in, Duration::MAX, now);
+            assert!(token.remaining(now) <= tokens.expires_in);
+            let _ = (token.refresh_due(now), token.expires_at(now));
+        }
     }
     if let Ok(error) = serde_json::from_slice::<EntraError>(data) {
         let class = classify(&error);
@@ -167,6 +191,11 @@ pub fn idp_answer(data: &[u8]) {
     }
     if let Ok(grant) = serde_json::from_slice::<oauth2::DeviceAuthorizationResponse<EntraDeviceFields>>(data) {
         let secret = grant.device_code().secret().clone();
+        // What the poll runs on: the answer with its life and interval bounded.
+        let grant = crate::idp::bounded_device_grant(grant).expect("a parsed grant serializes again");
+        assert!(grant.expires_in() <= bounds::MAX_DEVICE_CODE_LIFE, "{:?}", grant.expires_in());
+        let interval = grant.interval();
+        assert!((bounds::MIN_POLL_INTERVAL..=bounds::MAX_POLL_INTERVAL).contains(&interval), "{interval:?}");
         let code = DeviceCode::new(
             grant.verification_uri().to_string(),
             grant.user_code().secret().clone(),
@@ -183,7 +212,7 @@ pub fn idp_answer(data: &[u8]) {
     let _ = crate::idp::body_is_error(data);
     if let Ok(text) = std::str::from_utf8(data) {
         if let Some(after) = crate::idp::parse_retry_after(text) {
-            assert!(after >= Duration::ZERO);
+            assert!(after <= bounds::MAX_RETRY_AFTER, "{after:?}");
         }
         if let Ok(Some(challenge)) = ClaimsChallenge::parse(text) {
             let merged = request_claims(Some(&challenge), true).expect("a challenge with cp1 is something to send");

@@ -96,8 +96,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// How often a long-running daemon checks for idle accounts, as the service manager's timer does.
-const ROLLING_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 /// `--generate-man DIR`: the page comes from the clap definition, so it lists the flags as they are.
 fn generate_man(dir: &Path) -> ExitCode {
     use clap::CommandFactory;
@@ -142,15 +140,9 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
     let broker = Broker::with_metrics(&config, Arc::new(platform), Arc::new(SystemStores::default()), metrics);
     broker.load_accounts().await;
     // The rolling refresh at every start (a service manager's daily start or timer, a first request) and once a
-    // day while the daemon keeps running; a check that finds nothing idle asks the platform nothing.
-    let rolling = broker.clone();
-    tokio::spawn(async move {
-        let mut daily = tokio::time::interval(ROLLING_CHECK_INTERVAL);
-        loop {
-            daily.tick().await;
-            rolling.refresh_idle().await;
-        }
-    });
+    // day of boot clock while the daemon keeps running (a check that finds nothing idle asks the platform
+    // nothing); after a suspend, the refresh of what came due meanwhile (`broker/wake.rs`).
+    tokio::spawn(broker.clone().watch_clocks());
     let shown_path = socket_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(unnamed)".into());
     tracing::info!(
         socket = %shown_path,

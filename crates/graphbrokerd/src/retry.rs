@@ -52,7 +52,7 @@ impl RetryPolicy {
         let jitter: f64 = rand::random_range(0.5..1.5);
         let jittered = exponential.mul_f64(jitter);
         match retry_after {
-            Some(server) => server.max(jittered.min(server + self.base)),
+            Some(server) => server.max(jittered.min(server.saturating_add(self.base))),
             None => jittered,
         }
     }
@@ -71,7 +71,7 @@ where
         match call().await {
             Err(PlatformError::Transient { retry_after, detail }) if attempt < policy.max_attempts => {
                 let wait = policy.backoff(attempt, retry_after);
-                if wait > policy.max_wait || started.elapsed() + wait > policy.budget {
+                if wait > policy.max_wait || started.elapsed().saturating_add(wait) > policy.budget {
                     return Err(PlatformError::Transient { retry_after, detail });
                 }
                 tracing::warn!(
@@ -146,6 +146,15 @@ mod tests {
         assert!(matches!(result, Err(PlatformError::Transient { retry_after: Some(d), .. }) if d.as_secs() == 60));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(started.elapsed(), Duration::ZERO, "no wait was spent");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endless_retry_after_is_reported_not_added_up() {
+        let result: Result<(), _> = retry(PLATFORM_CALL, || async {
+            Err(PlatformError::Transient { retry_after: Some(Duration::MAX), detail: "503".into() })
+        })
+        .await;
+        assert!(matches!(result, Err(PlatformError::Transient { .. })));
     }
 
     #[tokio::test(start_paused = true)]

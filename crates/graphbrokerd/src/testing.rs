@@ -69,9 +69,24 @@ pub enum Asked {
     Redeem,
 }
 
+/// What the test makes of a call: an answer, or a panic inside the platform (a bug in it, or in what it parses).
+enum Scripted<T> {
+    Answer(Result<T, PlatformError>),
+    Panic,
+}
+
 enum Answer {
-    Tokens(oneshot::Sender<Result<Tokens, PlatformError>>),
-    Device(oneshot::Sender<Result<DeviceCode, PlatformError>>),
+    Tokens(oneshot::Sender<Scripted<Tokens>>),
+    Device(oneshot::Sender<Scripted<DeviceCode>>),
+}
+
+/// The broker's side of a scripted call: its answer, or the panic the test asked for.
+async fn scripted<T>(reply: oneshot::Receiver<Scripted<T>>) -> Result<T, PlatformError> {
+    match reply.await {
+        Ok(Scripted::Answer(result)) => result,
+        Ok(Scripted::Panic) => panic!("the scripted platform panics, as the test asked"),
+        Err(_) => Err(transient("the test dropped the call")),
+    }
 }
 
 /// One call to the platform, waiting for its answer.
@@ -91,7 +106,7 @@ impl PlatformCall {
     pub fn tokens(self, result: Result<Tokens, PlatformError>) {
         match self.answer {
             Answer::Tokens(reply) => {
-                let _ = reply.send(result);
+                let _ = reply.send(Scripted::Answer(result));
             }
             Answer::Device(_) => panic!("{:?} wants a device code, not tokens", self.asked),
         }
@@ -101,10 +116,18 @@ impl PlatformCall {
     pub fn device(self, result: Result<DeviceCode, PlatformError>) {
         match self.answer {
             Answer::Device(reply) => {
-                let _ = reply.send(result);
+                let _ = reply.send(Scripted::Answer(result));
             }
             Answer::Tokens(_) => panic!("{:?} wants tokens, not a device code", self.asked),
         }
+    }
+
+    /// Makes the call panic where the broker awaits it, as a bug in the platform client would.
+    pub fn panic(self) {
+        let _ = match self.answer {
+            Answer::Tokens(reply) => reply.send(Scripted::Panic).is_ok(),
+            Answer::Device(reply) => reply.send(Scripted::Panic).is_ok(),
+        };
     }
 
     /// The refresh token a refresh was asked with.
@@ -137,7 +160,7 @@ impl ScriptedPlatform {
     fn ask_tokens(&self, asked: Asked) -> BoxFuture<'_, Result<Tokens, PlatformError>> {
         let (tx, rx) = oneshot::channel();
         let _ = self.calls.send(PlatformCall { asked, answer: Answer::Tokens(tx) });
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(transient("the test dropped the call"))) })
+        Box::pin(scripted(rx))
     }
 }
 
@@ -180,7 +203,7 @@ impl Platform for ScriptedPlatform {
         let (tx, rx) = oneshot::channel();
         let asked = Asked::StartDevice { scopes: scopes.key().to_owned(), claims: claims.map(str::to_owned) };
         let _ = self.calls.send(PlatformCall { asked, answer: Answer::Device(tx) });
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(transient("the test dropped the call"))) })
+        Box::pin(scripted(rx))
     }
 
     fn poll_device<'a>(
@@ -411,24 +434,55 @@ pub fn record(profile: &Profile, user: &str) -> AccountRecord {
     }
 }
 
-/// A wall clock the test moves: the calendar time refresh tokens are judged idle by.
+/// The clocks the test moves. The wall clock stands at a fixed date until the test moves it; the boot clock is
+/// tokio's (paused) clock, plus the time the test has "slept" the machine. So:
+/// - `tokio::time::advance` is the machine running: the boot clock moves, the wall clock (standing) bounds
+///   nothing sooner;
+/// - [`ManualClock::sleep`] is a suspend: both clocks jump while tokio's stands still, as on a laptop;
+/// - [`ManualClock::advance`] and [`ManualClock::step_back`] step the wall clock alone, as NTP or a user may.
 #[derive(Debug)]
-pub struct ManualClock(Mutex<std::time::SystemTime>);
+pub struct ManualClock {
+    wall: Mutex<std::time::SystemTime>,
+    /// Tokio's clock when the clock was made: the boot clock's origin.
+    origin: tokio::time::Instant,
+    /// Time spent "suspended" so far.
+    slept: Mutex<Duration>,
+}
 
 impl ManualClock {
     /// A clock at a fixed date (2026-11-20), so that no test depends on today's.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self(Mutex::new(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000))))
+        Arc::new(Self {
+            wall: Mutex::new(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000)),
+            origin: tokio::time::Instant::now(),
+            slept: Mutex::new(Duration::ZERO),
+        })
     }
 
+    /// Steps the wall clock forward by `by` (the boot clock does not move).
     pub fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
+        *self.wall.lock().unwrap() += by;
+    }
+
+    /// Steps the wall clock back by `by` (the boot clock does not move).
+    pub fn step_back(&self, by: Duration) {
+        *self.wall.lock().unwrap() -= by;
+    }
+
+    /// Suspends the machine for `by`: the wall and boot clocks jump, tokio's stands still.
+    pub fn sleep(&self, by: Duration) {
+        *self.wall.lock().unwrap() += by;
+        *self.slept.lock().unwrap() += by;
     }
 }
 
 impl crate::clock::Clock for ManualClock {
     fn now(&self) -> std::time::SystemTime {
-        *self.0.lock().unwrap()
+        *self.wall.lock().unwrap()
+    }
+
+    fn boot_time(&self) -> crate::clock::BootTime {
+        crate::clock::BootTime::from_duration(self.origin.elapsed() + *self.slept.lock().unwrap())
     }
 }
 

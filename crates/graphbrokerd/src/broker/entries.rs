@@ -1,9 +1,11 @@
 //! What the broker keeps per scope set of one profile, in one bounded map: the cached access token, the
 //! single-flight lock of its refresh, and the mark of a background refresh under way.
 //!
-//! Access tokens live here only — never on disk. Validity is measured on tokio's clock (so tests can pause
-//! it); the wall-clock expiry is kept alongside for what clients are told. Each cached token also keeps its
-//! serialized answers ([`SharedAnswers`]), so that a hit hands out shared bytes instead of serializing again.
+//! Access tokens live here only — never on disk. Every validity decision is taken on both of the daemon's clocks
+//! (`clock.rs`): the boot clock, which counts the time a laptop spends asleep, and the wall clock, which the platform
+//! judges by; a token is good for the sooner of the two. The map reads them through its [`Clock`], so tests can
+//! sleep the machine. Each cached token also keeps its serialized answers ([`SharedAnswers`]), so that a hit hands
+//! out shared bytes instead of serializing again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
+
+use crate::clock::{Clock, Deadline, Now, SystemClock};
 
 /// How long before a caller would stop accepting a token (its `min_valid`) the daemon refreshes it in the
 /// background, so that a client asking often never waits on the network.
@@ -23,50 +27,54 @@ pub struct CachedToken {
     pub access_token: SecretString,
     /// Resource-qualified scopes the token carries.
     pub scopes: Vec<String>,
-    /// Wall-clock expiry, reported to clients.
-    pub expires_at: SystemTime,
-    /// Expiry on tokio's clock, used for every validity decision.
-    pub valid_until: Instant,
-    /// From when a cache hit also refreshes the token in the background.
-    pub refresh_at: Instant,
+    /// When it expires, on both clocks: every validity decision is taken on the sooner.
+    pub expires: Deadline,
+    /// From when a cache hit also refreshes the token in the background, on both clocks too.
+    pub refresh_from: Deadline,
     /// The answers serialized for this token, shared by every clone of it: they go when the token goes.
     pub answers: Arc<SharedAnswers>,
 }
 
 impl CachedToken {
-    /// A token issued now that lives `lifetime`. It becomes due for a background refresh [`REFRESH_AHEAD`]
-    /// before it would fall short of `min_valid`, but not before half its life (a short-lived token would
-    /// otherwise be refreshed on every hit), or when the platform's `refresh_in` says, whichever comes first.
-    pub fn issued_now(
+    /// A token issued at `now` that lives `lifetime` (bounded where it was parsed, `idp::bounds`). It becomes due
+    /// for a background refresh [`REFRESH_AHEAD`] before it would fall short of `min_valid`, but not before half
+    /// its life (a short-lived token would otherwise be refreshed on every hit), or when the platform's
+    /// `refresh_in` says, whichever comes first.
+    pub fn issued(
         access_token: SecretString,
         scopes: Vec<String>,
         lifetime: Duration,
         refresh_in: Option<Duration>,
         min_valid: Duration,
+        now: Now,
     ) -> Self {
-        let now = Instant::now();
-        let mut refresh_after = lifetime.saturating_sub(min_valid + REFRESH_AHEAD).max(lifetime / 2);
+        let mut refresh_after = lifetime.saturating_sub(min_valid.saturating_add(REFRESH_AHEAD)).max(lifetime / 2);
         if let Some(advised) = refresh_in {
             refresh_after = refresh_after.min(advised);
         }
         Self {
             access_token,
             scopes,
-            expires_at: SystemTime::now() + lifetime,
-            valid_until: now + lifetime,
-            refresh_at: now + refresh_after,
+            expires: now.deadline(lifetime),
+            refresh_from: now.deadline(refresh_after),
             answers: Arc::default(),
         }
     }
 
-    /// Whether a hit should also refresh this token in the background.
-    pub fn refresh_due(&self) -> bool {
-        Instant::now() >= self.refresh_at
+    /// Whether a hit at `now` should also refresh this token in the background.
+    pub fn refresh_due(&self, now: Now) -> bool {
+        self.refresh_from.passed(now)
     }
 
-    /// Time left before expiry (zero once expired).
-    pub fn remaining(&self) -> Duration {
-        self.valid_until.saturating_duration_since(Instant::now())
+    /// Time left before expiry as of `now` (zero once expired by either clock).
+    pub fn remaining(&self, now: Now) -> Duration {
+        self.expires.remaining(now)
+    }
+
+    /// The expiry to tell a client at `now`: its wall clock plus the time left, so that a wall clock stepped back
+    /// since the token came never makes the client trust it longer than it lives.
+    pub fn expires_at(&self, now: Now) -> SystemTime {
+        now.wall.checked_add(self.remaining(now)).unwrap_or(now.wall)
     }
 }
 
@@ -75,9 +83,9 @@ impl CachedToken {
 ///
 /// The bytes are owned by a zeroizing buffer (the server makes them, see `server/answer.rs`): they are wiped
 /// when the last clone goes, that is when the token is replaced, evicted or dropped (sign-out, a new account)
-/// and the answers in flight are sent. The token answer carries `expires_in`, which changes every second, so it
-/// is kept with the second it was made for and made again when a hit finds another second; the header answer
-/// never changes while the token lives.
+/// and the answers in flight are sent. The token answer carries `expires_in` and `expires_at`, which change every
+/// second (and when the wall clock is stepped), so it is kept with the pair it was made for and made again when a
+/// hit finds another; the header answer never changes while the token lives.
 #[derive(Default)]
 pub struct SharedAnswers {
     answers: Mutex<Answers>,
@@ -85,22 +93,23 @@ pub struct SharedAnswers {
 
 #[derive(Default)]
 struct Answers {
-    /// The token answer and the `expires_in` it says.
-    token: Option<(u64, Bytes)>,
+    /// The token answer and the `(expires_in, expires_at)` it says.
+    token: Option<((u64, u64), Bytes)>,
     header: Option<Bytes>,
 }
 
 impl SharedAnswers {
-    /// The token answer saying `expires_in`, made with `make` unless one for that second is kept.
-    pub fn token_answer<E>(&self, expires_in: u64, make: impl FnOnce() -> Result<Bytes, E>) -> Result<Bytes, E> {
+    /// The token answer saying `times` (`expires_in` and `expires_at`, in seconds), made with `make` unless one
+    /// saying the same is kept.
+    pub fn token_answer<E>(&self, times: (u64, u64), make: impl FnOnce() -> Result<Bytes, E>) -> Result<Bytes, E> {
         let mut answers = self.answers.lock().expect("answers lock");
         if let Some((said, bytes)) = &answers.token
-            && *said == expires_in
+            && *said == times
         {
             return Ok(bytes.clone());
         }
         let bytes = make()?;
-        answers.token = Some((expires_in, bytes.clone()));
+        answers.token = Some((times, bytes.clone()));
         Ok(bytes)
     }
 
@@ -161,6 +170,8 @@ impl ScopeEntry {
 pub struct ScopeEntries {
     map: HashMap<String, ScopeEntry>,
     capacity: usize,
+    /// What validity is judged on.
+    clock: Arc<dyn Clock>,
     /// Challenge answers recorded so far. A request notes the count when it arrives; an answer with a higher
     /// serial came after it. A count, not a time, so that the paused test clock orders them too.
     answers: u64,
@@ -168,20 +179,36 @@ pub struct ScopeEntries {
 
 impl Default for ScopeEntries {
     fn default() -> Self {
-        Self::with_capacity(MAX_SCOPE_SETS)
+        Self::new(Arc::new(SystemClock))
     }
 }
 
 impl ScopeEntries {
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self { map: HashMap::new(), capacity: capacity.max(1), answers: 0 }
+    /// An empty map judging validity on `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self::with_capacity(MAX_SCOPE_SETS, clock)
+    }
+
+    pub fn with_capacity(capacity: usize, clock: Arc<dyn Clock>) -> Self {
+        Self { map: HashMap::new(), capacity: capacity.max(1), clock, answers: 0 }
+    }
+
+    /// The clock validity is judged on, for the map that replaces this one.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// Both clocks, now.
+    pub fn now(&self) -> Now {
+        self.clock.read()
     }
 
     /// The token for `key` if at least `min_valid` of its life remains. An expired token is dropped on the way.
     pub fn token(&mut self, key: &str, min_valid: Duration) -> Option<CachedToken> {
+        let now = self.clock.read();
         let entry = self.map.get_mut(key)?;
         entry.last_used = Instant::now();
-        let remaining = entry.token.as_ref()?.remaining();
+        let remaining = entry.token.as_ref()?.remaining(now);
         if remaining.is_zero() {
             entry.token = None;
             return None;
@@ -191,8 +218,9 @@ impl ScopeEntries {
 
     /// Claims the background refresh of `key`'s token if it is due and nobody has claimed it yet.
     pub fn claim_refresh_ahead(&mut self, key: &str) -> bool {
+        let now = self.clock.read();
         match self.map.get_mut(key) {
-            Some(entry) if !entry.refreshing_ahead && entry.token.as_ref().is_some_and(CachedToken::refresh_due) => {
+            Some(entry) if !entry.refreshing_ahead && entry.token.as_ref().is_some_and(|t| t.refresh_due(now)) => {
                 entry.refreshing_ahead = true;
                 true
             }
@@ -255,7 +283,7 @@ impl ScopeEntries {
 
     /// Drops every token (the account changed); returns how many were live. Entries nothing else needs go too.
     pub fn clear_tokens(&mut self) -> usize {
-        let live = self.live_tokens().count();
+        let live = self.live_tokens(self.clock.read()).count();
         self.map.retain(|_, entry| {
             entry.token = None;
             entry.answered = None;
@@ -264,9 +292,27 @@ impl ScopeEntries {
         live
     }
 
-    /// Unexpired tokens, for status (callers print scopes and expiry, never the value).
-    pub fn live_tokens(&self) -> impl Iterator<Item = &CachedToken> {
-        self.map.values().filter_map(|e| e.token.as_ref()).filter(|t| !t.remaining().is_zero())
+    /// Unexpired tokens as of `now`, for status (callers print scopes and expiry, never the value).
+    pub fn live_tokens(&self, now: Now) -> impl Iterator<Item = &CachedToken> {
+        self.map.values().filter_map(|e| e.token.as_ref()).filter(move |t| !t.remaining(now).is_zero())
+    }
+
+    /// The keys of the tokens due for a background refresh at `now` that nobody has claimed (after a wake-up).
+    pub fn due_for_refresh(&self, now: Now) -> Vec<String> {
+        let due = |e: &ScopeEntry| !e.refreshing_ahead && e.token.as_ref().is_some_and(|t| t.refresh_due(now));
+        self.map.iter().filter(|(_, e)| due(e)).map(|(key, _)| key.clone()).collect()
+    }
+
+    /// Claims the background refresh of `key` whatever its token says (a wake-up found it due or expired): `false`
+    /// when one is already claimed or no token is kept.
+    pub fn claim_refresh_after_wake(&mut self, key: &str) -> bool {
+        match self.map.get_mut(key) {
+            Some(entry) if !entry.refreshing_ahead && entry.token.is_some() => {
+                entry.refreshing_ahead = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// How many scope sets have an entry.
@@ -292,7 +338,8 @@ impl ScopeEntries {
     /// Below capacity again: idle entries without a live token go first, then the least recently used idle one.
     /// Entries a refresh holds are never evicted, so the map can exceed its capacity by the refreshes under way.
     fn make_room(&mut self) {
-        self.map.retain(|_, e| !e.idle() || e.token.as_ref().is_some_and(|t| !t.remaining().is_zero()));
+        let now = self.clock.read();
+        self.map.retain(|_, e| !e.idle() || e.token.as_ref().is_some_and(|t| !t.remaining(now).is_zero()));
         while self.map.len() >= self.capacity {
             let oldest = self.map.iter().filter(|(_, e)| e.idle()).min_by_key(|(_, e)| e.last_used);
             let Some(key) = oldest.map(|(k, _)| k.clone()) else { break };
@@ -302,155 +349,5 @@ impl ScopeEntries {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn token(lifetime: u64) -> CachedToken {
-        CachedToken::issued_now(
-            SecretString::from("at"),
-            vec!["s".into()],
-            Duration::from_secs(lifetime),
-            None,
-            Duration::from_secs(300),
-        )
-    }
-
-    #[test]
-    fn answers_are_made_once_per_second_and_shared() {
-        let answers = SharedAnswers::default();
-        let mut made = 0;
-        let mut make = |text: &'static str| {
-            made += 1;
-            Ok::<_, ()>(Bytes::from_static(text.as_bytes()))
-        };
-        let first = answers.token_answer(3599, || make("a")).unwrap();
-        let again = answers.token_answer(3599, || make("b")).unwrap();
-        assert_eq!((&first[..], &again[..]), (&b"a"[..], &b"a"[..]));
-        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not a copy");
-        let next_second = answers.token_answer(3598, || make("c")).unwrap();
-        assert_eq!(&next_second[..], b"c");
-        assert_eq!(&answers.header_answer(|| make("h")).unwrap()[..], b"h");
-        assert_eq!(&answers.header_answer(|| make("i")).unwrap()[..], b"h");
-        assert_eq!(made, 3);
-        assert_eq!(format!("{answers:?}"), "SharedAnswers { token: true, header: true }");
-        // A failure to make one keeps nothing.
-        assert_eq!(SharedAnswers::default().token_answer(1, || Err::<Bytes, _>("no")), Err("no"));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn refresh_ahead_comes_before_min_valid_is_reached() {
-        let hour = token(3600);
-        // Due at 3600 - (300 + 120) = 3180 s.
-        tokio::time::advance(Duration::from_secs(3179)).await;
-        assert!(!hour.refresh_due());
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(hour.refresh_due());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn short_tokens_are_refreshed_ahead_at_half_life_and_refresh_in_wins_when_sooner() {
-        let short = token(400);
-        tokio::time::advance(Duration::from_secs(199)).await;
-        assert!(!short.refresh_due(), "not on every hit");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(short.refresh_due());
-
-        let advised = CachedToken::issued_now(
-            SecretString::from("at"),
-            vec![],
-            Duration::from_secs(3600),
-            Some(Duration::from_secs(1800)),
-            Duration::from_secs(300),
-        );
-        tokio::time::advance(Duration::from_secs(1800)).await;
-        assert!(advised.refresh_due());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn served_while_min_valid_remains() {
-        let mut entries = ScopeEntries::default();
-        entries.insert_token("k", token(3600));
-        let min_valid = Duration::from_secs(300);
-        assert!(entries.token("k", min_valid).is_some());
-        tokio::time::advance(Duration::from_secs(3299)).await;
-        assert!(entries.token("k", min_valid).is_some(), "301 s left is enough");
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(entries.token("k", min_valid).is_none(), "299 s left is not");
-        assert!(entries.token("k", Duration::from_secs(60)).is_some(), "a smaller min_valid still gets it");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn expired_tokens_are_dropped() {
-        let mut entries = ScopeEntries::default();
-        entries.insert_token("k", token(10));
-        assert_eq!(entries.live_tokens().count(), 1);
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(entries.live_tokens().count(), 0);
-        assert!(entries.token("k", Duration::ZERO).is_none());
-        assert_eq!(entries.clear_tokens(), 0);
-        assert!(entries.is_empty(), "an idle entry without a token is pruned");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn keys_are_independent() {
-        let mut entries = ScopeEntries::default();
-        entries.insert_token("a", token(3600));
-        assert!(entries.token("b", Duration::ZERO).is_none());
-        assert!(entries.token("a", Duration::ZERO).is_some());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_map_is_bounded_and_evicts_the_least_recently_used() {
-        let mut entries = ScopeEntries::with_capacity(3);
-        for key in ["a", "b", "c"] {
-            entries.insert_token(key, token(3600));
-            tokio::time::advance(Duration::from_secs(1)).await;
-        }
-        assert!(entries.token("a", Duration::ZERO).is_some(), "a is now the most recently used");
-        entries.insert_token("d", token(3600));
-        assert_eq!(entries.len(), 3);
-        assert!(entries.token("b", Duration::ZERO).is_none(), "b was the least recently used");
-        for key in ["a", "c", "d"] {
-            assert!(entries.token(key, Duration::ZERO).is_some(), "{key}");
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_entry_under_refresh_is_never_evicted() {
-        let mut entries = ScopeEntries::with_capacity(1);
-        let held = entries.flight("busy");
-        let _guard = held.lock().await;
-        entries.insert_token("other", token(3600));
-        assert_eq!(entries.len(), 2, "the busy entry stays even past capacity");
-        assert!(Arc::ptr_eq(&held, &entries.flight("busy")), "the same lock is handed out while it is held");
-        drop(_guard);
-        drop(held);
-        entries.insert_token("third", token(3600));
-        assert_eq!(entries.len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn clearing_keeps_entries_a_refresh_holds_and_prunes_the_rest() {
-        let mut entries = ScopeEntries::default();
-        entries.insert_token("a", token(3600));
-        entries.insert_token("b", token(3600));
-        let held = entries.flight("b");
-        assert_eq!(entries.clear_tokens(), 2);
-        assert_eq!(entries.len(), 1);
-        assert!(Arc::ptr_eq(&held, &entries.flight("b")));
-        assert!(entries.token("b", Duration::ZERO).is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn one_background_refresh_is_claimed_per_due_token() {
-        let mut entries = ScopeEntries::default();
-        entries.insert_token("k", token(400));
-        assert!(!entries.claim_refresh_ahead("k"), "not due yet");
-        tokio::time::advance(Duration::from_secs(200)).await;
-        assert!(entries.claim_refresh_ahead("k"));
-        assert!(!entries.claim_refresh_ahead("k"), "claimed once");
-        entries.release_refresh_ahead("k");
-        assert!(entries.claim_refresh_ahead("k"), "claimable again once released");
-        assert!(!entries.claim_refresh_ahead("missing"));
-    }
-}
+#[path = "entries_tests.rs"]
+mod tests;

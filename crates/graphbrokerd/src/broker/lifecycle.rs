@@ -129,11 +129,18 @@ pub struct ProfileState {
 
 impl Default for ProfileState {
     fn default() -> Self {
+        Self::new(Arc::new(crate::clock::SystemClock))
+    }
+}
+
+impl ProfileState {
+    /// A profile not yet read from its store, judging its tokens' validity on `clock`.
+    pub fn new(clock: Arc<dyn crate::clock::Clock>) -> Self {
         Self {
             generation: 0,
             account: AccountState::Unloaded { error: None },
             signin: None,
-            entries: ScopeEntries::default(),
+            entries: ScopeEntries::new(clock),
             ended_account: None,
             refusal: None,
             next_write: 1,
@@ -391,7 +398,7 @@ impl ProfileState {
             generation: self.generation,
             account,
             signin: None,
-            entries: ScopeEntries::default(),
+            entries: ScopeEntries::new(self.entries.clock()),
             ended_account: self.ended_account.take(),
             refusal: self.refusal.take(),
             next_write: self.next_write,

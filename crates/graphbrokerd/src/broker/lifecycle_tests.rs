@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
 use crate::broker::entries::CachedToken;
+use crate::clock::Clock as _;
 use crate::config::Config;
 use crate::testing::record;
 
@@ -27,7 +28,14 @@ fn active(rt: &str) -> ProfileState {
 }
 
 fn token() -> CachedToken {
-    CachedToken::issued_now(SecretString::from("at"), vec![], Duration::from_secs(3600), None, Duration::ZERO)
+    CachedToken::issued(
+        SecretString::from("at"),
+        vec![],
+        Duration::from_secs(3600),
+        None,
+        Duration::ZERO,
+        crate::clock::SystemClock.read(),
+    )
 }
 
 fn refresh_token(state: &ProfileState) -> String {
@@ -182,7 +190,7 @@ fn a_token_is_cached_only_for_the_current_account() {
     assert!(state.cache(g, "k", token()));
     assert!(!state.cache(g + 1, "k", token()));
     state.forget(None).unwrap();
-    assert_eq!(state.entries.live_tokens().count(), 0);
+    assert_eq!(state.entries.live_tokens(state.entries.now()).count(), 0);
     assert!(!state.cache(g, "k", token()), "not after a sign-out");
 }
 
@@ -248,7 +256,7 @@ async fn a_sign_in_over_an_active_account_replaces_it_and_its_tokens() {
     state.signin = Some(SignIn::idle(1, SignInReason::ConsentRequired));
     assert!(state.complete_signin(1, stored("rt-1"), Persisted::Saved));
     assert_eq!(refresh_token(&state), "rt-1");
-    assert_eq!(state.entries.live_tokens().count(), 0);
+    assert_eq!(state.entries.live_tokens(state.entries.now()).count(), 0);
 }
 
 #[tokio::test]
@@ -261,7 +269,7 @@ async fn retiring_drops_everything_and_hands_back_the_sign_in() {
     assert_eq!(signin.id, 3);
     assert!(matches!(state.account, AccountState::Retired));
     assert_eq!(state.generation, g + 1);
-    assert_eq!(state.entries.live_tokens().count(), 0);
+    assert_eq!(state.entries.live_tokens(state.entries.now()).count(), 0);
     assert!(state.forget(None).is_none(), "a retired slot is not signed out");
     state.signin = Some(SignIn::idle(4, SignInReason::NoAccount));
     assert!(!state.complete_signin(4, stored("rt-1"), Persisted::Saved), "nor signed in");
@@ -277,7 +285,7 @@ async fn carrying_over_moves_the_account_without_its_tokens_and_retires_the_old_
     assert_eq!(signin.unwrap().id, 5, "the old slot's sign-in is handed back to be cancelled");
     assert_eq!(refresh_token(&next), "rt-0");
     assert_eq!(persisted(&next), Persisted::Saved);
-    assert_eq!(next.entries.live_tokens().count(), 0);
+    assert_eq!(next.entries.live_tokens(next.entries.now()).count(), 0);
     assert!(next.signin.is_none());
     assert!(next.generation > g);
     assert!(matches!(state.account, AccountState::Retired));

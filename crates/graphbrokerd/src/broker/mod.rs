@@ -12,6 +12,7 @@
 //! - `persist.rs`: one ordered queue of store operations per profile.
 //! - `reload.rs`: applying a reloaded config. `status.rs`: what `status` and the service manager are told.
 //! - `rolling.rs`: the rolling refresh of idle accounts, before the platform's inactivity limit ends them.
+//! - `wake.rs`: noticing a suspend (and the daily rolling refresh) on the boot clock.
 //!
 //! Ordering rules: a rotated refresh token is written to the store before the access token that came with it is
 //! handed out; store operations of one profile happen in the order its state changed; a result computed for an
@@ -27,6 +28,7 @@ mod rolling;
 mod signin;
 mod status;
 mod token;
+mod wake;
 
 #[cfg(test)]
 mod tests;
@@ -45,6 +47,7 @@ pub use claims_budget::{CLAIMS_BURST, CLAIMS_REFILL};
 pub use entries::{CachedToken, MAX_SCOPE_SETS, REFRESH_AHEAD};
 pub use reload::ReloadSummary;
 pub use token::{IssuedToken, MAX_WAIT, TokenRequest};
+pub use wake::{ROLLING_CHECK_INTERVAL, WAKE_SLACK, WAKE_TICK};
 
 use self::lifecycle::{ProfileState, Write};
 use self::persist::{Persistence, StillWanted};
@@ -279,8 +282,8 @@ impl Broker {
             .profiles
             .iter()
             .map(|(name, profile)| {
-                let slot =
-                    ProfileSlot::new(profile.clone(), store_set.for_kind(profile.store), ProfileState::default());
+                let state = ProfileState::new(clock.clone());
+                let slot = ProfileSlot::new(profile.clone(), store_set.for_kind(profile.store), state);
                 (name.clone(), Arc::new(slot))
             })
             .collect();
@@ -442,6 +445,12 @@ impl Broker {
         let mut state = slot.state.lock().expect("state lock");
         if matches!(state.account, lifecycle::AccountState::Retired) {
             return None;
+        }
+        if let Some(existing) = state.signin.take_if(|s| s.expired(self.clock.read())) {
+            // Its prompt's life is over (the machine slept through it): its waiters are told, and this request
+            // starts a new one rather than being handed a dead code.
+            tracing::info!(profile = %slot.profile.name, "the pending sign-in expired; starting a new one");
+            existing.expire();
         }
         if let Some(existing) = &state.signin {
             // Joiners see the sign-in under way, whatever flow they would have chosen.

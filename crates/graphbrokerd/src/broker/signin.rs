@@ -5,16 +5,22 @@
 //! the account is the one expected (`expected.rs`), writes it to the store, then makes it the profile's through
 //! `ProfileState::complete_signin` and caches its first token — only if the sign-in was not cancelled meanwhile.
 //! A browser tab waiting on the loopback redirect is told the outcome only then.
+//!
+//! The prompt's life is kept on both clocks (`clock.rs`): a sign-in pending while the laptop slept past its code's
+//! expiry ends as `signin_expired`, within [`crate::clock::WAKE_CHECK`] of the wake-up, and a request that comes
+//! before that ends it itself instead of being handed the dead code ([`SignIn::expired`]). However the task ends
+//! (done, cancelled, or a panic in it), its [`Ending`] guard clears the pending sign-in and tells every waiter.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use graphbroker_protocol::{EpochSeconds, ErrorCode, SignInFlow, SignInPrompt, SignInReason};
 use graphbroker_store::{AccountRecord, StoreError, StoredAccount};
 use tokio::sync::watch;
 
 use super::ProfileSlot;
+use crate::clock::{Deadline, Now};
 use super::entries::CachedToken;
 use super::expected::ExpectedAccount;
 use super::lifecycle::Persisted;
@@ -53,6 +59,9 @@ pub struct SignIn {
     task: tokio::task::AbortHandle,
     /// Counts how the sign-in ended, once: by the task, or by `cancel` when that stops the task first.
     ending: Arc<Ending>,
+    /// When the prompt stops being any use (the device code's life, the browser sign-in's timeout), on both
+    /// clocks; set when the prompt is published.
+    expires: Arc<std::sync::OnceLock<Deadline>>,
 }
 
 /// The `graphbroker_signins_total` count of one sign-in, made by whichever of its task and its cancellation ends
@@ -105,6 +114,18 @@ impl SignIn {
             ErrorCode::SigninDeclined,
             format!("the sign-in was cancelled ({why}); ask again to start a new one"),
         ))));
+    }
+
+    /// Whether its prompt's life is over at `now` (the machine may have slept through it).
+    pub fn expired(&self, now: Now) -> bool {
+        self.expires.get().is_some_and(|deadline| deadline.passed(now))
+    }
+
+    /// Ends a sign-in whose prompt's life is over: every waiter is told `signin_expired`.
+    pub fn expire(&self) {
+        self.task.abort();
+        self.ending.count(SigninOutcome::Expired);
+        self.announce.send_replace(Phase::Done(Err(expired_error())));
     }
 
     /// Waits for the sign-in to finish, up to `wait`; `signin_required` with the prompt at once when `wait` is
@@ -215,7 +236,8 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
     let ending =
         Arc::new(Ending { flow: job.flow.into(), metrics: job.metrics.clone(), counted: AtomicBool::new(false) });
     let attended = Arc::new(AtomicBool::new(job.attended));
-    let task = tokio::spawn(run(job, deliberate.clone(), attended.clone(), tx.clone(), ending.clone()));
+    let expires = Arc::new(std::sync::OnceLock::new());
+    let task = tokio::spawn(run(job, deliberate.clone(), attended.clone(), tx.clone(), ending.clone(), expires.clone()));
     Arc::new(SignIn {
         id,
         reason,
@@ -226,7 +248,59 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
         announce: tx,
         task: task.abort_handle(),
         ending,
+        expires,
     })
+}
+
+/// What the waiters of a sign-in whose code's life ran out are told.
+fn expired_error() -> ApiError {
+    ApiError::new(
+        ErrorCode::SigninExpired,
+        "the sign-in expired before it was completed (its code lives a few minutes, and the machine may have been \
+         asleep); ask again to start a new one",
+    )
+}
+
+/// The end of one sign-in task, whatever ends it: the result it came to, or — when the task is dropped first (a
+/// panic in it, or it was aborted) — "stopped unexpectedly". On drop it clears the profile's pending sign-in if it
+/// is still this one, tells every waiter (unless `cancel`/`expire` already did), counts the outcome once and
+/// reports the change.
+struct TaskEnd {
+    slot: Arc<ProfileSlot>,
+    id: u64,
+    phase: Arc<watch::Sender<Phase>>,
+    ending: Arc<Ending>,
+    changes: watch::Sender<u64>,
+    result: Option<Result<(), ApiError>>,
+}
+
+impl Drop for TaskEnd {
+    fn drop(&mut self) {
+        // `cancel` and `expire` announce the end before the task is dropped; anything else is unexpected.
+        let announced = matches!(&*self.phase.borrow(), Phase::Done(_));
+        let result = self.result.take().unwrap_or_else(|| {
+            if !announced {
+                tracing::error!(profile = %self.slot.profile.name, "the sign-in task stopped unexpectedly");
+            }
+            Err(ApiError::internal("the sign-in stopped unexpectedly; ask again to start a new one"))
+        });
+        self.ending.count(result.as_ref().map_or_else(|e| SigninOutcome::of_error(e.code()), |()| SigninOutcome::Ok));
+        {
+            // A panic elsewhere may have poisoned the lock; the state it guards is still what it was.
+            let mut state = self.slot.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if state.signin.as_ref().is_some_and(|s| s.id == self.id) {
+                state.signin = None;
+            }
+        }
+        self.phase.send_if_modified(|phase| {
+            if matches!(phase, Phase::Done(_)) {
+                return false;
+            }
+            *phase = Phase::Done(result);
+            true
+        });
+        self.changes.send_modify(|n| *n += 1);
+    }
 }
 
 /// The sign-in task: the prompt for the waiting clients, the user's part, then the account is stored and the
@@ -237,12 +311,17 @@ async fn run(
     attended: Arc<AtomicBool>,
     phase: Arc<watch::Sender<Phase>>,
     ending: Arc<Ending>,
+    expires: Arc<std::sync::OnceLock<Deadline>>,
 ) {
     let slot = job.slot.clone();
+    let mut end =
+        TaskEnd { slot: slot.clone(), id: job.id, phase: phase.clone(), ending, changes: job.changes.clone(), result: None };
     let result = async {
-        let (tokens, tab) =
-            user_part(&job, &phase, &attended).await.map_err(|e| ApiError::from_platform(e, &slot.profile.name))?;
-        let now = job.clock.now();
+        let (tokens, tab) = user_part(&job, &phase, &attended, &expires).await.map_err(|e| match e {
+            UserPart::Platform(e) => ApiError::from_platform(e, &slot.profile.name),
+            UserPart::Expired => expired_error(),
+        })?;
+        let now = job.clock.read();
         let result = complete(&slot, job.id, &job.scopes, tokens, &deliberate, now).await;
         if let Some(tab) = tab {
             tab.answer(result.as_ref().map(|_| ()).map_err(|e| e.0.message.clone()));
@@ -254,15 +333,35 @@ async fn run(
         Ok(()) => tracing::info!(profile = %slot.profile.name, "sign-in complete"),
         Err(e) => tracing::warn!(profile = %slot.profile.name, "sign-in failed: {}", e.0.message),
     }
-    ending.count(result.as_ref().map_or_else(|e| SigninOutcome::of_error(e.code()), |()| SigninOutcome::Ok));
-    {
-        let mut state = slot.state.lock().expect("state lock");
-        if state.signin.as_ref().is_some_and(|s| s.id == job.id) {
-            state.signin = None;
+    end.result = Some(result);
+}
+
+/// Why the user's part ended without tokens.
+enum UserPart {
+    Platform(PlatformError),
+    /// The prompt's life ran out on the boot or the wall clock.
+    Expired,
+}
+
+impl From<PlatformError> for UserPart {
+    fn from(e: PlatformError) -> Self {
+        match e {
+            PlatformError::Expired => UserPart::Expired,
+            other => UserPart::Platform(other),
         }
     }
-    phase.send_replace(Phase::Done(result));
-    job.changes.send_modify(|n| *n += 1);
+}
+
+/// `work`, unless `deadline` passes first on either clock (see `clock::sleep_until`).
+async fn before<T>(
+    clock: &dyn crate::clock::Clock,
+    deadline: Deadline,
+    work: impl std::future::Future<Output = Result<T, PlatformError>>,
+) -> Result<T, UserPart> {
+    tokio::select! {
+        result = work => result.map_err(UserPart::from),
+        () = crate::clock::sleep_until(clock, deadline) => Err(UserPart::Expired),
+    }
 }
 
 /// The prompt and the user's part of the flow, up to the tokens (and, for a browser sign-in, the tab waiting to
@@ -271,11 +370,13 @@ async fn user_part(
     job: &Job,
     phase: &watch::Sender<Phase>,
     attended: &AtomicBool,
-) -> Result<(Tokens, Option<BrowserTab>), PlatformError> {
+    expires: &std::sync::OnceLock<Deadline>,
+) -> Result<(Tokens, Option<BrowserTab>), UserPart> {
     let profile = &job.slot.profile;
     // The notification is decided (and queued) before the prompt is published, so that once a request sees the
     // prompt, whether it went to the desktop is settled.
-    let publish = |prompt: SignInPrompt| {
+    let publish = |prompt: SignInPrompt, deadline: Deadline| {
+        let _ = expires.set(deadline);
         if let Some(notices) = &job.notices {
             if attended.load(Ordering::SeqCst) {
                 tracing::debug!(profile = %profile.name, "a terminal shows the prompt; no notification");
@@ -290,29 +391,42 @@ async fn user_part(
     match job.flow {
         SignInFlow::Browser => {
             let signin = browser::start(platform, profile, &job.scopes, claims, &job.browser).await?;
-            publish(SignInPrompt::Browser {
-                url: signin.url.clone(),
-                expires_at: EpochSeconds::from_system_time(SystemTime::now() + job.browser.timeout),
-            });
+            let deadline = job.clock.read().deadline(job.browser.timeout);
+            publish(
+                SignInPrompt::Browser { url: signin.url.clone(), expires_at: wall_expiry(deadline) },
+                deadline,
+            );
             tracing::info!(profile = %profile.name, port = signin.port, "waiting for the browser sign-in");
             browser::open_browser(&signin.launch_url, &job.browser);
-            let (tokens, tab) = signin.finish(platform, profile, &job.scopes).await?;
+            let (tokens, tab) = before(&*job.clock, deadline, signin.finish(platform, profile, &job.scopes)).await?;
             Ok((tokens, Some(tab)))
         }
         SignInFlow::Device | SignInFlow::Auto => {
             let code = retry(PLATFORM_CALL, || platform.start_device(profile, &job.scopes, claims)).await?;
-            publish(SignInPrompt::Device {
-                verification_uri: code.verification_uri.clone(),
-                user_code: code.user_code.clone(),
-                message: code.message.clone(),
-                expires_at: EpochSeconds::from_system_time(SystemTime::now() + code.expires_in),
-            });
+            // `expires_in` is bounded (`idp::bounds`), so is this deadline.
+            let deadline = job.clock.read().deadline(code.expires_in);
+            publish(
+                SignInPrompt::Device {
+                    verification_uri: code.verification_uri.clone(),
+                    user_code: code.user_code.clone(),
+                    message: code.message.clone(),
+                    expires_at: wall_expiry(deadline),
+                },
+                deadline,
+            );
             tracing::info!(profile = %profile.name, verification_uri = %code.verification_uri, "waiting for the user to complete the sign-in");
-            // An outage while the user is signing in must not cost the sign-in: poll again while the code lives.
-            let tokens = retry(DEVICE_POLL.within(code.expires_in), || platform.poll_device(profile, &code)).await?;
+            // An outage while the user is signing in must not cost the sign-in: poll again while the code lives,
+            // and not past its life on either clock (a laptop may sleep through it).
+            let poll = retry(DEVICE_POLL.within(code.expires_in), || platform.poll_device(profile, &code));
+            let tokens = before(&*job.clock, deadline, poll).await?;
             Ok((tokens, None))
         }
     }
+}
+
+/// A prompt's `expires_at`: the wall-clock side of its deadline.
+fn wall_expiry(deadline: Deadline) -> EpochSeconds {
+    EpochSeconds::from_system_time(deadline.wall)
 }
 
 /// Makes the signed-in account the profile's, if it is the account expected (or the sign-in is `deliberate`):
@@ -323,7 +437,7 @@ async fn complete(
     scopes: &ScopeSet,
     tokens: Tokens,
     deliberate: &AtomicBool,
-    now: SystemTime,
+    now: Now,
 ) -> Result<(), ApiError> {
     let Some(refresh_token) = tokens.refresh_token else {
         return Err(ApiError::new(
@@ -356,11 +470,11 @@ async fn complete(
         authority: profile.authority.to_string(),
         client_id: profile.client_id.clone(),
         granted_scopes: granted.clone(),
-        refreshed_at: Some(EpochSeconds::from_system_time(now)),
+        refreshed_at: Some(EpochSeconds::from_system_time(now.wall)),
         session_ended: None,
     };
     let first =
-        CachedToken::issued_now(tokens.access_token, granted, tokens.expires_in, tokens.refresh_in, profile.min_valid);
+        CachedToken::issued(tokens.access_token, granted, tokens.expires_in, tokens.refresh_in, profile.min_valid, now);
     let cancelled = || {
         ApiError::new(
             ErrorCode::SigninDeclined,
@@ -427,6 +541,7 @@ impl SignIn {
             announce: Arc::new(tx),
             task: task.abort_handle(),
             ending: Arc::new(Ending { flow: Flow::Device, metrics: Arc::default(), counted: AtomicBool::new(false) }),
+            expires: Arc::default(),
         })
     }
 }

@@ -30,12 +30,13 @@ impl Broker {
                     Phase::Prompt(p) => Some(p.clone()),
                     _ => None,
                 });
+                let clocks = state.entries.now();
                 let mut tokens: Vec<CachedTokenStatus> = state
                     .entries
-                    .live_tokens()
+                    .live_tokens(clocks)
                     .map(|t| CachedTokenStatus {
                         scopes: t.scopes.clone(),
-                        expires_at: EpochSeconds::from_system_time(t.expires_at),
+                        expires_at: EpochSeconds::from_system_time(t.expires_at(clocks)),
                     })
                     .collect();
                 tokens.sort_by(|a, b| a.scopes.cmp(&b.scopes));
@@ -75,7 +76,8 @@ impl Broker {
             .values()
             .map(|slot| {
                 let state = slot.state.lock().expect("state lock");
-                let remaining: Vec<_> = state.entries.live_tokens().map(|t| t.remaining()).collect();
+                let now = state.entries.now();
+                let remaining: Vec<_> = state.entries.live_tokens(now).map(|t| t.remaining(now)).collect();
                 let (cached, soonest) = (remaining.len(), remaining.iter().min().copied());
                 ProfileTokens { profile: slot.profile.name.clone(), cached, soonest }
             })

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::entries::CachedToken;
 use super::lifecycle::{Grant, Refusal, Stale};
 use super::{Broker, ProfileSlot, account_info};
+use crate::clock::Now;
 use crate::config::Profile;
 use crate::error::ApiError;
 use crate::idp::{ClaimsChallenge, PlatformError, Tokens, request_claims};
@@ -41,7 +42,7 @@ pub struct TokenRequest {
     /// The access token the resource challenged, when the asker knows it (the Graph proxy does): a token
     /// fetched for the same challenge that is not this one answers it without another refresh.
     pub challenged: Option<SecretString>,
-    /// The asker shows a sign-in's prompt on a terminal (`graphboker_protocol::TERMINAL_HEADER`), so it needs no
+    /// The asker shows a sign-in's prompt on a terminal (`graphbroker_protocol::TERMINAL_HEADER`), so it needs no
     /// desktop notification.
     pub attended: bool,
 }
@@ -276,7 +277,7 @@ impl Broker {
         let token = state.entries.answered(scopes.key(), claims, seen, challenged, min_valid)?;
         let record = state.record()?.clone();
         self.metrics.cache_hit();
-        Some(issued(&slot.profile, &record, token))
+        Some(issued(&slot.profile, &record, token, state.entries.now()))
     }
 
     /// A cache hit, and whether this caller should start the token's background refresh.
@@ -286,18 +287,19 @@ impl Broker {
         let record = state.record()?.clone();
         self.metrics.cache_hit();
         let refresh_ahead = state.entries.claim_refresh_ahead(scopes.key());
-        Some((issued(&slot.profile, &record, token), refresh_ahead))
+        Some((issued(&slot.profile, &record, token, state.entries.now()), refresh_ahead))
     }
 
-    /// Refreshes a token that is still being served, so that a hot client never waits on the network.
-    /// Failures are left to the next request that needs a refresh, which reports them.
-    fn refresh_ahead(self: &Arc<Self>, slot: Arc<ProfileSlot>, scopes: ScopeSet) {
+    /// Refreshes a token that is still being served, so that a hot client never waits on the network. The caller
+    /// has claimed the refresh (`ScopeEntries::claim_refresh_ahead`); the claim is released however the task ends
+    /// ([`RefreshAheadClaim`]). Failures are left to the next request that needs a refresh, which reports them.
+    pub(super) fn refresh_ahead(self: &Arc<Self>, slot: Arc<ProfileSlot>, scopes: ScopeSet) {
         let broker = self.clone();
         tokio::spawn(async move {
+            let _claim = RefreshAheadClaim { slot: slot.clone(), key: scopes.key().to_owned() };
             tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing ahead of expiry");
             let claims = request_claims(None, slot.profile.cae);
             let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), Freshness::Renew).await;
-            slot.state.lock().expect("state lock").entries.release_refresh_ahead(scopes.key());
             match outcome {
                 Ok(Silent::Token { .. } | Silent::Stale | Silent::NotDue) => {}
                 Ok(Silent::NeedSignIn { reason, .. }) => {
@@ -320,12 +322,14 @@ impl Broker {
     ) -> Result<Silent, ApiError> {
         let profile = &slot.profile;
         let granted = scopes.granted_from_response(&tokens.granted, &profile.graph_resource);
-        let token = CachedToken::issued_now(
+        let now = self.clock.read();
+        let token = CachedToken::issued(
             tokens.access_token,
             granted,
             tokens.expires_in,
             tokens.refresh_in,
             profile.min_valid,
+            now,
         );
         let queued = {
             let mut state = slot.state.lock().expect("state lock");
@@ -345,16 +349,32 @@ impl Broker {
         if let Some(claims) = answers {
             state.entries.note_answered(scopes.key(), claims);
         }
-        Ok(Silent::Token { token: issued(profile, &record, token), refresh_ahead: false })
+        Ok(Silent::Token { token: issued(profile, &record, token, now), refresh_ahead: false })
     }
 }
 
-fn issued(profile: &Profile, record: &AccountRecord, token: CachedToken) -> IssuedToken {
+/// A claimed background refresh of one scope set, released when dropped: when the refresh ends, and also when its
+/// task panics or is dropped, so that the scope set is refreshed ahead again later.
+struct RefreshAheadClaim {
+    slot: Arc<ProfileSlot>,
+    key: String,
+}
+
+impl Drop for RefreshAheadClaim {
+    fn drop(&mut self) {
+        // A panic elsewhere may have poisoned the lock; releasing the mark is still right.
+        let mut state = self.slot.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.entries.release_refresh_ahead(&self.key);
+    }
+}
+
+/// The token as handed out at `now`: its time left and expiry as of then (`CachedToken::expires_at`).
+fn issued(profile: &Profile, record: &AccountRecord, token: CachedToken, now: Now) -> IssuedToken {
     IssuedToken {
-        expires_in: token.remaining(),
+        expires_in: token.remaining(now),
+        expires_at: token.expires_at(now),
         access_token: token.access_token,
         scopes: token.scopes,
-        expires_at: token.expires_at,
         answers: token.answers,
         profile: profile.name.clone(),
         account: account_info(record),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize as _;
 
 use super::classify::aadsts_code;
+use super::bounds;
 use super::http::{Http, HttpError};
 use super::{AuthorizeRequest, BoxFuture, DeviceCode, EntraError, Identity, Platform, PlatformError, Tokens, classify};
 use crate::config::Profile;
@@ -154,6 +155,7 @@ impl EntraPlatform {
             request = request.add_extra_param("claims", claims);
         }
         let details: DeviceGrant = request.request_async(&self.http).await.map_err(token_failure)?;
+        let details = bounded_device_grant(details)?;
         Ok(DeviceCode::new(
             details.verification_uri().to_string(),
             details.user_code().secret().clone(),
@@ -173,9 +175,13 @@ impl EntraPlatform {
         if let Some(claims) = claims {
             request = request.add_extra_param("claims", claims.clone());
         }
+        // The grant's `expires_in` and `interval` were bounded when it came (`bounded_device_grant`); a `slow_down`
+        // adds 5 s to the interval each time, so the sleep is bounded again. The poll ends at the code's life (on
+        // the wall clock, oauth2's `time_fn`); the sign-in task bounds it on the boot clock too.
+        let life = code.expires_in;
         let result = request
             .set_max_backoff_interval(Duration::from_secs(10))
-            .request_async(&self.http, tokio::time::sleep, Some(details.expires_in()))
+            .request_async(&self.http, |wait| tokio::time::sleep(bounds::poll_interval(wait, life)), Some(life))
             .await;
         match result {
             Ok(response) => Ok(tokens_from(response)),
@@ -302,15 +308,39 @@ impl Platform for EntraPlatform {
 pub(crate) fn tokens_from(response: EntraTokenResponse) -> Tokens {
     let extra = response.extra_fields();
     let identity = identity_from(extra.id_token.as_deref(), extra.client_info.as_deref());
-    let refresh_in = extra.refresh_in.as_ref().and_then(loose_seconds);
+    let expires_in = bounds::token_lifetime(response.expires_in().unwrap_or(FALLBACK_EXPIRES_IN));
+    let refresh_in = extra.refresh_in.as_ref().and_then(loose_seconds).map(|said| bounds::refresh_in(said, expires_in));
     Tokens {
         access_token: SecretString::from(response.access_token().secret().as_str()),
-        expires_in: response.expires_in().unwrap_or(FALLBACK_EXPIRES_IN),
+        expires_in,
         refresh_in,
         refresh_token: response.refresh_token().map(|rt| SecretString::from(rt.secret().as_str())),
         granted: response.scopes().map(|s| s.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
         identity,
     }
+}
+
+/// The device authorization answer with its `expires_in` and `interval` bounded (`idp::bounds`). oauth2 keeps both
+/// fields private, so the answer goes through its own serde shape once.
+pub(crate) fn bounded_device_grant(details: DeviceGrant) -> Result<DeviceGrant, PlatformError> {
+    let life = bounds::device_code_life(details.expires_in());
+    let interval = bounds::poll_interval(details.interval(), life);
+    let local = |e: serde_json::Error| PlatformError::Local { detail: format!("the device code could not be kept: {e}") };
+    let mut fields = serde_json::to_value(&details).map_err(local)?;
+    if let Some(fields) = fields.as_object_mut() {
+        fields.insert("expires_in".into(), life.as_secs().into());
+        fields.insert("interval".into(), interval.as_secs().into());
+    }
+    serde_json::from_value(fields).map_err(local)
+}
+
+/// `ext_expires_in`, bounded (`idp::bounds::ext_lifetime`): read only by the fuzz target, never acted on (a token
+/// is served only within `expires_in`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn ext_lifetime(response: &EntraTokenResponse) -> Option<Duration> {
+    let lifetime = bounds::token_lifetime(response.expires_in().unwrap_or(FALLBACK_EXPIRES_IN));
+    let said = response.extra_fields().ext_expires_in.as_ref().and_then(loose_seconds)?;
+    Some(bounds::ext_lifetime(said, lifetime))
 }
 
 fn loose_seconds(value: &serde_json::Value) -> Option<Duration> {

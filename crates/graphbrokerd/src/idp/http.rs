@@ -128,10 +128,12 @@ pub(crate) fn body_is_error(body: &[u8]) -> bool {
         .is_some_and(|v| v.get("error").is_some_and(|e| e.is_string()) && v.get("access_token").is_none())
 }
 
-/// `Retry-After` in seconds (decimals seen from Graph are rounded up); HTTP dates are not used by Entra.
+/// `Retry-After` in seconds (decimals seen from Graph are rounded up), bounded (`idp::bounds::retry_after`); HTTP
+/// dates are not used by Entra.
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let seconds: f64 = value.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs(seconds.ceil() as u64))
+    let bound = super::bounds::MAX_RETRY_AFTER.as_secs_f64();
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs(seconds.min(bound).ceil() as u64))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! bodies carry tokens. Errors keep the platform's `error`, `suberror`, AADSTS numbers and the first line of the
 //! description, classified into [`PlatformError`] by [`classify`].
 
+pub mod bounds;
 mod claims;
 mod classify;
 mod entra;
@@ -29,7 +30,7 @@ use secrecy::SecretString;
 /// The answer parsers, for the fuzz targets ([`crate::fuzzing`]).
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use {
-    entra::tokens_from,
+    entra::{bounded_device_grant, ext_lifetime, tokens_from},
     http::{body_is_error, parse_retry_after},
 };
 
@@ -111,7 +112,7 @@ pub struct DeviceCode {
     pub user_code: String,
     /// The platform's sentence for the user.
     pub message: String,
-    /// How long the code lives from when it was issued.
+    /// How long the code lives from when it was issued, bounded ([`bounds::device_code_life`]).
     pub expires_in: Duration,
     grant: Arc<dyn Any + Send + Sync>,
 }
@@ -132,6 +133,7 @@ impl DeviceCode {
                  to authenticate."
             )
         });
+        let expires_in = bounds::device_code_life(expires_in);
         Self { verification_uri, user_code, message, expires_in, grant: Arc::new(grant) }
     }
 

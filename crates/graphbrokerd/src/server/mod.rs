@@ -200,12 +200,14 @@ async fn version() -> Json<VersionResponse> {
     Json(VersionResponse { protocol: PROTOCOL_VERSION, daemon: env!("CARGO_PKG_VERSION").into() })
 }
 
-/// The token answer, serialized once per second of `expires_in` and shared while the token is cached.
+/// The token answer, serialized once per second of `expires_in` (and `expires_at`) and shared while the token is
+/// cached.
 async fn token(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let request = TokenRequest { attended: attended(&headers), ..token_request(parse_query(raw)?)? };
     let issued = app.broker.token(&request).await?;
     let answers = issued.answers.clone();
-    let json = answers.token_answer(issued.expires_in.as_secs(), || {
+    let times = (issued.expires_in.as_secs(), EpochSeconds::from_system_time(issued.expires_at).0);
+    let json = answers.token_answer(times, || {
         let mut body = token_response(issued);
         let json = secret_bytes(&body);
         body.access_token.zeroize();
