@@ -24,9 +24,9 @@ use secrecy::ExposeSecret as _;
 
 use crate::broker::{CachedToken, MAX_WAIT};
 use crate::clock::{BootTime, Now};
-use crate::idp::bounds;
 use crate::config::{Config, MAX_HTTP_TIMEOUT, MAX_MIN_VALID};
 use crate::error::ApiError;
+use crate::idp::bounds;
 use crate::idp::{
     ClaimsChallenge, DeviceCode, EntraDeviceFields, EntraError, EntraTokenResponse, classify, request_claims,
 };
@@ -148,7 +148,10 @@ fn extreme_times() -> [Now; 3] {
     [
         Now { wall: std::time::UNIX_EPOCH, boot: boot(0) },
         Now { wall: std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000), boot: boot(86_400) },
-        Now { wall: std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_000), boot: BootTime::from_duration(Duration::MAX) },
+        Now {
+            wall: std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_000),
+            boot: BootTime::from_duration(Duration::MAX),
+        },
     ]
 }
 
@@ -176,8 +179,14 @@ pub fn idp_answer(data: &[u8]) {
             assert!(ext >= tokens.expires_in && ext <= bounds::MAX_TOKEN_LIFETIME, "{ext:?}");
         }
         for now in extreme_times() {
-            let token =
-                CachedToken::issued(tokens.access_token.clone(), vec![], tokens.expires_in, tokens.refresh_in, Duration::MAX, now);
+            let token = CachedToken::issued(
+                tokens.access_token.clone(),
+                vec![],
+                tokens.expires_in,
+                tokens.refresh_in,
+                Duration::MAX,
+                now,
+            );
             assert!(token.remaining(now) <= tokens.expires_in);
             let _ = (token.refresh_due(now), token.expires_at(now));
         }

@@ -48,6 +48,8 @@ impl CachedToken {
         min_valid: Duration,
         now: Now,
     ) -> Self {
+        // Bounded where the platform's answer is parsed; again here for any other source (defence in depth).
+        let lifetime = crate::idp::bounds::token_lifetime(lifetime);
         let mut refresh_after = lifetime.saturating_sub(min_valid.saturating_add(REFRESH_AHEAD)).max(lifetime / 2);
         if let Some(advised) = refresh_in {
             refresh_after = refresh_after.min(advised);

@@ -165,7 +165,6 @@ async fn one_background_refresh_is_claimed_per_due_token() {
     assert!(!entries.claim_refresh_ahead("missing"));
 }
 
-
 #[tokio::test(start_paused = true)]
 async fn a_token_is_not_served_after_the_machine_slept_past_its_life() {
     let clock = ManualClock::new();

@@ -41,7 +41,9 @@ impl Broker {
         let mut summary = ReloadSummary::default();
         let mut slots = BTreeMap::new();
         for (name, profile) in &config.profiles {
-            let fresh = || ProfileSlot::new(profile.clone(), stores.for_kind(profile.store), ProfileState::new(self.clock.clone()));
+            let fresh = || {
+                ProfileSlot::new(profile.clone(), stores.for_kind(profile.store), ProfileState::new(self.clock.clone()))
+            };
             let slot = match old.slots.get(name) {
                 Some(existing) if existing.profile == *profile && same_keyring => existing.clone(),
                 Some(existing) if same_identity(&existing.profile, profile) && same_keyring => {

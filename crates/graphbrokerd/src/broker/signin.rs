@@ -20,13 +20,13 @@ use graphbroker_store::{AccountRecord, StoreError, StoredAccount};
 use tokio::sync::watch;
 
 use super::ProfileSlot;
-use crate::clock::{Deadline, Now};
 use super::entries::CachedToken;
 use super::expected::ExpectedAccount;
 use super::lifecycle::Persisted;
 use super::persist::StillWanted;
 use crate::browser::{self, BrowserSettings, BrowserTab};
 use crate::clock::Clock;
+use crate::clock::{Deadline, Now};
 use crate::error::ApiError;
 use crate::idp::{Platform, PlatformError, Tokens};
 use crate::metrics::{Flow, Metrics, SigninOutcome};
@@ -237,7 +237,8 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
         Arc::new(Ending { flow: job.flow.into(), metrics: job.metrics.clone(), counted: AtomicBool::new(false) });
     let attended = Arc::new(AtomicBool::new(job.attended));
     let expires = Arc::new(std::sync::OnceLock::new());
-    let task = tokio::spawn(run(job, deliberate.clone(), attended.clone(), tx.clone(), ending.clone(), expires.clone()));
+    let task =
+        tokio::spawn(run(job, deliberate.clone(), attended.clone(), tx.clone(), ending.clone(), expires.clone()));
     Arc::new(SignIn {
         id,
         reason,
@@ -314,8 +315,14 @@ async fn run(
     expires: Arc<std::sync::OnceLock<Deadline>>,
 ) {
     let slot = job.slot.clone();
-    let mut end =
-        TaskEnd { slot: slot.clone(), id: job.id, phase: phase.clone(), ending, changes: job.changes.clone(), result: None };
+    let mut end = TaskEnd {
+        slot: slot.clone(),
+        id: job.id,
+        phase: phase.clone(),
+        ending,
+        changes: job.changes.clone(),
+        result: None,
+    };
     let result = async {
         let (tokens, tab) = user_part(&job, &phase, &attended, &expires).await.map_err(|e| match e {
             UserPart::Platform(e) => ApiError::from_platform(e, &slot.profile.name),
@@ -392,10 +399,7 @@ async fn user_part(
         SignInFlow::Browser => {
             let signin = browser::start(platform, profile, &job.scopes, claims, &job.browser).await?;
             let deadline = job.clock.read().deadline(job.browser.timeout);
-            publish(
-                SignInPrompt::Browser { url: signin.url.clone(), expires_at: wall_expiry(deadline) },
-                deadline,
-            );
+            publish(SignInPrompt::Browser { url: signin.url.clone(), expires_at: wall_expiry(deadline) }, deadline);
             tracing::info!(profile = %profile.name, port = signin.port, "waiting for the browser sign-in");
             browser::open_browser(&signin.launch_url, &job.browser);
             let (tokens, tab) = before(&*job.clock, deadline, signin.finish(platform, profile, &job.scopes)).await?;

@@ -15,8 +15,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize as _;
 
-use super::classify::aadsts_code;
 use super::bounds;
+use super::classify::aadsts_code;
 use super::http::{Http, HttpError};
 use super::{AuthorizeRequest, BoxFuture, DeviceCode, EntraError, Identity, Platform, PlatformError, Tokens, classify};
 use crate::config::Profile;
@@ -325,7 +325,8 @@ pub(crate) fn tokens_from(response: EntraTokenResponse) -> Tokens {
 pub(crate) fn bounded_device_grant(details: DeviceGrant) -> Result<DeviceGrant, PlatformError> {
     let life = bounds::device_code_life(details.expires_in());
     let interval = bounds::poll_interval(details.interval(), life);
-    let local = |e: serde_json::Error| PlatformError::Local { detail: format!("the device code could not be kept: {e}") };
+    let local =
+        |e: serde_json::Error| PlatformError::Local { detail: format!("the device code could not be kept: {e}") };
     let mut fields = serde_json::to_value(&details).map_err(local)?;
     if let Some(fields) = fields.as_object_mut() {
         fields.insert("expires_in".into(), life.as_secs().into());

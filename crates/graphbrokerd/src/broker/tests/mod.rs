@@ -9,6 +9,7 @@
 mod bounds;
 mod interleavings;
 mod rolling;
+mod sleep;
 mod transitions;
 
 use std::sync::Arc;
