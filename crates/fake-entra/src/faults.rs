@@ -64,7 +64,8 @@ impl Endpoint {
 
 /// What an injected fault does. In JSON (the control API) each variant is recognised by its field:
 /// `{"status":503,"retry_after":2}`, `{"delay_ms":500}`, `{"garbage":true}`, `{"error_200":"temporarily_unavailable"}`,
-/// `{"aadsts":70043,"error":"interaction_required"}`, `{"huge_body":2097152}`.
+/// `{"aadsts":70043,"error":"interaction_required"}`, `{"huge_body":2097152}`,
+/// `{"override":{"expires_in":18446744073709551615}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Fault {
@@ -96,6 +97,13 @@ pub enum Fault {
     /// HTTP 200 with a JSON body of this many bytes (an error padded with whitespace): an answer no client should
     /// buffer whole.
     HugeBody { huge_body: usize },
+    /// Answer normally (the code is issued, the token minted, the refresh token rotated), then replace these
+    /// top-level fields of the JSON answer: a platform that misreports its numbers (`expires_in` past any lifetime,
+    /// an `interval` longer than the code lives). The stand-in still enforces its real lifetimes and interval.
+    Override {
+        #[serde(rename = "override")]
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 impl Fault {
@@ -124,6 +132,11 @@ impl Fault {
     /// An HTTP 200 answer of `bytes` bytes.
     pub fn huge_body(bytes: usize) -> Self {
         Self::HugeBody { huge_body: bytes }
+    }
+
+    /// The normal answer with `fields` (a JSON object) written over it.
+    pub fn override_fields(fields: serde_json::Value) -> Self {
+        Self::Override { fields: fields.as_object().cloned().unwrap_or_default() }
     }
 }
 
@@ -155,6 +168,10 @@ pub(crate) async fn fault_layer(State(shared): State<Arc<Shared>>, request: Requ
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             next.run(request).await
         }
+        Some(Fault::Override { fields }) => {
+            tracing::info!(endpoint = endpoint.name(), fields = ?fields.keys().collect::<Vec<_>>(), "answering with overridden fields");
+            overridden(next.run(request).await, fields).await
+        }
         Some(fault) => {
             tracing::info!(endpoint = endpoint.name(), ?fault, "answering with injected fault");
             render(endpoint, fault)
@@ -175,6 +192,27 @@ fn take_fault(faults: &mut Vec<FaultRule>, endpoint: Endpoint) -> Option<Fault> 
 
 /// AADSTS90024 "A transient error has occurred" stands in for whatever code Entra puts on an outage.
 const TRANSIENT_CODE: u32 = 90024;
+
+/// `answer` with `fields` written over its top-level JSON object; an answer that is not one is passed on as it came
+/// (an error stays the error it was).
+async fn overridden(answer: Response, fields: serde_json::Map<String, serde_json::Value>) -> Response {
+    let (parts, body) = answer.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut json = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(json)) if parts.status.is_success() => json,
+        _ => return Response::from_parts(parts, axum::body::Body::from(bytes)),
+    };
+    json.extend(fields);
+    let mut response = (parts.status, axum::Json(json)).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response
+}
 
 fn render(endpoint: Endpoint, fault: Fault) -> Response {
     match fault {
@@ -210,7 +248,7 @@ fn render(endpoint: Endpoint, fault: Fault) -> Response {
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
-        Fault::Delay { .. } => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Fault::Delay { .. } | Fault::Override { .. } => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -321,6 +359,10 @@ mod tests {
             Fault::aadsts(70000, "invalid_grant", Some("bad_token"))
         );
         assert_eq!(parse(r#"{"huge_body":2048}"#), Fault::huge_body(2048));
+        assert_eq!(
+            parse(r#"{"override":{"expires_in":18446744073709551615}}"#),
+            Fault::override_fields(serde_json::json!({"expires_in": u64::MAX}))
+        );
         assert_eq!(serde_json::from_str::<Endpoint>(r#""me""#).unwrap(), Endpoint::Graph);
         assert_eq!(serde_json::from_str::<Endpoint>(r#""graph""#).unwrap(), Endpoint::Graph);
     }

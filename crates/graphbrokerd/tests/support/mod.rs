@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod suspend;
+
 use graphbroker_client::Client;
 use graphbroker_protocol::{SignInPrompt, TokenQuery};
 
