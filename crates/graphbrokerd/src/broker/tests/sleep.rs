@@ -43,8 +43,9 @@ async fn after_a_wake_up_due_tokens_are_refreshed_in_the_background() {
     tokio::time::advance(Duration::from_secs(1)).await;
     // Due for refresh ahead at 3180 s, still valid: slept 3300 s.
     h.clock.sleep(Duration::from_secs(3300));
-    let background =
-        tokio::time::timeout(WAKE_TICK * 2, h.platform.next()).await.expect("no refresh within two ticks of the wake-up");
+    let background = tokio::time::timeout(WAKE_TICK * 2, h.platform.next())
+        .await
+        .expect("no refresh within two ticks of the wake-up");
     assert_eq!(background.refresh_token(), "rt-1");
     background.tokens(Ok(tokens("at-2", Some("rt-2"), USER)));
     h.settle(|h| h.cached_token().as_deref() == Some("at-2")).await;
@@ -61,7 +62,8 @@ async fn a_wake_up_runs_the_rolling_refresh() {
     assert!(h.platform.try_next().is_none(), "nothing was idle at start");
     h.clock.sleep(Duration::from_secs(2 * 86_400));
     // Within two ticks of tokio's clock, not at the end of a day of it.
-    let refresh = tokio::time::timeout(WAKE_TICK * 2, h.platform.next()).await.expect("no rolling refresh at the wake-up");
+    let refresh =
+        tokio::time::timeout(WAKE_TICK * 2, h.platform.next()).await.expect("no rolling refresh at the wake-up");
     assert_eq!(refresh.refresh_token(), "rt-0", "the idle account was not refreshed after the wake-up");
     refresh.tokens(Ok(tokens("at-1", Some("rt-1"), USER)));
     h.settle(|h| h.store.refresh_token(PROFILE).as_deref() == Some("rt-1")).await;
