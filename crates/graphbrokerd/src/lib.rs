@@ -19,7 +19,8 @@
 //! - [`metrics`]: `GET /metrics` (Prometheus text): the counters, the platform latency, the tokens' life left.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
 //!   [`waiting`]: a request waiting on the user gives up its connection's serving slot.
-//! - [`clock`]: the wall clock, injectable. [`notify`]: desktop notifications of a sign-in's prompt.
+//! - [`clock`]: the wall and boot clocks (the boot clock counts suspend), injectable; every token validity
+//!   decision is taken on both. [`notify`]: desktop notifications of a sign-in's prompt.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification. [`hardening`]: no core
 //!   dumps, no debugger.
 //!
