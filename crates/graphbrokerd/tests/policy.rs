@@ -99,6 +99,19 @@ async fn of_two_copies_of_one_program_only_the_allowed_path_gets_tokens_and_the_
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(daemon.dir.path().join("state/graphbroker/audit.jsonl")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+
+    // `graphbroker-client audit` reads the same log, filtered by program.
+    let out = Command::new(client_bin())
+        .args(["audit", "--since", "1h", "--program"])
+        .arg(&other)
+        .env("XDG_STATE_HOME", daemon.dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(shown.lines().count(), 2, "{shown}");
+    assert!(shown.lines().all(|l| l.contains("policy_denied") && l.contains(&*other.display().to_string())), "{shown}");
+    assert!(shown.contains("GET /graph/v1.0/me"), "{shown}");
 }
 
 /// The socket request a perl process makes on a connection it opened, handed to its own child before it exits:
