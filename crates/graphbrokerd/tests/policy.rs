@@ -233,6 +233,13 @@ fn a_sandboxed_app_is_known_by_its_app_id_and_matched_only_by_a_sandbox_rule() {
     let (status, body) = curl_in(sandboxed_curl(dir.path(), &daemon, "org.example.Mail"), &daemon.socket, "/v1/token");
     assert_eq!((status, code(&body)), (401, "signin_required"), "{body}");
 
+    // Nor can it write itself a rule.
+    let mut command = sandboxed_curl(dir.path(), &daemon, "org.example.Other");
+    command.args(["-X", "POST"]);
+    let (status, body) = curl_in(command, &daemon.socket, "/v1/policy/rules?action=allow&sandbox=org.example.Other");
+    assert_eq!((status, code(&body)), (403, "policy_denied"), "{body}");
+    assert!(!std::fs::read_to_string(&daemon.config_path).unwrap().contains("org.example.Other"));
+
     let lines = daemon.audit_wait(2);
     assert_eq!(lines[0].program.sandbox.as_deref(), Some("org.example.Other"));
     assert_eq!(lines[0].program.sandbox_kind.as_deref(), Some("flatpak"));
@@ -320,4 +327,29 @@ fn wait_for_pending(daemon: &Daemon) -> u64 {
         assert!(Instant::now() < deadline, "no ask is pending: {body}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn policy_allow_writes_a_rule_that_applies_at_once_and_policy_list_shows_it() {
+    let fake = fake();
+    let bin = private_tempdir();
+    let program = curl_copy(bin.path(), "sync-curl");
+    let daemon = Daemon::start(&config(&fake, "memory", &unique_service("allow"), &policy("")));
+    let (_, body) = curl(&program, &daemon.socket, "/v1/token");
+    assert_eq!(code(&body), "policy_denied", "{body}");
+    let cli = |args: &[&str]| {
+        let out = Command::new(client_bin()).args(args).env("GRAPHBROKER_SOCKET", &daemon.socket).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let program_text = program.display().to_string();
+    cli(&["policy", "allow", "--program", &program_text, "--profile", "work", "--scopes", "User.Read"]);
+    let (status, body) = curl(&program, &daemon.socket, "/v1/token?scopes=User.Read");
+    assert_eq!((status, code(&body)), (401, "signin_required"), "allowed at once: {body}");
+    // Only for the scopes it names.
+    let (_, body) = curl(&program, &daemon.socket, "/v1/token?scopes=Mail.Read");
+    assert_eq!(code(&body), "policy_denied", "{body}");
+    let listed = cli(&["policy", "list"]);
+    assert!(listed.contains("default: deny"), "{listed}");
+    assert!(listed.contains(&format!("allow program {program_text} profiles work")), "{listed}");
 }

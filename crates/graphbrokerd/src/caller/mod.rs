@@ -180,13 +180,9 @@ pub fn first_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
         .take(2)
         .map(|arg| {
             let lower = arg.to_ascii_lowercase();
-            let secret_like = arg.len() > LONGEST
-                || lower.contains("bearer")
-                || arg.starts_with("eyJ")
-                || arg.contains('=')
-                || lower.contains("token")
-                || lower.contains("secret")
-                || lower.contains("password");
+            // Only two words are kept, so `--password VALUE` keeps at most the flag.
+            let secret_like =
+                arg.len() > LONGEST || lower.contains("bearer") || arg.starts_with("eyJ") || arg.contains('=');
             if secret_like { "…".to_owned() } else { arg }
         })
         .collect()
@@ -203,6 +199,7 @@ mod tests {
         let args = ["python3", "sync.py", "--password", "x"].map(str::to_owned);
         assert_eq!(first_args(args), ["python3", "sync.py"]);
         assert_eq!(first_args(["eyJhbGciOi".to_owned()]), ["…"]);
+        assert_eq!(first_args(["graphbroker-client", "token"].map(str::to_owned)), ["graphbroker-client", "token"]);
     }
 
     #[test]
