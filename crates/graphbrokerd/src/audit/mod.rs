@@ -1,6 +1,6 @@
 //! The audit log: one JSON line per token decision (`graphbroker_protocol::AuditEntry`), never a token or a code.
 //!
-//! Off the hot path: a request hands its line to a bounded channel ([`AuditLog::record`] never blocks) and one
+//! Off the hot path: a request hands its entry to a bounded channel ([`AuditLog::record`] never blocks) and one
 //! writer thread appends it. The file is created 0600 in a 0700 directory; past [`MAX_BYTES`] it is rotated to
 //! `audit.jsonl.1` (and `.1` to `.2`, the oldest dropped), so the log never grows without bound. When the
 //! channel is full (the disk stalls) lines are dropped and counted, and the count is logged: a request is never
@@ -26,7 +26,7 @@ const QUEUE: usize = 4096;
 /// The sending side; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: SyncSender<String>,
+    tx: SyncSender<AuditEntry>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -37,9 +37,12 @@ impl AuditLog {
             fs::create_dir_all(dir)?;
         }
         let mut writer = Writer { file: open(&path)?, path, max_bytes };
-        let (tx, rx) = sync_channel::<String>(QUEUE);
+        let (tx, rx) = sync_channel::<AuditEntry>(QUEUE);
         std::thread::Builder::new().name("audit".into()).spawn(move || {
-            while let Ok(line) = rx.recv() {
+            while let Ok(entry) = rx.recv() {
+                // Serialized here, on the writer's thread: the request only moved the entry into the channel.
+                let Ok(mut line) = serde_json::to_string(&entry) else { continue };
+                line.push('\n');
                 if let Err(e) = writer.append(&line) {
                     tracing::warn!("could not write the audit log {}: {e}", writer.path.display());
                 }
@@ -48,11 +51,9 @@ impl AuditLog {
         Ok(Self { tx, dropped: Arc::default() })
     }
 
-    /// Queues `entry`'s line; never waits.
-    pub fn record(&self, entry: &AuditEntry) {
-        let Ok(mut line) = serde_json::to_string(entry) else { return };
-        line.push('\n');
-        match self.tx.try_send(line) {
+    /// Queues `entry`; never waits.
+    pub fn record(&self, entry: AuditEntry) {
+        match self.tx.try_send(entry) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;

@@ -193,7 +193,7 @@ impl Broker {
                 entry.error = Some(error.0.code.as_str().to_owned());
             }
         }
-        log.record(&entry);
+        log.record(entry);
     }
 }
 
