@@ -353,3 +353,29 @@ fn policy_allow_writes_a_rule_that_applies_at_once_and_policy_list_shows_it() {
     assert!(listed.contains("default: deny"), "{listed}");
     assert!(listed.contains(&format!("allow program {program_text} profiles work")), "{listed}");
 }
+
+#[test]
+fn an_ask_refused_with_policy_deny_is_policy_denied_and_audited() {
+    let fake = fake();
+    let bin = private_tempdir();
+    let program = curl_copy(bin.path(), "refused-curl");
+    let text = config(&fake, "memory", &unique_service("ask-deny"), "\n[policy]\ndefault = \"ask\"\n");
+    let daemon = Daemon::start(&text);
+    let socket = daemon.socket.clone();
+    let asker = program.clone();
+    let asked = std::thread::spawn(move || curl(&asker, &socket, "/v1/token"));
+    let id = wait_for_pending(&daemon);
+    let out = Command::new(client_bin())
+        .args(["policy", "deny", &id.to_string()])
+        .env("GRAPHBROKER_SOCKET", &daemon.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, body) = asked.join().unwrap();
+    assert_eq!((status, code(&body)), (403, "policy_denied"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("the user said no"), "{body}");
+    let lines = daemon.audit_wait(1);
+    assert_eq!(lines[0].outcome, AuditOutcome::PolicyDenied);
+    assert_eq!(lines[0].decided_by.as_deref(), Some(&*format!("ask:{id}")));
+    assert_eq!(lines[0].program.exe.as_deref(), Some(&*program.display().to_string()));
+}
