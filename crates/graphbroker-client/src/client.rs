@@ -156,7 +156,7 @@ impl Client {
         self.call(Method::GET, route, Some(encode_query(query)?), held_for).await
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         route: &str,

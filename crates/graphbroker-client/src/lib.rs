@@ -38,6 +38,7 @@ pub mod config_file;
 mod connect;
 mod error;
 mod graph;
+mod policy;
 mod wait;
 
 pub use client::{Client, DEFAULT_ANSWER_MARGIN};

@@ -77,6 +77,9 @@ pub enum ErrorCode {
     GraphUnavailable,
     /// The OS keychain is locked or absent.
     KeychainUnavailable,
+    /// The policy (`[policy]` in the config) refuses this program the token; the message names the program and
+    /// the command that allows it.
+    PolicyDenied,
     /// The daemon is stopping; ask again once it is back (a service manager restarts it on demand).
     DaemonStopping,
     /// A fault inside the daemon; its log says more.
@@ -88,7 +91,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (so `ALL[code as usize] == code`), `Unknown` last.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::BadRequest,
         Self::InvalidScopes,
         Self::SigninRequired,
@@ -105,6 +108,7 @@ impl ErrorCode {
         Self::IdentityProviderUnavailable,
         Self::GraphUnavailable,
         Self::KeychainUnavailable,
+        Self::PolicyDenied,
         Self::DaemonStopping,
         Self::Internal,
         Self::Unknown,
@@ -115,7 +119,7 @@ impl ErrorCode {
         match self {
             Self::BadRequest | Self::InvalidScopes => 400,
             Self::SigninRequired | Self::SigninDeclined | Self::SigninExpired => 401,
-            Self::Forbidden => 403,
+            Self::Forbidden | Self::PolicyDenied => 403,
             Self::UnknownProfile | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::SigninTimeout => 408,
@@ -146,6 +150,7 @@ impl ErrorCode {
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::GraphUnavailable => "graph_unavailable",
             Self::KeychainUnavailable => "keychain_unavailable",
+            Self::PolicyDenied => "policy_denied",
             Self::DaemonStopping => "daemon_stopping",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
@@ -203,6 +208,7 @@ mod tests {
         assert_eq!(ErrorCode::InvalidScopes.http_status(), 400);
         assert_eq!(ErrorCode::SigninRequired.http_status(), 401);
         assert_eq!(ErrorCode::Forbidden.http_status(), 403);
+        assert_eq!(ErrorCode::PolicyDenied.http_status(), 403);
         assert_eq!(ErrorCode::UnknownProfile.http_status(), 404);
         assert_eq!(ErrorCode::SigninTimeout.http_status(), 408);
         assert_eq!(ErrorCode::AccountMismatch.http_status(), 409);

@@ -5,6 +5,7 @@
 //! the client library and any third-party program can share one definition of the protocol without pulling in
 //! an async runtime. Everything that crosses the socket is a type here; nothing crosses as a formatted string.
 
+mod audit;
 mod config;
 mod error;
 mod expiry;
@@ -13,6 +14,10 @@ mod redact;
 mod socket;
 mod time;
 
+pub use audit::{
+    AUDIT_FILE_NAME, AnswerQuery, AuditEntry, AuditOutcome, AuditRoute, CallerInfo, PendingAsk, PolicyChangeResponse,
+    PolicyResponse, PolicyRuleInfo, RuleQuery, default_audit_path,
+};
 pub use config::{ConfigEntry, ConfigOrigin, ConfigResponse, ConfigValue};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use expiry::{RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse, SignInWarning, WarningKind};
@@ -70,6 +75,14 @@ pub mod routes {
     pub const GRAPH_PREFIX: &str = "/graph/";
     /// `GET`: the daemon's metrics in the Prometheus text format (counts only; see docs/api.md).
     pub const METRICS: &str = "/metrics";
+    /// `GET`: the policy in effect and the asks waiting for an answer.
+    pub const POLICY: &str = "/v1/policy";
+    /// `POST`: append an allow or deny rule to the config file, and apply it.
+    pub const POLICY_RULES: &str = "/v1/policy/rules";
+    /// `POST`: answer a pending ask with "allow" (once, or always).
+    pub const POLICY_APPROVE: &str = "/v1/policy/approve";
+    /// `POST`: answer a pending ask with "deny".
+    pub const POLICY_DENY: &str = "/v1/policy/deny";
 }
 
 /// The request and answer headers of the Graph proxy (`/graph/{version}/{path…}`).

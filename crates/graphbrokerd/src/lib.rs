@@ -19,6 +19,8 @@
 //! - [`metrics`]: `GET /metrics` (Prometheus text): the counters, the platform latency, the tokens' life left.
 //! - [`server`]: the HTTP API on the socket and the peer check. [`socket`]: binding the socket safely.
 //!   [`waiting`]: a request waiting on the user gives up its connection's serving slot.
+//! - [`caller`]: which program is asking. [`policy`]: who may have which token (`[policy]`), and the audit line
+//!   of each decision, which [`audit`] writes off the request path.
 //! - [`clock`]: the wall and boot clocks (the boot clock counts suspend), injectable; every token validity
 //!   decision is taken on both. [`notify`]: desktop notifications of a sign-in's prompt.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification. [`hardening`]: no core
@@ -28,8 +30,10 @@
 //! targets in `fuzz/`; the normal build does not carry it.
 
 pub mod activation;
+pub mod audit;
 pub mod broker;
 pub mod browser;
+pub mod caller;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -40,6 +44,7 @@ pub mod hardening;
 pub mod idp;
 pub mod metrics;
 pub mod notify;
+pub mod policy;
 pub mod retry;
 pub mod scopes;
 pub mod server;

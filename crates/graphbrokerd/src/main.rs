@@ -138,6 +138,15 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
         .context("failed to build the HTTP client")?
         .with_latency(metrics.idp_latency());
     let broker = Broker::with_metrics(&config, Arc::new(platform), Arc::new(SystemStores::default()), metrics);
+    match graphbroker_protocol::default_audit_path() {
+        Some(path) => match graphbrokerd::audit::AuditLog::start(path.clone(), graphbrokerd::audit::MAX_BYTES) {
+            Ok(log) => broker.guard().start_audit(log),
+            Err(e) => {
+                tracing::warn!("the audit log {} could not be opened ({e}); decisions are not recorded", path.display())
+            }
+        },
+        None => tracing::warn!("no home directory for the audit log; decisions are not recorded"),
+    }
     broker.load_accounts().await;
     // The rolling refresh at every start (a service manager's daily start or timer, a first request) and once a
     // day of boot clock while the daemon keeps running (a check that finds nothing idle asks the platform

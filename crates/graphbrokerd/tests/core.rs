@@ -377,9 +377,14 @@ async fn a_keychain_that_cannot_be_reached_is_a_clear_error_not_a_file() {
     assert_eq!(fake.stats().devicecode, 0, "no sign-in starts that could not be kept");
     let written: Vec<_> = walk(daemon.dir.path()).into_iter().filter(|p| !p.ends_with("daemon.log")).collect();
     assert!(
-        written.iter().all(|p| p.ends_with("config.toml") || p.ends_with("graphbroker.sock")),
-        "nothing but the config and the socket in the daemon's directory: {written:?}"
+        written
+            .iter()
+            .all(|p| p.ends_with("config.toml") || p.ends_with("graphbroker.sock") || p.ends_with("audit.jsonl")),
+        "nothing but the config, the socket and the audit log in the daemon's directory: {written:?}"
     );
+    // The audit log records the refusal, and holds no secret.
+    let audit = std::fs::read_to_string(daemon.dir.path().join("state/graphbroker/audit.jsonl")).unwrap_or_default();
+    assert!(!audit.contains("refresh_token") && !audit.contains("eyJ"), "{audit}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -1,5 +1,6 @@
 //! Desktop notifications end to end: the real daemon, a private D-Bus session bus (`dbus-daemon`), and a
-//! stand-in `org.freedesktop.Notifications` service served by this test, which records every `Notify` call.
+//! stand-in `org.freedesktop.Notifications` service served by this test, which records every `Notify` call and
+//! plays the user clicking an action (`ActionInvoked`).
 
 mod support;
 
@@ -47,6 +48,7 @@ struct Received {
     app_name: String,
     summary: String,
     body: String,
+    actions: Vec<String>,
 }
 
 struct FakeNotifications(mpsc::Sender<Received>);
@@ -61,13 +63,66 @@ impl FakeNotifications {
         _app_icon: String,
         summary: String,
         body: String,
-        _actions: Vec<String>,
+        actions: Vec<String>,
         _hints: HashMap<String, zbus::zvariant::OwnedValue>,
         _expire_timeout: i32,
     ) -> u32 {
-        let _ = self.0.send(Received { app_name, summary, body });
+        let _ = self.0.send(Received { app_name, summary, body, actions });
         1
     }
+}
+
+/// The stand-in on `bus`; its notices arrive on the receiver.
+fn stand_in(bus: &SessionBus) -> (zbus::blocking::Connection, mpsc::Receiver<Received>) {
+    let (tx, notices) = mpsc::channel();
+    let service = zbus::blocking::connection::Builder::address(bus.address.as_str())
+        .unwrap()
+        .name("org.freedesktop.Notifications")
+        .unwrap()
+        .serve_at("/org/freedesktop/Notifications", FakeNotifications(tx))
+        .unwrap()
+        .build()
+        .expect("the stand-in notification service is on the bus");
+    (service, notices)
+}
+
+/// The user clicks action `key` of notification 1 (the stand-in numbers every notification 1).
+fn invoke_action(service: &zbus::blocking::Connection, key: &str) {
+    service
+        .emit_signal(
+            None::<&str>,
+            "/org/freedesktop/Notifications",
+            "org.freedesktop.Notifications",
+            "ActionInvoked",
+            &(1u32, key),
+        )
+        .expect("ActionInvoked is sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ask_is_answered_by_the_notifications_allow_action() {
+    let Some(bus) = SessionBus::start() else {
+        eprintln!("skipped: dbus-daemon is not installed");
+        return;
+    };
+    let (service, notices) = stand_in(&bus);
+    let fake = fake();
+    let text = config(&fake, "memory", &unique_service("ask-notify"), "\n[policy]\ndefault = \"ask\"\n");
+    let daemon = Daemon::start_with(&text, |command| {
+        command.env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+    });
+    let client = daemon.client();
+    let asked = tokio::spawn(async move { client.token(&query("User.Read")).await });
+    let notice = notices.recv_timeout(Duration::from_secs(20)).expect("the ask is notified");
+    assert!(notice.summary.contains("asks for a token"), "{notice:?}");
+    assert!(notice.body.contains("policy approve"), "{notice:?}");
+    assert_eq!(notice.actions, ["allow", "Allow once", "always", "Always allow", "deny", "Deny"]);
+    invoke_action(&service, "allow");
+    let error = asked.await.unwrap().expect_err("nobody signed in");
+    // Past the policy: it reached the sign-in.
+    assert_eq!(error.code(), Some(graphbroker_protocol::ErrorCode::SigninRequired), "{error}");
+    // Allowed once: no rule was written.
+    assert!(!std::fs::read_to_string(&daemon.config_path).unwrap().contains("[[policy.rules]]"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,15 +131,7 @@ async fn a_background_sign_in_is_notified_and_a_terminal_one_is_not() {
         eprintln!("skipped: dbus-daemon is not installed");
         return;
     };
-    let (tx, notices) = mpsc::channel();
-    let _service = zbus::blocking::connection::Builder::address(bus.address.as_str())
-        .unwrap()
-        .name("org.freedesktop.Notifications")
-        .unwrap()
-        .serve_at("/org/freedesktop/Notifications", FakeNotifications(tx))
-        .unwrap()
-        .build()
-        .expect("the stand-in notification service is on the bus");
+    let (_service, notices) = stand_in(&bus);
 
     let fake = fake();
     let extra = "\n[profiles.other]\nauthority = \"AUTHORITY\"\nclient_id = \"CLIENT\"\nflow = \"device\"\nstore = \"memory\"\n"

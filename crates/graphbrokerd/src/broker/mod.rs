@@ -240,14 +240,16 @@ pub struct Broker {
     /// Every counter, the status route's included (`status.rs` reads them from here).
     metrics: Arc<Metrics>,
     next_signin: AtomicU64,
-    shutdown: watch::Sender<bool>,
+    pub(crate) shutdown: watch::Sender<bool>,
     /// Bumped whenever an account or a sign-in changes, for whoever reports the daemon's state (sd_notify).
     changes: watch::Sender<u64>,
     /// The date and time, for when refresh tokens were last used.
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     notifier: Arc<dyn Notifier>,
     /// Started on first use, inside the runtime.
     notices: OnceLock<NoticeQueue>,
+    /// The policy's state: the audit log, the asks waiting (`crate::policy`).
+    pub(crate) guard: crate::policy::Guard,
 }
 
 impl Broker {
@@ -306,6 +308,7 @@ impl Broker {
             clock,
             notifier,
             notices: OnceLock::new(),
+            guard: Default::default(),
         })
     }
 
@@ -326,7 +329,7 @@ impl Broker {
         self.profiles.read().expect("profiles lock").clone()
     }
 
-    fn platform(&self) -> Arc<dyn Platform> {
+    pub(crate) fn platform(&self) -> Arc<dyn Platform> {
         self.platform.read().expect("platform lock").clone()
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use graphbroker_protocol::{AccountInfo, EpochSeconds, ErrorCode, SignInReason};
+use graphbroker_protocol::{AccountInfo, AuditOutcome, EpochSeconds, ErrorCode, SignInReason};
 use graphbroker_store::AccountRecord;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
@@ -115,7 +115,9 @@ impl Broker {
     pub async fn token(self: &Arc<Self>, request: &TokenRequest) -> Result<IssuedToken, ApiError> {
         // Errors are counted where they are answered (the server), by their code.
         self.metrics.token_request();
-        self.token_inner(request).await
+        let result = self.token_inner(request).await;
+        self.audit(request, &result);
+        result
     }
 
     /// The request against the profile's current slot.
@@ -133,6 +135,7 @@ impl Broker {
     async fn token_inner(self: &Arc<Self>, request: &TokenRequest) -> Result<IssuedToken, ApiError> {
         let started = Instant::now();
         let mut resolved = self.resolve(request)?;
+        self.authorize(&resolved.slot.profile, &resolved.scopes).await?;
         let mut freshness = match request.claims {
             Some(_) => {
                 let seen = resolved.slot.state.lock().expect("state lock").entries.answers_so_far();
@@ -164,6 +167,7 @@ impl Broker {
                         Some(signin) => {
                             let remaining = request.wait.saturating_sub(started.elapsed());
                             signin.wait(remaining, self.shutdown.subscribe()).await?;
+                            crate::policy::context::note(AuditOutcome::SignedIn);
                             // The sign-in sent the challenge's claims: the token it cached answers them.
                             freshness = Freshness::Cached;
                         }
@@ -287,6 +291,7 @@ impl Broker {
         let record = state.record()?.clone();
         self.metrics.cache_hit();
         let refresh_ahead = state.entries.claim_refresh_ahead(scopes.key());
+        crate::policy::context::note(AuditOutcome::Cache);
         Some((issued(&slot.profile, &record, token, state.entries.now()), refresh_ahead))
     }
 
@@ -349,6 +354,7 @@ impl Broker {
         if let Some(claims) = answers {
             state.entries.note_answered(scopes.key(), claims);
         }
+        crate::policy::context::note(AuditOutcome::Refreshed);
         Ok(Silent::Token { token: issued(profile, &record, token, now), refresh_ahead: false })
     }
 }

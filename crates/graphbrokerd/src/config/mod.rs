@@ -107,6 +107,8 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// The line of each key set in `source`, read from the same text (empty for the built-in defaults).
     pub origins: Origins,
+    /// `[policy]`: who may have which token (`crate::policy`).
+    pub policy: crate::policy::PolicyConfig,
 }
 
 /// One named profile: an app registration in a tenant, and how to sign in to it.
@@ -252,6 +254,7 @@ impl Config {
             notifications: false,
             source: None,
             origins: Origins::default(),
+            policy: Default::default(),
         }
     }
 
@@ -290,9 +293,11 @@ impl Config {
 
     /// Parses and resolves the text of a config file; `origin` is the file's path, for messages and `source`.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|err| syntax_error(text, origin, &err))?;
+        let mut raw: RawConfig = toml::from_str(text).map_err(|err| syntax_error(text, origin, &err))?;
+        let raw_policy = raw.policy.take();
         let config = Resolver { path: origin }.config(raw)?;
-        Ok(Config { origins: Origins::of_text(text), ..config })
+        let policy = crate::policy::PolicyConfig::resolve(raw_policy, &config.profiles, text, origin)?;
+        Ok(Config { origins: Origins::of_text(text), policy, ..config })
     }
 
     /// The profile called `name`, or the default profile for `None`.

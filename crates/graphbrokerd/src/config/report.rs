@@ -18,6 +18,14 @@ impl Config {
         report.add("browser_command", self.browser_command.clone().map(ConfigValue::from));
         report.add("browser_timeout", Some(self.browser_timeout.as_secs().into()));
         report.add("notifications", Some(self.notifications.into()));
+        report.add("policy.default", Some(self.policy.default.as_str().into()));
+        report.add("policy.ask_timeout", Some(self.policy.ask_timeout.as_secs().into()));
+        let rules = self
+            .policy
+            .rules
+            .iter()
+            .map(|rule| format!("{} {} = {}", rule.action.as_str(), rule.selector.key(), rule.selector.value()));
+        report.add("policy.rules", Some(rules.collect::<Vec<_>>().into()));
         for profile in self.profiles.values() {
             report.profile(profile);
         }

@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     notifications: Option<bool>,
     #[serde(default)]
     profiles: BTreeMap<String, RawProfile>,
+    /// Resolved after the profiles, by `crate::policy` (see `Config::parse`).
+    pub(super) policy: Option<crate::policy::RawPolicy>,
 }
 
 /// One `[profiles.NAME]` table as written.
@@ -176,6 +178,7 @@ impl Resolver<'_> {
             notifications: raw.notifications.unwrap_or(false),
             source: Some(self.path.to_path_buf()),
             origins: Default::default(),
+            policy: Default::default(),
         })
     }
 

@@ -38,6 +38,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::peer::{FORBIDDEN_MESSAGE, Peer, PeerPolicy};
 use crate::metrics::Metrics;
+use crate::policy::{self, context::RequestContext};
 use crate::waiting::{self, Slot};
 
 /// How long a connection may take to send a whole request head (and how long an idle keep-alive connection is
@@ -120,15 +121,17 @@ pub(super) async fn accept_loop(
             refuse(stream, &peer, &lingering);
             continue;
         }
+        let process = Arc::new(crate::caller::PeerProcess::of(&stream, peer.pid));
         let app = TowerToHyperService::new(app.clone());
         let slot = Slot::new(slot, waiting_room.clone());
         let held = slot.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             let slot = held.clone();
+            let context = RequestContext::new(process.clone(), request.method().as_str(), request.uri().path());
             let answer = app.call(request);
             async move {
-                let mut response = waiting::scope(slot.clone(), answer).await?;
+                let mut response = waiting::scope(slot.clone(), policy::context::scope(context, answer)).await?;
                 if slot.is_waiting() {
                     // It gave up its serving slot: it ends with this answer (hyper closes it once written).
                     response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));

@@ -152,6 +152,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .route(routes::HEALTHZ, get(|| async { "ok" }))
         .route(routes::METRICS, get(metrics))
         .route("/graph/{*path}", any(proxy::forward))
+        .merge(crate::policy::policy_routes().with_state(broker.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route: see docs/api.md for the routes") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")

@@ -172,6 +172,8 @@ impl Daemon {
         let mut command = Command::new(binary);
         command.arg("--config").arg(&self.config_path).arg("--socket").arg(&self.socket);
         daemon_environment(&mut command, log);
+        // The audit log goes to the daemon's own directory, never the tester's.
+        command.env("XDG_STATE_HOME", self.dir.path().join("state"));
         adjust(&mut command);
         let child = command.spawn().expect("graphbrokerd starts");
         self.child = Some(child);
@@ -200,6 +202,26 @@ impl Daemon {
                 panic!("graphbrokerd exited early ({status}):\n{}", self.log());
             }
             assert!(Instant::now() < deadline, "graphbrokerd did not become ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The audit log's lines so far (the daemon's `XDG_STATE_HOME` is `state/` in its directory).
+    pub fn audit_lines(&self) -> Vec<graphbroker_protocol::AuditEntry> {
+        let path = self.dir.path().join("state/graphbroker/audit.jsonl");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).expect("an audit line is an AuditEntry")).collect()
+    }
+
+    /// Waits until the audit log holds at least `n` lines (it is written off the request path), and returns them.
+    pub fn audit_wait(&self, n: usize) -> Vec<graphbroker_protocol::AuditEntry> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let lines = self.audit_lines();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(Instant::now() < deadline, "the audit log has {} lines, not {n}: {lines:?}", lines.len());
             std::thread::sleep(Duration::from_millis(10));
         }
     }

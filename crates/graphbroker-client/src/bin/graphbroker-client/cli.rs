@@ -106,6 +106,13 @@ pub enum Command {
     Graph(crate::graph::GraphArgs),
     /// Show the client's and the daemon's versions
     Version,
+    /// Show the audit log: which program got which token, and when (never a token)
+    Audit(crate::policy_command::AuditArgs),
+    /// Show or change who may have which token (`[policy]` in the daemon's config), and answer waiting requests
+    Policy {
+        #[command(subcommand)]
+        action: crate::policy_command::PolicyAction,
+    },
     /// Run graphbrokerd as a user service (systemd, or launchd on macOS), started on the first request
     Service {
         #[command(subcommand)]

@@ -26,6 +26,9 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         return config_command::init(config.as_deref(), *force);
     }
     // Generated from the command line's definition alone: no daemon, no socket.
+    if let Command::Audit(args) = &cli.command {
+        return crate::policy_command::audit(args);
+    }
     if let Command::Completions { shell } = &cli.command {
         return generate::completions(*shell);
     }
@@ -61,6 +64,8 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Graph(args) => crate::graph::run(&client, args, ui).await,
         Command::Service { action } => service::run(*action, cli.socket.as_deref(), ui),
         Command::Completions { shell } => generate::completions(*shell),
+        Command::Audit(args) => crate::policy_command::audit(args),
+        Command::Policy { action } => crate::policy_command::policy(&client, action).await,
     }
 }
 

@@ -79,6 +79,7 @@ impl ExitStatus {
             ErrorCode::DaemonStopping => Self::Unreachable,
             ErrorCode::BadRequest | ErrorCode::InvalidScopes | ErrorCode::UnknownProfile => Self::BadRequest,
             ErrorCode::Forbidden
+            | ErrorCode::PolicyDenied
             | ErrorCode::RateLimited
             | ErrorCode::NotFound
             | ErrorCode::MethodNotAllowed
@@ -172,6 +173,7 @@ mod tests {
             (ErrorCode::InvalidScopes, 8),
             (ErrorCode::UnknownProfile, 8),
             (ErrorCode::Forbidden, 1),
+            (ErrorCode::PolicyDenied, 1),
             (ErrorCode::Internal, 1),
             (ErrorCode::Unknown, 1),
         ];

@@ -15,6 +15,7 @@ mod fast_path;
 mod format;
 mod generate;
 mod graph;
+mod policy_command;
 mod service;
 mod status_view;
 mod ui;

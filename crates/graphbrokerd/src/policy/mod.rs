@@ -1,0 +1,226 @@
+//! Who may have which token: the `[policy]` of the config, applied to every token request (the socket's routes
+//! and the Graph proxy alike, since all go through `Broker::token`), and the audit line of each decision.
+//!
+//! - `rules.rs`: the table as written and resolved. A request is matched against the rules: a `deny` rule that
+//!   covers it refuses it, else an `allow` rule serves it, else `default` decides (allow, deny or ask). A rule
+//!   names a caller by `program` (an executable, outside any sandbox), `unit` (a systemd unit, outside any
+//!   sandbox) or `sandbox` (a flatpak app id or snap name) — a sandboxed app is only ever matched by its sandbox,
+//!   since inside it `/usr/bin/python3` may be anything — and may narrow it to `profiles` and `scopes`.
+//! - `context.rs`: the request's peer and route, a task-local set by the accept loop.
+//! - `ask.rs`: a request held while the user is asked (desktop notification with actions, or `policy approve`).
+//! - `edit.rs`: a rule appended to the config file ("always", `policy allow`), then applied as a reload.
+//! - The audit line goes to `crate::audit`'s writer through a channel: the request never waits on the disk.
+
+mod ask;
+mod ask_notify;
+pub mod context;
+mod edit;
+mod routes;
+mod rules;
+
+use std::sync::{Arc, OnceLock};
+
+use graphbroker_protocol::{AuditEntry, AuditOutcome, AuditRoute, EpochSeconds, ErrorCode};
+
+pub use self::ask::{Answer, Approvals};
+pub use self::edit::NewRule;
+pub(crate) use self::routes::policy_routes;
+pub use self::rules::{PolicyConfig, PolicyDefault, RawPolicy, Rule, RuleAction, Selector};
+use crate::audit::AuditLog;
+use crate::broker::{Broker, IssuedToken, TokenRequest};
+use crate::caller::Caller;
+use crate::config::Profile;
+use crate::error::ApiError;
+use crate::scopes::ScopeSet;
+
+/// What the policy says of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// `by`: `rule:LINE` or `default`.
+    Allow {
+        by: String,
+    },
+    Deny {
+        by: String,
+    },
+    Ask,
+}
+
+impl PolicyConfig {
+    /// The decision for `caller` asking `profile` for `scopes`.
+    pub fn decide(&self, caller: &Caller, profile: &Profile, scopes: &ScopeSet) -> Decision {
+        let covering = |action: RuleAction| {
+            self.rules.iter().find(|rule| rule.action == action && rule.covers(caller, profile, scopes))
+        };
+        let by = |rule: &Rule| rule.line.map_or_else(|| "rule".to_owned(), |line| format!("rule:{line}"));
+        if let Some(rule) = covering(RuleAction::Deny) {
+            return Decision::Deny { by: by(rule) };
+        }
+        if let Some(rule) = covering(RuleAction::Allow) {
+            return Decision::Allow { by: by(rule) };
+        }
+        match self.default {
+            PolicyDefault::Allow => Decision::Allow { by: "default".into() },
+            PolicyDefault::Deny => Decision::Deny { by: "default".into() },
+            PolicyDefault::Ask => Decision::Ask,
+        }
+    }
+}
+
+impl Rule {
+    /// Whether this rule covers `caller` asking `profile` for `scopes`. An unknown caller is covered by none.
+    pub fn covers(&self, caller: &Caller, profile: &Profile, scopes: &ScopeSet) -> bool {
+        let Some(program) = caller.program() else { return false };
+        let named = match (&self.selector, &program.sandbox) {
+            (Selector::Sandbox(app), Some(sandbox)) => *app == sandbox.app_id,
+            (Selector::Program(exe), None) => *exe == program.exe,
+            (Selector::Unit(unit), None) => program.unit.as_ref() == Some(unit),
+            _ => false,
+        };
+        if !named || self.profiles.as_ref().is_some_and(|names| !names.contains(&profile.name)) {
+            return false;
+        }
+        let Some(allowed) = &self.scopes else { return true };
+        let Ok(allowed) = ScopeSet::normalize(allowed, &profile.graph_resource) else { return false };
+        allowed.resource().eq_ignore_ascii_case(scopes.resource())
+            && scopes.scopes().iter().all(|s| allowed.scopes().iter().any(|a| a.eq_ignore_ascii_case(s)))
+    }
+}
+
+/// The policy's state beside the config: the audit log, the asks waiting for an answer.
+#[derive(Debug, Default)]
+pub struct Guard {
+    audit: OnceLock<AuditLog>,
+    pub(crate) approvals: Approvals,
+    /// Serializes edits of the config file.
+    editing: std::sync::Mutex<()>,
+}
+
+impl Guard {
+    /// Writes every later decision to `log`. Once; later calls are ignored.
+    pub fn start_audit(&self, log: AuditLog) {
+        let _ = self.audit.set(log);
+    }
+}
+
+impl Broker {
+    /// The policy's state.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// Applies the policy to the current request (see [`context`]) for `profile` and `scopes`: `Ok` to serve it.
+    pub(crate) async fn authorize(self: &Arc<Self>, profile: &Profile, scopes: &ScopeSet) -> Result<(), ApiError> {
+        let context = context::current();
+        let caller = context.as_ref().map_or_else(
+            || Arc::new(Caller::unknown(None, "not asked over the socket")),
+            |context| context.peer.caller(),
+        );
+        if let Some(context) = &context {
+            let draft = context.draft.lock().expect("draft lock");
+            if let Some((allowed_profile, key, by)) = &draft.allowed
+                && *allowed_profile == profile.name
+                && key == scopes.key()
+            {
+                let by = by.clone();
+                drop(draft);
+                context.draft.lock().expect("draft lock").decided_by = Some(by);
+                return Ok(());
+            }
+        }
+        let decision = self.config().policy.decide(&caller, profile, scopes);
+        let outcome = match decision {
+            Decision::Allow { by } => Ok(by),
+            Decision::Deny { by } => Err((by, denied(&caller, profile, scopes, None))),
+            Decision::Ask => self.ask(&caller, profile, scopes).await,
+        };
+        let by = match &outcome {
+            Ok(by) | Err((by, _)) => by.clone(),
+        };
+        if let Some(context) = &context {
+            let mut draft = context.draft.lock().expect("draft lock");
+            draft.decided_by = Some(by.clone());
+            if outcome.is_ok() {
+                draft.allowed = Some((profile.name.clone(), scopes.key().to_owned(), by));
+            }
+        }
+        outcome.map(drop).map_err(|(_, error)| error)
+    }
+
+    /// Writes the audit line of a token request that came to `result`.
+    pub(crate) fn audit(&self, request: &TokenRequest, result: &Result<IssuedToken, ApiError>) {
+        let Some(log) = self.guard.audit.get() else { return };
+        let context = context::current();
+        let (caller, route, source, decided_by) = match &context {
+            Some(context) => {
+                let mut draft = context.draft.lock().expect("draft lock");
+                let (source, by) = (draft.source.take(), draft.decided_by.take());
+                (context.peer.caller().info(), context.route.clone(), source, by)
+            }
+            None => (Caller::unknown(None, "not asked over the socket").info(), AuditRoute::Other, None, None),
+        };
+        let mut entry = AuditEntry {
+            time: EpochSeconds::from_system_time(self.clock.now()),
+            profile: request.profile.clone(),
+            account: None,
+            resource: None,
+            scopes: request.scopes.clone().unwrap_or_default(),
+            route,
+            program: caller,
+            outcome: AuditOutcome::Error,
+            error: None,
+            decided_by,
+        };
+        if let Some(profile) = self.config().profile(request.profile.as_deref()) {
+            entry.profile = Some(profile.name.clone());
+            let requested = request.scopes.as_deref().unwrap_or(&profile.scopes);
+            if let Ok(set) = ScopeSet::normalize(requested, &profile.graph_resource) {
+                entry.resource = Some(set.resource().to_owned());
+                entry.scopes = set.scopes().to_vec();
+            }
+        }
+        match result {
+            Ok(issued) => {
+                entry.account = Some(issued.account.username.clone());
+                entry.outcome = source.unwrap_or(AuditOutcome::Cache);
+            }
+            Err(error) => {
+                entry.outcome = if error.0.code == ErrorCode::PolicyDenied {
+                    AuditOutcome::PolicyDenied
+                } else {
+                    AuditOutcome::Error
+                };
+                entry.error = Some(error.0.code.as_str().to_owned());
+            }
+        }
+        log.record(entry);
+    }
+}
+
+/// `403 policy_denied`, naming the program and the command that would allow it.
+fn denied(caller: &Caller, profile: &Profile, scopes: &ScopeSet, why: Option<&str>) -> ApiError {
+    let scopes_text = scopes.scopes().join(" ");
+    let why = why.map(|why| format!(" ({why})")).unwrap_or_default();
+    let message = match caller.program() {
+        None => format!(
+            "the policy refuses tokens to an {}{why}: only default = \"allow\" serves programs that cannot be \
+             identified",
+            caller.describe()
+        ),
+        Some(program) => {
+            let selector = match &program.sandbox {
+                Some(sandbox) => format!("--sandbox {}", sandbox.app_id),
+                None => format!("--program {}", program.exe),
+            };
+            format!(
+                "the policy refuses {} (pid {}) tokens of profile {:?} for {scopes_text}{why}; to allow it, run \
+                 `graphbroker-client policy allow {selector} --profile {} --scopes '{scopes_text}'`",
+                caller.describe(),
+                program.pid,
+                profile.name,
+                profile.name
+            )
+        }
+    };
+    ApiError::new(ErrorCode::PolicyDenied, message)
+}
