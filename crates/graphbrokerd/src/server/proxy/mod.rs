@@ -98,6 +98,10 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
     let target = target_url(&base, parts.uri.path(), parts.uri.query())?;
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
         .map_err(|_| ApiError::bad_request("the request method is not one HTTP knows"))?;
+    if axum::body::HttpBody::size_hint(&body).exact() != Some(0) {
+        // Reading a body waits on the caller: it does so off the serving slots (see `crate::waiting`).
+        crate::waiting::waiting_on_peer();
+    }
     let mut outgoing = Outgoing::read(body).await?;
     let mut token = app.broker.token(&token_request).await?;
 
