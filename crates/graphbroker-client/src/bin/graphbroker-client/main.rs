@@ -15,6 +15,7 @@ mod fast_path;
 mod format;
 mod generate;
 mod graph;
+mod safe_text;
 mod service;
 mod status_view;
 mod ui;
@@ -74,7 +75,7 @@ fn finish(outcome: Result<(), Failure>, ui: &Ui) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             ui.clear_waiting_line();
-            let _ = writeln!(std::io::stderr(), "graphbroker-client: {}", failure.message);
+            let _ = writeln!(std::io::stderr(), "graphbroker-client: {}", safe_text::for_terminal(&failure.message));
             ExitCode::from(failure.status.code())
         }
     }
