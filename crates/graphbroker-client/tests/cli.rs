@@ -337,3 +337,37 @@ async fn a_spinner_turns_on_a_terminal_and_is_cleared_before_the_token() {
     let last = token_line.trim_end_matches('\r').rsplit('\r').next().unwrap_or_default();
     assert_eq!(last.strip_prefix("\x1b[2K").unwrap_or(last), ACCESS_TOKEN, "{token_line:?}");
 }
+
+/// Attack D: the platform's device-code message and an error description carry escape sequences (a screen
+/// clear, an OSC 8 link that shows a Microsoft URL and points elsewhere, a bidi override, a C1 CSI). Nothing
+/// of it reaches the terminal as an escape: stderr holds no ESC, C1 or bidi control byte, only their visible form.
+#[tokio::test]
+async fn text_from_outside_reaches_the_terminal_without_its_escapes() {
+    let hostile = "\x1b[2J\x1b]8;;https://evil.example/\x1b\\https://microsoft.com/devicelogin\x1b]8;;\x1b\\ \u{202e}edoc\u{9b}31m";
+    let prompt = serde_json::json!({
+        "flow": "device",
+        "verification_uri": "https://microsoft.com/devicelogin",
+        "user_code": "ABCD1234",
+        "message": format!("To sign in, open {hostile} and enter ABCD1234"),
+        "expires_at": 4_099_999_999u64,
+    });
+    let daemon = MockDaemon::start(move |_, _| {
+        Reply::error(
+            401,
+            serde_json::json!({"error": {"code": "signin_required", "message": format!("sign in: {hostile}"),
+                "reason": "no_account", "signin": prompt.clone()}}),
+        )
+    });
+    let output = run(daemon.socket(), &["token", "--scopes", "User.Read", "--no-wait"]).await;
+    assert_eq!(output.status.code(), Some(4));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("\\u{1b}]8;;https://evil.example/"), "the escapes are shown: {stderr}");
+    for forbidden in ['\x1b', '\u{9b}', '\u{202e}'] {
+        assert!(!stderr.contains(forbidden), "{forbidden:?} reached the terminal: {stderr:?}");
+    }
+    let daemon =
+        MockDaemon::start(move |_, _| daemon_error(502, "identity_provider_error", &format!("AADSTS1: {hostile}")));
+    let output = run(daemon.socket(), &["token", "--scopes", "User.Read", "--no-wait"]).await;
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains('\x1b') && !stderr.contains('\u{202e}'), "{stderr:?}");
+}

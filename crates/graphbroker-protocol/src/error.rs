@@ -57,6 +57,9 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists but not for this method.
     MethodNotAllowed,
+    /// The request's body did not arrive in time (a piece of it stalled, or the whole took too long); send it
+    /// again. Only the Graph proxy reads request bodies.
+    RequestTimeout,
     /// The user declined the sign-in.
     SigninDeclined,
     /// The sign-in expired before the user completed it.
@@ -91,7 +94,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (so `ALL[code as usize] == code`), `Unknown` last.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         Self::BadRequest,
         Self::InvalidScopes,
         Self::SigninRequired,
@@ -99,6 +102,7 @@ impl ErrorCode {
         Self::UnknownProfile,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::RequestTimeout,
         Self::SigninDeclined,
         Self::SigninExpired,
         Self::SigninTimeout,
@@ -122,7 +126,7 @@ impl ErrorCode {
             Self::Forbidden | Self::PolicyDenied => 403,
             Self::UnknownProfile | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::SigninTimeout => 408,
+            Self::SigninTimeout | Self::RequestTimeout => 408,
             Self::AccountMismatch => 409,
             Self::RateLimited => 429,
             Self::IdentityProviderError | Self::GraphUnavailable => 502,
@@ -141,6 +145,7 @@ impl ErrorCode {
             Self::UnknownProfile => "unknown_profile",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::SigninDeclined => "signin_declined",
             Self::SigninExpired => "signin_expired",
             Self::SigninTimeout => "signin_timeout",

@@ -2,24 +2,28 @@
 //!
 //! The daemon binds `127.0.0.1` and `[::1]` on one random port (`listen.rs`) and registers the redirect as
 //! `http://localhost:PORT` — the form Entra expects of native apps (the port is ignored when matching the
-//! registered `http://localhost`). Every connection is first checked to come from the daemon's own user
-//! (`peer_uid.rs`, Linux); another user's gets a refusal page and leaves the sign-in waiting. The listener then
-//! answers two things: `GET /start`, the launch page the browser is opened on (`opener.rs`), which redirects to
-//! the authorize URL so that the URL never sits on a command line; and `GET /` carrying the sign-in's own
-//! `state`. Anything else (a favicon, a stray request, a redirect with another state) gets a small error page and
-//! leaves the sign-in waiting. The first redirect with the right state ends it — with a code, which is redeemed
-//! (retried while the platform fails transiently) before the page says "signed in", or with the platform's error
-//! — and the listener closes, as it does when the timeout runs out.
+//! registered `http://localhost`). Every connection is checked at `accept()` to come from the daemon's own user
+//! (`crate::tcp_owner`, Linux); another user's is closed unread, and the listener is bounded in connections and
+//! time (`serve.rs`). The listener then answers two things: `GET /start/<random>`, the launch page the browser is
+//! opened on (`opener.rs`), which redirects to the authorize URL so that the URL never sits on a command line —
+//! its path is fresh and unguessable for each sign-in, good for one redirect, and refused to a cross-site
+//! request; and `GET /` carrying the sign-in's own `state`. Anything else (a favicon, a stray request, another
+//! `/start`, a redirect with another state) gets a small error page with `Connection: close` and leaves the
+//! sign-in waiting. The first redirect with the right state ends it — with a code, which is redeemed (retried
+//! while the platform fails transiently) before the page says "signed in", or with the platform's error — and
+//! the listener closes with every connection it had, as it does when the timeout runs out.
 
 mod listen;
 mod opener;
-mod peer_uid;
+mod serve;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -27,15 +31,15 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{oneshot, watch};
 use zeroize::Zeroize as _;
 
-use self::listen::Connection;
 pub use self::opener::{graphical_session, open_browser};
 use crate::config::Profile;
 use crate::idp::{AuthorizationCode, EntraError, PkceCodeVerifier, Platform, PlatformError, Tokens, classify};
 use crate::retry::{PLATFORM_CALL, retry};
 use crate::scopes::ScopeSet;
 
-/// The launch page's path: the browser is opened on it, and it redirects to the authorize URL.
-const LAUNCH_PATH: &str = "/start";
+/// The launch page's path, followed by a fresh random part for each sign-in: the browser is opened on it, and it
+/// redirects to the authorize URL, once.
+const LAUNCH_PREFIX: &str = "/start/";
 
 /// How a browser is opened for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,13 +88,19 @@ struct Loopback {
     /// Where the launch page sends the browser. It carries the `state` and the PKCE challenge.
     authorize_url: SecretString,
     deliver: Mutex<Option<oneshot::Sender<(Callback, PageReply)>>>,
+    /// The random part of the launch page's path (`/start/<launch>`): 128 bits, fresh for each sign-in.
+    launch: String,
+    /// Whether the launch page has sent a browser on already: it does so once.
+    launched: AtomicBool,
+    /// The listener's port, for the `Host` and `Origin` a request from the user's own browser carries.
+    port: u16,
 }
 
 /// A browser sign-in whose URL is ready and whose listener is waiting. `Debug` leaves out the URL's `state`.
 pub struct BrowserSignIn {
     /// The authorize URL, for the waiting clients (over the socket only).
     pub url: String,
-    /// The launch page (`http://127.0.0.1:PORT/start`): what the browser is opened on.
+    /// The launch page (`http://127.0.0.1:PORT/start/<random>`): what the browser is opened on, once.
     pub launch_url: String,
     pub redirect_uri: String,
     pub port: u16,
@@ -122,32 +132,26 @@ pub async fn start(
     let redirect_uri = format!("http://localhost:{port}");
     let request = platform.authorize_url(profile, scopes, claims, &redirect_uri)?;
     let (deliver, delivered) = oneshot::channel();
+    let launch_part: String = (0..16).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    let launch_url = format!("http://127.0.0.1:{port}{LAUNCH_PREFIX}{launch_part}");
     let loopback = Arc::new(Loopback {
         csrf_state: request.csrf_state,
         authorize_url: SecretString::from(request.url.as_str()),
         deliver: Mutex::new(Some(deliver)),
+        launch: launch_part,
+        launched: AtomicBool::new(false),
+        port,
     });
     let app = Router::new()
         .route("/", get(redirect))
-        .route(LAUNCH_PATH, get(launch))
+        .route(&format!("{LAUNCH_PREFIX}{{launch}}"), get(launch))
         .fallback(stray)
-        .with_state(loopback)
-        .into_make_service_with_connect_info::<Connection>();
+        .with_state(loopback);
     let (stop, stopped) = watch::channel(false);
-    for listener in sockets.listeners {
-        let mut stopped = stopped.clone();
-        let serving = axum::serve(listener, app.clone()).with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        });
-        tokio::spawn(async move {
-            if let Err(e) = serving.await {
-                tracing::warn!("the browser redirect listener failed: {e}");
-            }
-        });
-    }
+    serve::spawn(sockets.listeners, app, stopped);
     Ok(BrowserSignIn {
         url: request.url,
-        launch_url: format!("http://127.0.0.1:{port}{LAUNCH_PATH}"),
+        launch_url,
         redirect_uri,
         port,
         awaiting: Some(Awaiting { delivered, verifier: request.verifier, claims: claims.map(str::to_owned) }),
@@ -251,26 +255,19 @@ struct RedirectQuery {
     error_description: Option<String>,
 }
 
-/// `None` when `connection` is the daemon's own user's; else the refusal page. See `peer_uid.rs`.
-async fn refuse_other_users(connection: Connection) -> Option<Response> {
-    let checked = tokio::task::spawn_blocking(move || peer_uid::check(connection.peer, connection.local)).await;
-    let refusal = match checked {
-        Ok(Ok(())) => return None,
-        Ok(Err(refusal)) => refusal.to_string(),
-        Err(e) => format!("the peer check failed: {e}"),
-    };
-    tracing::warn!(peer = %connection.peer, "refused a connection to the browser sign-in listener: {refusal}");
-    Some(page(
-        StatusCode::FORBIDDEN,
-        "Not your sign-in",
-        "This sign-in belongs to another user of this computer. graphbroker is still waiting for its own user.",
-    ))
-}
-
-/// The launch page: the daemon's own user is sent on to the authorize URL.
-async fn launch(State(loopback): State<Arc<Loopback>>, ConnectInfo(connection): ConnectInfo<Connection>) -> Response {
-    if let Some(refused) = refuse_other_users(connection).await {
-        return refused;
+/// The launch page: the user's own browser, opened on this sign-in's launch path, is sent on to the authorize URL
+/// once. Another path, a second visit, or a request a web page made (cross-site, or naming another host) is 404.
+async fn launch(State(loopback): State<Arc<Loopback>>, Path(given): Path<String>, headers: HeaderMap) -> Response {
+    let foreign = foreign_request(&headers, loopback.port);
+    if given != loopback.launch || foreign.is_some() {
+        if let Some(why) = foreign {
+            tracing::warn!("refused the browser sign-in's launch page to a request {why}");
+        }
+        return stray().await;
+    }
+    if loopback.launched.swap(true, Ordering::SeqCst) {
+        tracing::warn!("refused the browser sign-in's launch page a second time");
+        return stray().await;
     }
     let Ok(location) = axum::http::HeaderValue::from_str(loopback.authorize_url.expose_secret()) else {
         return page(StatusCode::INTERNAL_SERVER_ERROR, "No sign-in page", "The sign-in URL is not valid.");
@@ -283,13 +280,36 @@ async fn launch(State(loopback): State<Arc<Loopback>>, ConnectInfo(connection): 
     response
 }
 
-async fn redirect(
-    State(loopback): State<Arc<Loopback>>,
-    ConnectInfo(connection): ConnectInfo<Connection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    if let Some(refused) = refuse_other_users(connection).await {
-        return refused;
+/// Why a request did not come from the user's own browser opened on the listener, if it did not: it names
+/// another `Host` than the listener (a DNS rebinding page), carries another `Origin`, or the browser marks it as
+/// made by another site (`Sec-Fetch-Site`). A browser opened on the URL sends `Sec-Fetch-Site: none`.
+fn foreign_request(headers: &HeaderMap, port: u16) -> Option<&'static str> {
+    let ours = |value: &str| ["127.0.0.1", "localhost", "[::1]"].iter().any(|host| value == format!("{host}:{port}"));
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    if let Some(host) = text("host")
+        && !ours(host)
+    {
+        return Some("for another host");
+    }
+    if let Some(origin) = text("origin")
+        && !origin.strip_prefix("http://").is_some_and(ours)
+    {
+        return Some("from another origin");
+    }
+    match text("sec-fetch-site") {
+        None | Some("none" | "same-origin") => None,
+        Some(_) => Some("made by another site"),
+    }
+}
+
+/// Whether `host` (a `Host` header, or an origin without its scheme) names the listener.
+fn is_listener(host: &str, port: u16) -> bool {
+    ["127.0.0.1", "localhost", "[::1]"].iter().any(|name| host.strip_prefix(name) == Some(&format!(":{port}")))
+}
+
+async fn redirect(State(loopback): State<Arc<Loopback>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    if !headers.get("host").is_none_or(|host| host.to_str().is_ok_and(|host| is_listener(host, loopback.port))) {
+        return stray().await; // not addressed to the listener: a DNS rebinding page
     }
     let mut raw = raw.unwrap_or_default();
     let mut query: RedirectQuery = serde_urlencoded::from_str(&raw).unwrap_or_default();
@@ -349,7 +369,12 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
         message = escape(message),
     );
     let mut response = (status, Html(body)).into_response();
-    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
+    headers.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    if status.is_client_error() || status.is_server_error() {
+        // A refusal ends its connection: a stray client gets no kept-alive connection to try again on.
+        headers.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
     response
 }
 

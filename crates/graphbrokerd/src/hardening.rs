@@ -11,6 +11,19 @@
 //! Each step that fails is reported and the daemon goes on: a system that forbids one of them is still better
 //! served by a daemon than by none. The systemd unit also sets `LimitCORE=0`.
 
+/// Raises the soft limit on open files to the hard limit. The daemon holds a descriptor per connection of its
+/// socket and of the browser sign-in's loopback listener (both capped), plus the store's and the platform's;
+/// the common soft default of 1,024 is the first thing a flood would exhaust, while the hard limit is what the
+/// administrator allows. Answers the limits now in force (soft, hard).
+pub fn raise_open_files_limit() -> nix::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    getrlimit(Resource::RLIMIT_NOFILE)
+}
+
 /// One protection that could not be put in place, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unprotected {

@@ -49,6 +49,7 @@ pub mod retry;
 pub mod scopes;
 pub mod server;
 pub mod socket;
+pub mod tcp_owner;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod waiting;

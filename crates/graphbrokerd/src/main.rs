@@ -69,6 +69,10 @@ fn main() -> ExitCode {
     for gap in graphbrokerd::hardening::protect_process() {
         tracing::warn!("could not set {}: {}; the daemon's memory is less protected", gap.what, gap.why);
     }
+    match graphbrokerd::hardening::raise_open_files_limit() {
+        Ok((soft, hard)) => tracing::debug!(soft, hard, "open files limit"),
+        Err(e) => tracing::warn!("could not raise the open files limit to its hard limit: {e}"),
+    }
 
     // Before the runtime starts its threads: taking the inherited socket also clears LISTEN_* from the
     // environment, which is only sound while the process is single-threaded.

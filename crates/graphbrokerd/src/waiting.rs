@@ -75,6 +75,13 @@ pub fn waiting_on_user() {
     let _ = CONNECTION.try_with(|slot| slot.wait());
 }
 
+/// Says that the current request is about to wait on its own peer (the Graph proxy reading a request body,
+/// bounded in time by `server::proxy`): like [`waiting_on_user`], its connection gives up its serving slot, so
+/// that a program sending bodies slowly, or not at all, never keeps `healthz`, `status` or a cached token out.
+pub fn waiting_on_peer() {
+    waiting_on_user();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

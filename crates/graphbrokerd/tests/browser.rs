@@ -63,12 +63,16 @@ async fn a_browser_sign_in_with_pkce_serves_a_token_and_closes_its_port() {
     // The daemon opened the browser itself, on its launch page, which sends the browser to the same URL it gave
     // the client.
     let port = redirect_uri.trim_start_matches("http://localhost:");
-    let launch = format!("http://127.0.0.1:{port}/start");
+    let prefix = format!("http://127.0.0.1:{port}/start/");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(&opened).unwrap_or_default().trim() != launch {
-        assert!(Instant::now() < deadline, "the browser command was not run with the launch page");
+    let launch = loop {
+        let opened = std::fs::read_to_string(&opened).unwrap_or_default().trim().to_owned();
+        if opened.starts_with(&prefix) {
+            break opened;
+        }
+        assert!(Instant::now() < deadline, "the browser command was not run with the launch page: {opened:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let response = no_redirects.get(&launch).send().await.expect("launch page");
     assert_eq!(response.status().as_u16(), 303);

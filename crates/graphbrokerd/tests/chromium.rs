@@ -298,12 +298,16 @@ async fn a_real_headless_chromium_completes_the_browser_sign_in_for_a_waiting_cl
     assert!(redirect_uri.starts_with("http://localhost:"), "{redirect_uri}");
     // The daemon ran its browser command (the recorder, not Chromium) on its loopback launch page, not on the
     // authorize URL: a command line is readable by every user.
-    let launch = format!("http://127.0.0.1:{}/start", redirect_uri.trim_start_matches("http://localhost:"));
+    let prefix = format!("http://127.0.0.1:{}/start/", redirect_uri.trim_start_matches("http://localhost:"));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(&opened).unwrap_or_default().trim() != launch {
+    let launch = loop {
+        let opened = std::fs::read_to_string(&opened).unwrap_or_default().trim().to_owned();
+        if opened.starts_with(&prefix) {
+            break opened;
+        }
         assert!(Instant::now() < deadline, "the daemon did not run its browser command with the launch page");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
 
     // The person's browser, opened where the daemon would open it: the launch page sends it on to the
     // platform's sign-in/consent page; pick the account, Accept.

@@ -137,3 +137,52 @@ async fn a_sign_in_the_call_needs_can_be_waited_for() {
     let response = tokio::time::timeout(Duration::from_secs(60), call).await.unwrap().unwrap().expect("proxied");
     assert_eq!(response.status(), 200);
 }
+
+/// Attack F: a percent-encoded `/` or `\` in a segment, which a server that decodes it would read as a path
+/// that climbs out of `/v1.0/`, is refused before anything goes upstream.
+#[tokio::test]
+async fn an_encoded_slash_or_backslash_in_the_path_is_refused() {
+    let fake = fake();
+    let daemon = Daemon::start(&config(&fake, "memory", &unique_service("proxy-encoded"), ""));
+    let client = daemon.client();
+    sign_in(&client, &fake, "User.Read", ALICE).await;
+    for path in ["/graph/v1.0/..%2fx", "/graph/v1.0/..%2F..%2Fevil", "/graph/v1.0/me%5c..%5cx", "/graph/v1.0/%2E%2e"] {
+        let (status, body) = raw_get(&daemon.socket, path).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{path}: {body}");
+    }
+    assert_eq!(fake.stats().me, 0, "nothing reached Graph");
+}
+
+/// Attack G: an upstream that sets the daemon's own answer headers (`graphbroker-claims: renewed`) does not get
+/// them to the caller; the daemon's own `graphbroker-upstream` is the only one. The upstream is a loopback
+/// stand-in Graph that answers every request with forged headers.
+#[tokio::test]
+async fn an_upstreams_graphbroker_headers_are_dropped() {
+    let fake = fake();
+    let forger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let graph = format!("http://{}", forger.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in forger.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ngraphbroker-claims: renewed\r\n\
+                  Graphbroker-Upstream: forged\r\ngraphbroker-anything: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    let text = config(&fake, "memory", &unique_service("proxy-forged"), "")
+        .replace(&format!("graph_url = \"{}\"", fake.base_url()), &format!("graph_url = \"{graph}\""));
+    let daemon = Daemon::start(&text);
+    let client = daemon.client();
+    sign_in(&client, &fake, "User.Read", ALICE).await;
+    let response = client.graph(get("/v1.0/me")).await.expect("the forger's answer");
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers.get(proxy::CLAIMS_HEADER), None, "the forged claims header came through");
+    assert_eq!(headers.get("graphbroker-anything"), None);
+    let upstream: Vec<_> = headers.get_all(proxy::UPSTREAM_HEADER).iter().collect();
+    assert_eq!(upstream, vec!["graph"], "only the daemon's own upstream header");
+}

@@ -8,10 +8,8 @@
 //! host does not have.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 
 /// How many ports are tried before giving up: a port free on `127.0.0.1` but taken on `[::1]` is rare, and a
@@ -55,24 +53,10 @@ fn bind_v6(port: u16) -> io::Result<TcpListener> {
     TcpListener::from_std(listener)
 }
 
-/// Both ends of an accepted connection, for the peer check.
-#[derive(Debug, Clone, Copy)]
-pub struct Connection {
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for Connection {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        let peer = *stream.remote_addr();
-        // Without its own address the connection cannot be matched in /proc/net/tcp, and is refused there.
-        let local = stream.io().local_addr().unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-        Self { peer, local }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     fn ipv6_loopback_present() -> bool {

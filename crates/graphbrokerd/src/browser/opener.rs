@@ -3,7 +3,7 @@
 //! A command line is world-readable (`/proc/<pid>/cmdline`, `ps`), and the authorize URL carries the sign-in's
 //! `state` and PKCE challenge. So the browser (or `browser_command`) is given the loopback listener's launch page,
 //! `http://127.0.0.1:PORT/start`, which answers the daemon's own user with a redirect to the authorize URL and
-//! refuses everyone else (the peer check in `peer_uid.rs`). What other users can read on the command line is
+//! refuses everyone else (the owner check of `crate::tcp_owner`, at accept). What other users can read on the command line is
 //! the port, which they could see in `/proc/net/tcp` anyway.
 
 use super::BrowserSettings;

@@ -207,7 +207,7 @@ async fn status(client: &Client, json: bool) -> Result<(), Failure> {
                 .map_err(|error| Failure::new(ExitStatus::Other, error.to_string()))?,
         )
     } else {
-        print_line(render_status(&answer, std::time::SystemTime::now()).trim_end())
+        print_line(&crate::safe_text::for_terminal(render_status(&answer, std::time::SystemTime::now()).trim_end()))
     }
 }
 

@@ -77,7 +77,10 @@ impl ExitStatus {
             ErrorCode::KeychainUnavailable => Self::Keychain,
             ErrorCode::GraphUnavailable => Self::Graph,
             ErrorCode::DaemonStopping => Self::Unreachable,
-            ErrorCode::BadRequest | ErrorCode::InvalidScopes | ErrorCode::UnknownProfile => Self::BadRequest,
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidScopes
+            | ErrorCode::UnknownProfile
+            | ErrorCode::RequestTimeout => Self::BadRequest,
             ErrorCode::Forbidden
             | ErrorCode::PolicyDenied
             | ErrorCode::RateLimited

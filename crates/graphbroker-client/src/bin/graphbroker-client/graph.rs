@@ -81,7 +81,8 @@ pub async fn run(client: &Client, args: &GraphArgs, ui: &Ui) -> Result<(), Failu
     if args.include {
         writeln!(stdout, "HTTP/1.1 {status}").map_err(write_failed)?;
         for (name, value) in response.headers() {
-            writeln!(stdout, "{name}: {}", String::from_utf8_lossy(value.as_bytes())).map_err(write_failed)?;
+            writeln!(stdout, "{name}: {}", crate::safe_text::for_terminal(&String::from_utf8_lossy(value.as_bytes())))
+                .map_err(write_failed)?;
         }
         writeln!(stdout).map_err(write_failed)?;
     }

@@ -16,6 +16,7 @@ mod format;
 mod generate;
 mod graph;
 mod policy_command;
+mod safe_text;
 mod service;
 mod status_view;
 mod ui;
@@ -75,7 +76,7 @@ fn finish(outcome: Result<(), Failure>, ui: &Ui) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             ui.clear_waiting_line();
-            let _ = writeln!(std::io::stderr(), "graphbroker-client: {}", failure.message);
+            let _ = writeln!(std::io::stderr(), "graphbroker-client: {}", safe_text::for_terminal(&failure.message));
             ExitCode::from(failure.status.code())
         }
     }

@@ -55,7 +55,7 @@ impl Ui {
     pub fn note(&self, text: &str) {
         let mut waiting = self.lock();
         self.clear(&mut waiting);
-        let _ = writeln!(std::io::stderr(), "graphbroker-client: {text}");
+        let _ = writeln!(std::io::stderr(), "graphbroker-client: {}", crate::safe_text::for_terminal(text));
     }
 
     /// Shows what the user must do to sign in, and why.
@@ -68,8 +68,8 @@ impl Ui {
         let mut waiting = self.lock();
         self.clear(&mut waiting);
         let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{headline}");
-        let _ = writeln!(stderr, "{}", prompt.instruction());
+        let _ = writeln!(stderr, "{}", crate::safe_text::for_terminal(headline));
+        let _ = writeln!(stderr, "{}", crate::safe_text::for_terminal(&prompt.instruction()));
         waiting.prompt_expires_at = Some(prompt.expires_at());
         waiting.last_plain_line = Some(Instant::now());
     }

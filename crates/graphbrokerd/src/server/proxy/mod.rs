@@ -98,6 +98,10 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
     let target = target_url(&base, parts.uri.path(), parts.uri.query())?;
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
         .map_err(|_| ApiError::bad_request("the request method is not one HTTP knows"))?;
+    if axum::body::HttpBody::size_hint(&body).exact() != Some(0) {
+        // Reading a body waits on the caller: it does so off the serving slots (see `crate::waiting`).
+        crate::waiting::waiting_on_peer();
+    }
     let mut outgoing = Outgoing::read(body).await?;
     let mut token = app.broker.token(&token_request).await?;
 
@@ -168,19 +172,10 @@ pub(crate) fn target_url(base: &Url, path: &str, query: Option<&str>) -> Result<
             format!("{version:?} is not a Graph version: use /graph/v1.0/… or /graph/beta/…"),
         ));
     }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let climbs = segments.iter().any(|segment| {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    });
-    if rest.is_empty()
-        || climbs
-        || segments.iter().any(|s| s.is_empty())
-        || rest.contains('\\')
-        || rest.to_ascii_lowercase().contains("%5c")
-    {
+    if rest.is_empty() || rest.split('/').any(segment_refused) {
         return Err(ApiError::bad_request(format!(
-            "{path:?} is not a Graph path: give /graph/{version}/ and a path without empty, . or .. segments"
+            "{path:?} is not a Graph path: give /graph/{version}/ and a path without empty, . or .. segments, \\, \
+             or an encoded / or \\ (%2F, %5C)"
         )));
     }
     let mut text = format!("{}/{version}/{rest}", base.as_str().trim_end_matches('/'));
@@ -194,6 +189,39 @@ pub(crate) fn target_url(base: &Url, path: &str, query: Option<&str>) -> Result<
         return Err(ApiError::bad_request(format!("{path:?} would leave the Graph endpoint; it was not sent")));
     }
     Ok(url)
+}
+
+/// Whether a path segment is refused: empty, holding a `\\`, an encoded `/` or `\\` (in any case), or one that
+/// decodes to `.` or `..`. A server that decodes `%2F` before routing would otherwise see a path that climbs out of
+/// `/{version}/`, whatever this daemon made of it.
+fn segment_refused(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    if segment.is_empty() || segment.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
+        return true;
+    }
+    let decoded = percent_decoded(segment);
+    decoded == b"." || decoded == b".."
+}
+
+/// `segment` with every `%XX` decoded (a `%` not followed by two hex digits stays as it is).
+fn percent_decoded(segment: &str) -> Vec<u8> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The caller's headers minus connection-level ones, its own `Authorization` and the proxy's `X-Graphbroker-*`.
@@ -259,10 +287,12 @@ fn passed_back(answer: reqwest::Response, claims: Option<&'static str>, activity
     response
 }
 
+/// Graph's answer headers minus connection-level ones and any `Graphbroker-*`: those are the daemon's own
+/// (`graphbroker-upstream`, `graphbroker-claims`), and an upstream must not be able to speak for it.
 fn forwarded_back(headers: &reqwest::header::HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        if !NOT_FORWARDED.contains(&name.as_str()) {
+        if !NOT_FORWARDED.contains(&name.as_str()) && !name.as_str().starts_with("graphbroker-") {
             out.append(name.clone(), value.clone());
         }
     }

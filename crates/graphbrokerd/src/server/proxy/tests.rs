@@ -27,6 +27,13 @@ fn paths_that_would_leave_the_version_or_host_are_refused() {
         "/graph/v1.0//evil.example/x",
         "/graph/v1.0/me\\..\\x",
         "/graph/v1.0/me%5c..%5cx",
+        "/graph/v1.0/..%2fx",
+        "/graph/v1.0/..%2Fx",
+        "/graph/v1.0/..%2f..%2fevil",
+        "/graph/v1.0/me%2F..%2F..%2Fx",
+        "/graph/v1.0/me%5C..",
+        "/graph/v1.0/%2E/me",
+        "/graph/v1.0/%2e./x",
         "/graph/v1.0/",
         "/graph/v1.0",
     ] {

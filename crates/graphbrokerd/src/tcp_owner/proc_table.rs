@@ -1,13 +1,8 @@
-//! Who is on the other end of a loopback TCP connection: on Linux, the uid that owns the peer's socket, read from
-//! `/proc/net/tcp` and `/proc/net/tcp6`.
+//! The fallback of the owner lookup (see `mod.rs`): `/proc/net/tcp` and `/proc/net/tcp6`, read whole.
 //!
-//! Any user of the machine can connect to a loopback port, so the redirect listener would otherwise take a code
-//! from anyone who learned the `state`. The peer's own row in those tables has the peer's address as its *local*
-//! address and the listener's as its *remote* one; its `uid` column is the user that created the socket. A
-//! connection whose row cannot be found (or whose rows disagree) is treated as another user's: refused.
-//!
-//! On other systems there is no such table to read; the check is skipped there and documented as such
-//! (docs/security.md).
+//! The other end's own row in those tables has its address as the *local* address and ours as the *remote*
+//! one; its `uid` column is the user that created the socket. A connection whose row cannot be found (or whose
+//! rows disagree) is treated as another user's: refused.
 
 use std::net::SocketAddr;
 
@@ -29,9 +24,9 @@ impl std::fmt::Display for PeerRefusal {
     }
 }
 
-/// Whether the TCP connection from `peer` to our `local` address belongs to the daemon's own user.
+/// Whether the TCP socket with local address `peer` and remote address `local` belongs to the daemon's own user.
 #[cfg(target_os = "linux")]
-pub fn check(peer: SocketAddr, local: SocketAddr) -> Result<(), PeerRefusal> {
+pub(super) fn check(peer: SocketAddr, local: SocketAddr) -> Result<(), PeerRefusal> {
     let own = nix::unistd::geteuid().as_raw();
     // A peer that connected from an IPv6 socket to 127.0.0.1 appears in tcp6 with a v4-mapped address: read both.
     let mut uids = Vec::new();
@@ -45,16 +40,9 @@ pub fn check(peer: SocketAddr, local: SocketAddr) -> Result<(), PeerRefusal> {
     decide(own, &uids, &unreadable)
 }
 
-/// Elsewhere the owner of a TCP peer cannot be read; the redirect's `state`, PKCE and the account comparison
-/// remain (docs/security.md).
-#[cfg(not(target_os = "linux"))]
-pub fn check(_peer: SocketAddr, _local: SocketAddr) -> Result<(), PeerRefusal> {
-    Ok(())
-}
-
 /// The verdict from the owners found: exactly our uid, and at least one row.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn decide(own: u32, uids: &[u32], unreadable: &[String]) -> Result<(), PeerRefusal> {
+pub(super) fn decide(own: u32, uids: &[u32], unreadable: &[String]) -> Result<(), PeerRefusal> {
     if let Some(&other) = uids.iter().find(|&&uid| uid != own) {
         return Err(PeerRefusal::OtherUser { uid: other });
     }
@@ -168,18 +156,5 @@ mod tests {
         assert_eq!(decide(1000, &[1000, 0], &[]), Err(PeerRefusal::OtherUser { uid: 0 }));
         assert!(matches!(decide(1000, &[], &[]), Err(PeerRefusal::Unidentified { .. })));
         assert!(matches!(decide(1000, &[], &["/proc/net/tcp: denied".into()]), Err(PeerRefusal::Unidentified { .. })));
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_real_loopback_connection_of_this_process_is_its_own() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_server, peer) = listener.accept().unwrap();
-        assert_eq!(peer, client.local_addr().unwrap());
-        assert_eq!(check(peer, listener.local_addr().unwrap()), Ok(()));
-        // A peer that is not connected at all is nobody's: refused.
-        let nobody = "127.0.0.1:1".parse().unwrap();
-        assert!(matches!(check(nobody, listener.local_addr().unwrap()), Err(PeerRefusal::Unidentified { .. })));
     }
 }
