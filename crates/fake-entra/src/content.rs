@@ -65,6 +65,8 @@ pub(crate) struct GraphData {
     pub(crate) uploads: Vec<StoredUpload>,
     /// Keyed by the `tempauth` query value.
     pub(crate) tempauth: HashMap<String, TempAuth>,
+    /// How many messages each user (by object id) has in `GET /v1.0/me/messages`.
+    pub(crate) messages: crate::messages::Messages,
 }
 
 /// SplitMix64: each 8-byte word is a pure function of (seed, index), so any chunk can be produced

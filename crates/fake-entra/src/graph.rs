@@ -126,6 +126,8 @@ pub(crate) fn route_name(path: &str) -> &'static str {
     let rest = path.strip_prefix("/v1.0").or_else(|| path.strip_prefix("/beta")).unwrap_or(path);
     if rest == "/me" {
         "me"
+    } else if rest == "/me/messages" {
+        "messages"
     } else if rest.starts_with("/me/messages/") && rest.contains("/attachments/") && rest.ends_with("/$value") {
         "attachment"
     } else if rest.starts_with("/me/drive/root:/") && rest.ends_with(":/content") {
@@ -145,6 +147,7 @@ mod tests {
     fn route_names() {
         assert_eq!(route_name("/v1.0/me"), "me");
         assert_eq!(route_name("/beta/me"), "me");
+        assert_eq!(route_name("/v1.0/me/messages"), "messages");
         assert_eq!(route_name("/v1.0/me/messages/m/attachments/a/$value"), "attachment");
         assert_eq!(route_name("/v1.0/me/drive/root:/report.bin:/content"), "upload");
         assert_eq!(route_name("/v1.0/me/drive/items/01AB/content"), "item_content");

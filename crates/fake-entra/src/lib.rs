@@ -37,6 +37,7 @@ mod graph;
 mod ids;
 mod issue;
 mod mail;
+mod messages;
 mod pages;
 mod pkce;
 mod redirect;
@@ -331,6 +332,12 @@ impl FakeEntra {
     /// generated as it streams out of `GET /v1.0/me/messages/{message_id}/attachments/{attachment_id}/$value`.
     pub fn add_attachment(&self, user: &str, size: u64) -> Result<FakeAttachment, ControlError> {
         self.shared.add_attachment(user, size)
+    }
+
+    /// Gives `user` `count` messages (replacing any), listed newest first and paged by
+    /// `GET /v1.0/me/messages` with `$top` and `$skiptoken`.
+    pub fn set_messages(&self, user: &str, count: usize) -> Result<(), ControlError> {
+        self.shared.set_messages(user, count)
     }
 
     /// Files received by `PUT /v1.0/me/drive/root:/{name}:/content`, oldest first.

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::routing::{any, get, post};
 
 use crate::state::Shared;
-use crate::{authorize, control, device, discovery, drive, faults, graph, mail, tokens};
+use crate::{authorize, control, device, discovery, drive, faults, graph, mail, messages, tokens};
 
 /// Every route the fake serves. Unknown Graph paths get Graph's 400; other unknown paths axum's 404, wrong
 /// methods its 405.
@@ -26,6 +26,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/devicelogin", get(device::login_page).post(device::login_submit))
         .route("/v1.0/me", get(graph::me))
         .route("/beta/me", get(graph::me))
+        .route("/v1.0/me/messages", get(messages::list))
+        .route("/beta/me/messages", get(messages::list))
         .route("/v1.0/me/messages/{message_id}/attachments/{attachment_id}/$value", get(mail::attachment_value))
         .route("/v1.0/me/drive/{*rest}", any(drive::drive))
         .route("/_content/{id}", get(drive::preauthenticated))

@@ -35,7 +35,7 @@ pub struct GraphStats {
     pub requests: u64,
     /// CAE claims challenges sent (401 `insufficient_claims`).
     pub challenges: u64,
-    /// Requests by route: `me`, `attachment`, `upload`, `item_content`, `other` (Graph paths), and
+    /// Requests by route: `me`, `messages`, `attachment`, `upload`, `item_content`, `other` (Graph paths), and
     /// `content` (the pre-authenticated `/_content/` download, not a Graph path).
     pub by_route: BTreeMap<String, u64>,
     /// Requests to `/_content/` that carried an `Authorization` header: a bearer token sent where it

@@ -66,7 +66,8 @@ pub fn reader_body(reader: impl AsyncRead + Send + Sync + Unpin + 'static) -> Gr
 }
 
 /// The version and path for what a person types: `/me` and `me` mean `/v1.0/me`; `/v1.0/…` and `/beta/…` are
-/// kept; a whole URL (an `@odata.nextLink`) gives its path and query, since the daemon picks the host anyway.
+/// kept; a whole URL (an `@odata.nextLink`, on Graph or rewritten by the proxy to `…/graph/v1.0/…`) gives its
+/// Graph path and query, since the daemon picks the host anyway.
 /// `beta` puts a path without a version under `/beta`.
 pub fn graph_path(input: &str, beta: bool) -> String {
     let input = input.trim();
@@ -74,8 +75,11 @@ pub fn graph_path(input: &str, beta: bool) -> String {
         Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
         None => input,
     };
+    let versioned = |path: &str| proxy::VERSIONS.iter().any(|v| path == *v || path.starts_with(&format!("{v}/")));
     let path = path.trim_start_matches('/');
-    let versioned = proxy::VERSIONS.iter().any(|v| path == *v || path.starts_with(&format!("{v}/")));
+    // A link the proxy rewrote (`http://localhost/graph/v1.0/…`) names the proxy's route: its Graph path follows.
+    let path = path.strip_prefix(routes::GRAPH_PREFIX.trim_start_matches('/')).filter(|p| versioned(p)).unwrap_or(path);
+    let versioned = versioned(path);
     match (versioned, beta) {
         (true, _) => format!("/{path}"),
         (false, true) => format!("/beta/{path}"),
@@ -167,6 +171,9 @@ mod tests {
         assert_eq!(graph_path("/v1.0/me", true), "/v1.0/me");
         assert_eq!(graph_path("/v1.0", false), "/v1.0");
         assert_eq!(graph_path("/v1.0x/me", false), "/v1.0/v1.0x/me");
+        assert_eq!(graph_path("http://localhost/graph/v1.0/me/messages?$top=2", false), "/v1.0/me/messages?$top=2");
+        assert_eq!(graph_path("/graph/beta/me", false), "/beta/me");
+        assert_eq!(graph_path("/graph/me", false), "/v1.0/graph/me");
         assert_eq!(
             graph_path("https://graph.microsoft.com/v1.0/me/messages?$skiptoken=X", false),
             "/v1.0/me/messages?$skiptoken=X"

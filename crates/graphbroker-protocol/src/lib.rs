@@ -99,6 +99,11 @@ pub mod proxy {
     /// On a Graph claims challenge the daemon could not retry (the request body was too large to replay):
     /// `renewed`, meaning a token satisfying the challenge is now cached and sending the call again will succeed.
     pub const CLAIMS_HEADER: &str = "graphbroker-claims";
+    /// On a JSON answer from Graph: `odata-links`, meaning its `@odata.nextLink` and `@odata.deltaLink` values
+    /// that pointed at the profile's Graph endpoint now point back at the proxy (`http://{Host}/graph/…`).
+    pub const REWRITTEN_HEADER: &str = "graphbroker-rewritten";
+    /// The value of [`REWRITTEN_HEADER`].
+    pub const REWRITTEN_ODATA_LINKS: &str = "odata-links";
     /// The API versions Graph serves.
     pub const VERSIONS: [&str; 2] = ["v1.0", "beta"];
 }

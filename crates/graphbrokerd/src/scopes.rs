@@ -50,6 +50,11 @@ pub enum ScopeError {
     TooMany(usize),
     #[error("a scope of {0} bytes was asked for; a scope may be at most {MAX_SCOPE_LEN} bytes: check the scopes")]
     TooLong(usize),
+    #[error(
+        "scope {0:?} names a resource on this machine ({1}); no Microsoft cloud issues tokens for it. An SDK given a \
+         local base URL derives such a scope: pass the scope itself, e.g. https://graph.microsoft.com/.default"
+    )]
+    Loopback(String, String),
     #[error("{0}/.default cannot be combined with other scopes of the same resource: ask for .default alone")]
     DefaultMixed(String),
 }
@@ -150,18 +155,61 @@ fn qualify(scope: &str, graph_resource: &str) -> Result<(String, String), ScopeE
         None => Ok((graph_resource.to_owned(), format!("{graph_resource}/{scope}"))),
         Some(at) => {
             let (resource, permission) = (&scope[..at], &scope[at + 1..]);
-            let looks_like_resource = resource.contains("://") || resource.starts_with("api:");
+            let looks_like_resource = resource.contains("://") || resource.starts_with("api:") || is_app_id(resource);
             if permission.is_empty() || !looks_like_resource {
                 return Err(ScopeError::Malformed(scope.to_owned()));
+            }
+            if let Some(host) = loopback_host(resource) {
+                return Err(ScopeError::Loopback(scope.to_owned(), host));
             }
             Ok((resource.to_owned(), scope.to_owned()))
         }
     }
 }
 
+/// Whether `resource` is an application (client) id, a GUID: Entra takes `{app id}/.default`, which is how AKS
+/// (`6dae42f8-…/.default`) and Azure DevOps (`499b84ac-…/.default`) are asked for.
+fn is_app_id(resource: &str) -> bool {
+    let groups: Vec<&str> = resource.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The host of a resource URI on this machine (`localhost`, `127.x.x.x`, `::1`), which no cloud has.
+fn loopback_host(resource: &str) -> Option<String> {
+    let (_, rest) = resource.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    let lower = host.to_ascii_lowercase();
+    let loopback = lower == "localhost"
+        || lower.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    loopback.then(|| host.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn application_ids_are_resources() {
+        let set = ScopeSet::normalize(&["6dae42f8-4368-4678-94ff-3960e28e3630/.default"], GRAPH).unwrap();
+        assert_eq!(set.resource(), "6dae42f8-4368-4678-94ff-3960e28e3630");
+        assert!(matches!(ScopeSet::normalize(&["6dae42f8-4368/.default"], GRAPH), Err(ScopeError::Malformed(_))));
+    }
+
+    #[test]
+    fn loopback_resources_are_refused() {
+        for scope in ["http://127.0.0.1/.default", "http://localhost:8080/User.Read", "http://[::1]/.default"] {
+            assert!(matches!(ScopeSet::normalize(&[scope], GRAPH), Err(ScopeError::Loopback(..))), "{scope}");
+        }
+        let message = ScopeSet::normalize(&["http://127.0.0.1/.default"], GRAPH).unwrap_err().to_string();
+        assert!(message.contains("https://graph.microsoft.com/.default"), "{message}");
+    }
 
     const GRAPH: &str = "https://graph.microsoft.com";
 

@@ -216,6 +216,8 @@ pub enum TokenFormat {
     Env,
     Header,
     Xoauth2,
+    /// A client-go `ExecCredential` (kubeconfig `users[].user.exec`); the scope defaults to AKS's.
+    Kubectl,
 }
 
 impl TokenFormat {

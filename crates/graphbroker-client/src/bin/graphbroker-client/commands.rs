@@ -114,7 +114,7 @@ async fn token(
 
 /// Prints `token` as `--format` asks.
 pub fn print_token(token: &graphbroker_client::TokenResponse, format: TokenFormat) -> Result<(), Failure> {
-    let text = format::token(format, token).map_err(|error| Failure::from(Error::Protocol(error.to_string())))?;
+    let text = format::token(format, token).map_err(|error| Failure::new(ExitStatus::Other, error))?;
     print_line(&text)
 }
 

@@ -110,7 +110,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Option<Cli> {
     let socket = socket.or_else(|| {
         std::env::var_os(graphbroker_client::protocol::SOCKET_ENV).filter(|value| !value.is_empty()).map(PathBuf::from)
     });
-    Some(Cli { socket, no_autostart, command })
+    Some(crate::kubectl::with_default_scope(Cli { socket, no_autostart, command }))
 }
 
 /// Asks the daemon once, blocking, and prints the answer when it is the token.

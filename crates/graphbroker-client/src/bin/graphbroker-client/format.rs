@@ -13,18 +13,22 @@ pub const ENV_ACCESS_TOKEN: &str = "GRAPHBROKER_ACCESS_TOKEN";
 /// absolute time, so that it stays true however long after `eval` a script reads it).
 pub const ENV_EXPIRES_AT: &str = "GRAPHBROKER_TOKEN_EXPIRES_AT";
 
-/// `token`'s answer in `format`, without the final newline.
-pub fn token(format: TokenFormat, token: &TokenResponse) -> Result<String, serde_json::Error> {
+/// `token`'s answer in `format`, without the final newline; or what went wrong, for the user.
+pub fn token(format: TokenFormat, token: &TokenResponse) -> Result<String, String> {
     Ok(match format {
         TokenFormat::Raw => token.access_token.clone(),
         TokenFormat::Header => format!("Authorization: {} {}", token.token_type, token.access_token),
-        TokenFormat::Json => serde_json::to_string(token)?,
+        TokenFormat::Json => serde_json::to_string(token).map_err(|e| e.to_string())?,
         TokenFormat::Env => format!(
             "export {ENV_ACCESS_TOKEN}={}\nexport {ENV_EXPIRES_AT}={}",
             shell_quote(&token.access_token),
             token.expires_at.0
         ),
         TokenFormat::Xoauth2 => xoauth2(&token.account.username, &token.access_token),
+        TokenFormat::Kubectl => crate::kubectl::exec_credential(
+            token,
+            std::env::var(crate::kubectl::EXEC_INFO_ENV).ok().filter(|info| !info.is_empty()).as_deref(),
+        )?,
     })
 }
 

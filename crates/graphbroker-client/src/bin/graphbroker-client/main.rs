@@ -15,6 +15,7 @@ mod fast_path;
 mod format;
 mod generate;
 mod graph;
+mod kubectl;
 mod policy_command;
 mod safe_text;
 mod service;
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
 
 /// The command line through clap, or the status to exit with after clap printed help, a version or an error.
 fn parse_with_clap() -> Result<Cli, ExitCode> {
-    Cli::try_parse().map_err(|error| {
+    Cli::try_parse().map(kubectl::with_default_scope).map_err(|error| {
         // --help and --version are "errors" that print to stdout and succeed.
         let status = if error.use_stderr() { ExitStatus::Usage.code() } else { 0 };
         let _ = error.print();

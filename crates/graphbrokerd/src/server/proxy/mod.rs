@@ -13,6 +13,7 @@
 
 mod body;
 pub(crate) mod challenge;
+mod links;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +97,7 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
     let token_request = TokenRequest { attended, ..token_request(query_from_headers(&parts.headers)?)? };
     let base = app.broker.graph_url(token_request.profile.as_deref())?;
     let target = target_url(&base, parts.uri.path(), parts.uri.query())?;
+    let links = links::Rewrite::for_request(&parts.headers, &base);
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
         .map_err(|_| ApiError::bad_request("the request method is not one HTTP knows"))?;
     if axum::body::HttpBody::size_hint(&body).exact() != Some(0) {
@@ -110,13 +112,13 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
         let (body, replayable) = outgoing.attempt();
         let upstream = client
             .request(method.clone(), target.clone())
-            .headers(forwarded(&parts.headers))
+            .headers(links::uncompressed(forwarded(&parts.headers)))
             .body(body)
             .header(header::AUTHORIZATION, bearer(token.access_token.expose_secret())?);
         let answer = upstream.send().await.map_err(|e| unreachable(&target, e, replayable))?;
         let challenge = claims_challenge(&answer);
         let Some(challenge) = challenge.filter(|_| !retried) else {
-            return Ok(passed_back(answer, None, &app.activity));
+            return Ok(passed_back(answer, None, &links, &app.activity));
         };
         tracing::info!(profile = %token.profile, "Graph sent a claims challenge; renewing the token");
         let challenge = ClaimsChallenge::parse(&challenge).ok().flatten().ok_or_else(|| {
@@ -129,7 +131,7 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
         let renewal = TokenRequest { claims: Some(challenge), challenged, ..token_request.clone() };
         token = app.broker.token(&renewal).await?;
         if !replayable {
-            return Ok(passed_back(answer, Some("renewed"), &app.activity));
+            return Ok(passed_back(answer, Some("renewed"), &links, &app.activity));
         }
         retried = true;
     }
@@ -267,10 +269,24 @@ fn claims_challenge(answer: &reqwest::Response) -> Option<String> {
     challenge::insufficient_claims(values)
 }
 
-/// Graph's answer as the caller's: status, headers but the connection-level ones, and the body as a stream.
-fn passed_back(answer: reqwest::Response, claims: Option<&'static str>, activity: &Arc<Activity>) -> Response {
+/// Graph's answer as the caller's: status, headers but the connection-level ones, and the body as a stream,
+/// its OData links rewritten to the proxy's when it is JSON (`links.rs`).
+fn passed_back(
+    answer: reqwest::Response,
+    claims: Option<&'static str>,
+    links: &links::Rewrite,
+    activity: &Arc<Activity>,
+) -> Response {
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = forwarded_back(answer.headers());
+    let rewrite = links::Rewrite::applies(answer.headers()).then(|| links.clone());
+    if rewrite.is_some() {
+        headers.remove(header::CONTENT_LENGTH);
+        headers.insert(
+            HeaderName::from_static(names::REWRITTEN_HEADER),
+            HeaderValue::from_static(names::REWRITTEN_ODATA_LINKS),
+        );
+    }
     headers.insert(HeaderName::from_static(names::UPSTREAM_HEADER), HeaderValue::from_static("graph"));
     if let Some(claims) = claims {
         headers.insert(HeaderName::from_static(names::CLAIMS_HEADER), HeaderValue::from_static(claims));
@@ -281,7 +297,11 @@ fn passed_back(answer: reqwest::Response, claims: Option<&'static str>, activity
         let _busy = &streaming;
         chunk
     });
-    let mut response = Response::new(Body::from_stream(body));
+    let body = match rewrite {
+        Some(rewrite) => Body::from_stream(links::rewritten(body, rewrite)),
+        None => Body::from_stream(body),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
