@@ -52,4 +52,5 @@ pub mod socket;
 pub mod tcp_owner;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod upstream_owner;
 pub mod waiting;

@@ -43,6 +43,8 @@ impl Http {
             .redirect(oauth2::reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout)
+            // A loopback authority gets a refresh token only from a listener of the daemon's own user.
+            .connector_layer(crate::upstream_owner::OwnerCheckLayer)
             .build()?;
         Ok(Self { client, latency: None })
     }

@@ -68,6 +68,7 @@ impl GraphClient {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
+            .connector_layer(crate::upstream_owner::OwnerCheckLayer)
             .build();
         match client {
             Ok(client) => Self(Some(client)),
