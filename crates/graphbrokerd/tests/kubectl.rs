@@ -160,11 +160,7 @@ users:
     assert!(String::from_utf8_lossy(&output.stdout).contains("v1.30.0"));
     let seen = seen.lock().unwrap().clone();
     let bearer = format!("Bearer {}", token.access_token);
-    assert!(
-        seen.contains(&bearer),
-        "the API server saw {} requests, none with the broker's token",
-        seen.len()
-    );
+    assert!(seen.contains(&bearer), "the API server saw {} requests, none with the broker's token", seen.len());
     assert!(token.scopes.iter().any(|s| s.starts_with("6dae42f8-4368-4678-94ff-3960e28e3630/")), "{:?}", token.scopes);
     assert_eq!(fake.stats().token.refresh_token, 0, "kubectl's credential came from the cache");
 }
