@@ -146,11 +146,11 @@ impl Client {
     }
 }
 
-/// The `wait` for the next request, or `None` when less than a whole second is left (the protocol counts in
-/// seconds, and `wait=0` would not wait).
+/// The `wait` for the next request, rounded up to whole seconds (the protocol counts in seconds; rounding down
+/// gave up to a second before `--timeout`), or `None` when nothing is left.
 fn next_wait(remaining: Duration) -> Option<Duration> {
-    let whole_seconds = Duration::from_secs(remaining.as_secs());
-    (!whole_seconds.is_zero()).then(|| whole_seconds.min(MAX_WAIT_PER_REQUEST))
+    let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+    (seconds > 0).then(|| Duration::from_secs(seconds).min(MAX_WAIT_PER_REQUEST))
 }
 
 #[cfg(test)]
@@ -160,8 +160,8 @@ mod tests {
     #[test]
     fn waits_are_capped_and_never_zero() {
         assert_eq!(next_wait(Duration::from_secs(900)), Some(MAX_WAIT_PER_REQUEST));
-        assert_eq!(next_wait(Duration::from_millis(42_900)), Some(Duration::from_secs(42)));
-        assert_eq!(next_wait(Duration::from_millis(999)), None);
+        assert_eq!(next_wait(Duration::from_millis(42_900)), Some(Duration::from_secs(43)));
+        assert_eq!(next_wait(Duration::from_millis(999)), Some(Duration::from_secs(1)));
         assert_eq!(next_wait(Duration::ZERO), None);
     }
 }

@@ -16,9 +16,22 @@ use crate::scopes::MAX_SCOPES_VALUE_LEN;
 pub fn parse_query<T: DeserializeOwned + Default>(raw: Option<String>) -> Result<T, ApiError> {
     match raw.as_deref() {
         None | Some("") => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(q)
-            .map_err(|e| ApiError::bad_request(format!("bad query parameter: {e}; see docs/api.md"))),
+        Some(q) => serde_urlencoded::from_str(q).map_err(|e| {
+            ApiError::bad_request(format!("bad query parameter{}: {e}; see docs/api.md", failing_parameter::<T>(q)))
+        }),
     }
+}
+
+/// ` name` of the first parameter of `query` that fails to parse on its own (serde's message for a value that is
+/// not a number does not say whose value it was), or nothing when none fails alone.
+fn failing_parameter<T: DeserializeOwned>(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .find(|pair| serde_urlencoded::from_str::<T>(pair).is_err())
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .map(|name| format!(" {name:?}"))
+        .unwrap_or_default()
 }
 
 /// A token query, checked: `scopes` split (none, or an empty list, means the profile's), `min_valid` within
@@ -96,6 +109,14 @@ mod tests {
         }
         let message = request("claims=%5B1%5D").unwrap_err().0.message;
         assert!(message.contains("JSON object"), "{message}");
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_number_names_its_parameter() {
+        let message = request("scopes=User.Read&wait=soon").unwrap_err().0.message;
+        assert!(message.contains("\"wait\""), "{message}");
+        let message = request("min_valid=-1").unwrap_err().0.message;
+        assert!(message.contains("\"min_valid\""), "{message}");
     }
 
     #[test]
