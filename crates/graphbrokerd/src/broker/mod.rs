@@ -26,6 +26,7 @@ mod persist;
 mod reload;
 mod rolling;
 mod signin;
+mod signin_end;
 mod status;
 mod token;
 mod wake;

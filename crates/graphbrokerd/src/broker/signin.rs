@@ -9,7 +9,8 @@
 //! The prompt's life is kept on both clocks (`clock.rs`): a sign-in pending while the laptop slept past its code's
 //! expiry ends as `signin_expired`, within [`crate::clock::WAKE_CHECK`] of the wake-up, and a request that comes
 //! before that ends it itself instead of being handed the dead code ([`SignIn::expired`]). However the task ends
-//! (done, cancelled, or a panic in it), its [`Ending`] guard clears the pending sign-in and tells every waiter.
+//! (done, cancelled, or a panic in it), its `TaskEnd` guard (`signin_end.rs`) clears the pending sign-in and tells
+//! every waiter.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,11 +25,12 @@ use super::entries::CachedToken;
 use super::expected::ExpectedAccount;
 use super::lifecycle::Persisted;
 use super::persist::StillWanted;
+use super::signin_end::{TaskEnd, UserPart, before, expired_error};
 use crate::browser::{self, BrowserSettings, BrowserTab};
 use crate::clock::Clock;
 use crate::clock::{Deadline, Now};
 use crate::error::ApiError;
-use crate::idp::{Platform, PlatformError, Tokens};
+use crate::idp::{Platform, Tokens};
 use crate::metrics::{Flow, Metrics, SigninOutcome};
 use crate::notify::{Notice, NoticeQueue};
 use crate::retry::{DEVICE_POLL, PLATFORM_CALL, retry};
@@ -67,14 +69,14 @@ pub struct SignIn {
 /// The `graphbroker_signins_total` count of one sign-in, made by whichever of its task and its cancellation ends
 /// it first.
 #[derive(Debug)]
-struct Ending {
+pub(super) struct Ending {
     flow: Flow,
     metrics: Arc<Metrics>,
     counted: AtomicBool,
 }
 
 impl Ending {
-    fn count(&self, outcome: SigninOutcome) {
+    pub(super) fn count(&self, outcome: SigninOutcome) {
         if !self.counted.swap(true, Ordering::SeqCst) {
             self.metrics.signin_ended(self.flow, outcome);
         }
@@ -253,57 +255,6 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
     })
 }
 
-/// What the waiters of a sign-in whose code's life ran out are told.
-fn expired_error() -> ApiError {
-    ApiError::new(
-        ErrorCode::SigninExpired,
-        "the sign-in expired before it was completed (its code lives a few minutes, and the machine may have been \
-         asleep); ask again to start a new one",
-    )
-}
-
-/// The end of one sign-in task, whatever ends it: the result it came to, or — when the task is dropped first (a
-/// panic in it, or it was aborted) — "stopped unexpectedly". On drop it clears the profile's pending sign-in if it
-/// is still this one, tells every waiter (unless `cancel`/`expire` already did), counts the outcome once and
-/// reports the change.
-struct TaskEnd {
-    slot: Arc<ProfileSlot>,
-    id: u64,
-    phase: Arc<watch::Sender<Phase>>,
-    ending: Arc<Ending>,
-    changes: watch::Sender<u64>,
-    result: Option<Result<(), ApiError>>,
-}
-
-impl Drop for TaskEnd {
-    fn drop(&mut self) {
-        // `cancel` and `expire` announce the end before the task is dropped; anything else is unexpected.
-        let announced = matches!(&*self.phase.borrow(), Phase::Done(_));
-        let result = self.result.take().unwrap_or_else(|| {
-            if !announced {
-                tracing::error!(profile = %self.slot.profile.name, "the sign-in task stopped unexpectedly");
-            }
-            Err(ApiError::internal("the sign-in stopped unexpectedly; ask again to start a new one"))
-        });
-        self.ending.count(result.as_ref().map_or_else(|e| SigninOutcome::of_error(e.code()), |()| SigninOutcome::Ok));
-        {
-            // A panic elsewhere may have poisoned the lock; the state it guards is still what it was.
-            let mut state = self.slot.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if state.signin.as_ref().is_some_and(|s| s.id == self.id) {
-                state.signin = None;
-            }
-        }
-        self.phase.send_if_modified(|phase| {
-            if matches!(phase, Phase::Done(_)) {
-                return false;
-            }
-            *phase = Phase::Done(result);
-            true
-        });
-        self.changes.send_modify(|n| *n += 1);
-    }
-}
-
 /// The sign-in task: the prompt for the waiting clients, the user's part, then the account is stored and the
 /// first token cached.
 async fn run(
@@ -341,34 +292,6 @@ async fn run(
         Err(e) => tracing::warn!(profile = %slot.profile.name, "sign-in failed: {}", e.0.message),
     }
     end.result = Some(result);
-}
-
-/// Why the user's part ended without tokens.
-enum UserPart {
-    Platform(PlatformError),
-    /// The prompt's life ran out on the boot or the wall clock.
-    Expired,
-}
-
-impl From<PlatformError> for UserPart {
-    fn from(e: PlatformError) -> Self {
-        match e {
-            PlatformError::Expired => UserPart::Expired,
-            other => UserPart::Platform(other),
-        }
-    }
-}
-
-/// `work`, unless `deadline` passes first on either clock (see `clock::sleep_until`).
-async fn before<T>(
-    clock: &dyn crate::clock::Clock,
-    deadline: Deadline,
-    work: impl std::future::Future<Output = Result<T, PlatformError>>,
-) -> Result<T, UserPart> {
-    tokio::select! {
-        result = work => result.map_err(UserPart::from),
-        () = crate::clock::sleep_until(clock, deadline) => Err(UserPart::Expired),
-    }
 }
 
 /// The prompt and the user's part of the flow, up to the tokens (and, for a browser sign-in, the tab waiting to
