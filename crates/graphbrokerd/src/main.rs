@@ -43,6 +43,9 @@ struct Args {
     /// How long a connection may take to send a request head, in milliseconds (tests shorten it).
     #[arg(long, hide = true, value_name = "MILLISECONDS")]
     header_read_timeout_ms: Option<u64>,
+    /// How long one write of an answer may wait for the caller to read, in milliseconds (tests shorten it).
+    #[arg(long, hide = true, value_name = "MILLISECONDS")]
+    write_idle_timeout_ms: Option<u64>,
     /// How many connections are served at once; more wait until one closes (tests lower it).
     #[arg(long, hide = true, value_name = "COUNT")]
     max_connections: Option<usize>,
@@ -186,6 +189,7 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
     let defaults = ConnectionLimits::default();
     let limits = ConnectionLimits {
         header_read_timeout: args.header_read_timeout_ms.map_or(defaults.header_read_timeout, Duration::from_millis),
+        write_idle_timeout: args.write_idle_timeout_ms.map_or(defaults.write_idle_timeout, Duration::from_millis),
         max_connections: args.max_connections.unwrap_or(defaults.max_connections).max(1),
         max_waiting: args.max_waiting.unwrap_or(defaults.max_waiting),
     };

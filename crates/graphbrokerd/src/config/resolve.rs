@@ -53,6 +53,8 @@ struct RawProfile {
     graph_url: Option<String>,
     /// Seconds; 0 turns it off.
     rolling_refresh: Option<u64>,
+    /// Allows a real cloud's authority with a loopback `graph_url` (a test setup).
+    test_setup: Option<bool>,
 }
 
 /// A TOML or serde error, located by line and column, with the key it is about when that can be read off the
@@ -299,6 +301,21 @@ impl Resolver<'_> {
             Some(text) => self.graph_url(&key("graph_url"), &text)?,
             None => Url::parse(cloud.graph_resource()).expect("a cloud's Graph resource is a URL"),
         };
+        // Tokens a real tenant issued belong at a real Graph: sent to a loopback port they reach whoever listens
+        // there (the owner check stops another user, not a mistake). A stand-in pair (both loopback) is fine.
+        if is_loopback(&graph_url) && !is_loopback(&authority) && raw.test_setup != Some(true) {
+            return Err(self.invalid(
+                key("graph_url"),
+                format!(
+                    "{} is a loopback address, but the profile signs in at {}, a real identity platform: its \
+                     tokens would go to whatever listens on that port. Remove graph_url to use {}, or, for a \
+                     test setup that means it, add `test_setup = true` to the profile",
+                    graph_url.as_str().trim_end_matches('/'),
+                    authority.as_str().trim_end_matches('/'),
+                    cloud.graph_resource().trim_end_matches('/'),
+                ),
+            ));
+        }
 
         Ok(Profile {
             name: name.to_owned(),
@@ -346,8 +363,6 @@ impl Resolver<'_> {
         }
     }
 
-    /// An explicit authority: https (or http to a loopback host, for tests and the offline demo), a tenant path, no
-    /// query, fragment or credentials. The trailing slash is trimmed.
     /// The Graph endpoint the proxy forwards to: a Microsoft Graph host of one of the clouds, or a loopback
     /// stand-in. Never any other host: the proxy attaches the user's token to what it sends there.
     fn graph_url(&self, key: &str, text: &str) -> Result<Url, ConfigError> {
@@ -373,6 +388,8 @@ impl Resolver<'_> {
         if graph_host || stand_in { Ok(url) } else { Err(refuse(format!("{text:?} is not a Microsoft Graph host"))) }
     }
 
+    /// An explicit authority: https (or http to a loopback host, for tests and the offline demo), a tenant path, no
+    /// query, fragment or credentials. The trailing slash is trimmed.
     fn authority(&self, key: &str, text: &str) -> Result<Url, ConfigError> {
         let mut url = Url::parse(text).map_err(|err| {
             self.invalid(key, format!("{text:?} is not a URL ({err}): write it as https://<login host>/<tenant>"))

@@ -296,6 +296,16 @@ fn each_mistake_names_the_file_the_key_and_what_is_allowed() {
             "without a path, query or user",
         ),
         ("[profiles.default]\ngraph_url = \"graph\"\n", "profiles.default.graph_url", "not a URL"),
+        (
+            "[profiles.default]\ngraph_url = \"http://127.0.0.1:8400\"\n",
+            "profiles.default.graph_url",
+            "test_setup = true",
+        ),
+        (
+            "[profiles.default]\ntenant = \"contoso.onmicrosoft.com\"\ngraph_url = \"http://[::1]:8400\"\ntest_setup = false\n",
+            "profiles.default.graph_url",
+            "a real identity platform",
+        ),
     ];
     for (text, key, allowed) in cases {
         let message = error_naming(text, key);
@@ -491,8 +501,18 @@ fn a_config_chowned_to_another_user_is_refused_by_load() {
 }
 
 #[test]
+fn a_real_clouds_sign_in_with_a_loopback_graph_needs_test_setup() {
+    let text = "[profiles.default]\ngraph_url = \"http://localhost:8400\"\ntest_setup = true\n";
+    let config = parse(text).unwrap();
+    let profile = config.profile(None).unwrap();
+    assert_eq!(profile.graph_url.as_str(), "http://localhost:8400/");
+    assert_eq!(profile.authority.host_str(), Some("login.microsoftonline.com"));
+    assert!(parse(&text.replace("test_setup = true\n", "")).is_err(), "the key is what allows it");
+}
+
+#[test]
 fn graph_url_defaults_to_the_clouds_graph_and_takes_graph_hosts_or_a_loopback_stand_in() {
-    let config = parse("default_profile = \"gov\"\n[profiles.gov]\ncloud = \"usgov\"\n[profiles.mine]\ngraph_url = \"https://dod-graph.microsoft.us\"\n[profiles.local]\ngraph_url = \"http://127.0.0.1:8400\"\n").unwrap();
+    let config = parse("default_profile = \"gov\"\n[profiles.gov]\ncloud = \"usgov\"\n[profiles.mine]\ngraph_url = \"https://dod-graph.microsoft.us\"\n[profiles.local]\nauthority = \"http://127.0.0.1:8400/common\"\ngraph_url = \"http://127.0.0.1:8400\"\n").unwrap();
     assert_eq!(config.profile(Some("gov")).unwrap().graph_url.as_str(), "https://graph.microsoft.us/");
     assert_eq!(config.profile(Some("mine")).unwrap().graph_url.as_str(), "https://dod-graph.microsoft.us/");
     assert_eq!(config.profile(Some("local")).unwrap().graph_url.as_str(), "http://127.0.0.1:8400/");

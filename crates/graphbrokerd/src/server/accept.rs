@@ -14,6 +14,10 @@
 //! - **A time limit on the request head** ([`HEADER_READ_TIMEOUT`]): a connection that has not sent a whole
 //!   request head in time — a half-sent request, or an idle keep-alive connection between requests — is
 //!   closed, freeing its slot. Requests held by `wait` are past their head and are not cut.
+//! - **A time limit on a stalled answer** ([`WRITE_IDLE_TIMEOUT`]): a caller that stops reading (a large proxied
+//!   download it never drains, or a program stopped with Ctrl-Z) makes the daemon's writes wait; once a write has
+//!   waited that long the connection is closed, freeing its slot. A slow reader that keeps reading is not cut:
+//!   the limit is on a pause, not on the whole answer.
 //!
 //! Shutdown: once the `shutdown` future completes the listener is closed, every connection is asked to finish
 //! (idle ones close at once, in-flight requests run to their answer), and [`accept_loop`] returns when the
@@ -35,6 +39,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_io_timeout::TimeoutStream;
 
 use super::peer::{FORBIDDEN_MESSAGE, Peer, PeerPolicy};
 use crate::metrics::Metrics;
@@ -45,6 +50,10 @@ use crate::waiting::{self, Slot};
 /// kept). Local programs send theirs in microseconds; ten seconds leaves room for a loaded machine while a
 /// connection that sends nothing gives up its slot soon.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one write of an answer may wait for the caller to read (see the module docs). Thirty seconds is
+/// an age for a local program that reads what it asked for, and short for a slot held by one that does not.
+pub const WRITE_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many connections are served at once. One user's programs rarely hold more than a few; 64 leaves room for
 /// a build running many in parallel, and bounds the memory and tasks one misbehaving program can tie up.
@@ -70,6 +79,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub struct ConnectionLimits {
     /// See [`HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
+    /// See [`WRITE_IDLE_TIMEOUT`].
+    pub write_idle_timeout: Duration,
     /// See [`MAX_CONNECTIONS`]; at least 1.
     pub max_connections: usize,
     /// See [`MAX_WAITING`]; 0 keeps every waiting connection in its serving slot.
@@ -78,7 +89,12 @@ pub struct ConnectionLimits {
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        Self { header_read_timeout: HEADER_READ_TIMEOUT, max_connections: MAX_CONNECTIONS, max_waiting: MAX_WAITING }
+        Self {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            write_idle_timeout: WRITE_IDLE_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            max_waiting: MAX_WAITING,
+        }
     }
 }
 
@@ -139,7 +155,10 @@ pub(super) async fn accept_loop(
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        // hyper bounds the reads (the request head's limit); the wrapper bounds how long a write may wait.
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_idle_timeout));
+        let connection = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);
         let mut stop = stop_signal.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -152,7 +171,8 @@ pub(super) async fn accept_loop(
                 }
             };
             if let Err(e) = result {
-                // Timeouts of the request head land here, as do clients that hang up mid-request.
+                // Timeouts of the request head and of stalled writes land here, as do clients that hang up
+                // mid-request.
                 tracing::debug!(peer = ?peer, "connection ended: {e}");
             }
         });

@@ -34,7 +34,7 @@ use secrecy::ExposeSecret;
 use tokio::net::UnixListener;
 use zeroize::Zeroize;
 
-pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_WAITING};
+pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_WAITING, WRITE_IDLE_TIMEOUT};
 use self::answer::{secret_answer, secret_bytes};
 pub use self::peer::{Peer, PeerPolicy};
 use self::peer::{PeerCheck, peer_check};

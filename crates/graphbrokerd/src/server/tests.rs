@@ -165,7 +165,7 @@ async fn a_streamed_graph_answer_counts_as_activity_until_its_body_is_done() {
     let graph_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, graph).await });
 
-    let text = format!("[profiles.default]\nflow = \"device\"\ngraph_url = \"{graph_url}\"\n");
+    let text = format!("[profiles.default]\nflow = \"device\"\ngraph_url = \"{graph_url}\"\ntest_setup = true\n");
     let config = Config::parse(&text, std::path::Path::new("/test/config.toml")).unwrap();
     let (platform, mut script) = ScriptedPlatform::new();
     let keyring = ScriptedStore::open(StoreKind::Keyring);
