@@ -146,6 +146,8 @@ pub struct Profile {
     /// Redeem the refresh token of an account unused for this long, before the platform's inactivity limit ends
     /// its session (key `rolling_refresh`, seconds; `0` turns it off: `None`).
     pub rolling_refresh: Option<Duration>,
+    /// The `test_setup` key: a real cloud's sign-in with a loopback `graph_url` is allowed.
+    pub test_setup: bool,
 }
 
 impl Profile {
@@ -190,6 +192,7 @@ impl Profile {
             prompt: None,
             cae: false,
             rolling_refresh: Some(DEFAULT_ROLLING_REFRESH),
+            test_setup: false,
         }
     }
 }

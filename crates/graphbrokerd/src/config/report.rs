@@ -61,6 +61,7 @@ impl Report<'_> {
         self.add(&key("graph_url"), Some(profile.graph_url.as_str().trim_end_matches('/').into()));
         // 0 turns it off, as the file spells it.
         self.add(&key("rolling_refresh"), Some(profile.rolling_refresh.map_or(0, |idle| idle.as_secs()).into()));
+        self.add(&key("test_setup"), Some(profile.test_setup.into()));
     }
 }
 

@@ -333,6 +333,7 @@ impl Resolver<'_> {
             prompt,
             cae: raw.cae.unwrap_or(false),
             rolling_refresh,
+            test_setup: raw.test_setup.unwrap_or(false),
         })
     }
 
