@@ -1,0 +1,83 @@
+//! The Graph SDK recipes of docs/sdks.md, run as they are (the files under docs/sdks/, which the doc quotes) with
+//! Microsoft's own SDKs (`msgraph-sdk` from PyPI, `@microsoft/microsoft-graph-client` from npm) against the real
+//! daemon and the stand-in: `/me`, then `/me/messages` walked page by page with each SDK's page iterator.
+//! The SDKs live in the environment `scripts/test` makes and names in `GRAPHBROKER_SDK_ENV` (`py/` a venv,
+//! `node/` an npm prefix).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::*;
+
+const SCOPES: &str = "User.Read Mail.Read";
+/// Five messages, two a page: three pages.
+const MESSAGES: &str = "Message 5, Message 4, Message 3, Message 2, Message 1";
+
+fn docs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+}
+
+/// The SDK environment, or `None` (a skip) where `GRAPHBROKER_SDK_ENV` names none; a failure under
+/// `GRAPHBROKER_TEST_TOOLS=required`, which `scripts/test` sets after making it.
+fn sdk_env(tool: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("GRAPHBROKER_SDK_ENV").map(PathBuf::from).filter(|env| env.join(tool).exists());
+    if found.is_some() {
+        return found;
+    }
+    assert!(
+        std::env::var("GRAPHBROKER_TEST_TOOLS").as_deref() != Ok("required"),
+        "no {tool} under GRAPHBROKER_SDK_ENV but GRAPHBROKER_TEST_TOOLS=required: scripts/test makes it"
+    );
+    eprintln!("skipping: no {tool} under GRAPHBROKER_SDK_ENV (scripts/test makes it)");
+    None
+}
+
+/// A daemon against the stand-in, signed in for `SCOPES`, with five messages in the mailbox.
+async fn signed_in() -> (fake_entra::FakeEntra, Daemon) {
+    let fake = fake();
+    let daemon = Daemon::start(&config(&fake, "memory", &unique_service("sdks"), ""));
+    fake.grant_consent(ALICE, CLIENT_ID, &["User.Read", "Mail.Read"]).unwrap();
+    sign_in(&daemon.client(), &fake, SCOPES, ALICE).await;
+    fake.set_messages(ALICE, 5).unwrap();
+    (fake, daemon)
+}
+
+/// Runs a recipe file with `program`, the daemon's socket in `GRAPHBROKER_SOCKET`; its stdout on success.
+fn run(program: &Path, recipe: &str, daemon: &Daemon, env: &[(&str, &str)]) -> String {
+    let output = Command::new(program)
+        .arg(docs().join("sdks").join(recipe))
+        .env("GRAPHBROKER_SOCKET", &daemon.socket)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{recipe}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    stdout.into_owned()
+}
+
+fn assert_walked(stdout: &str, fake: &fake_entra::FakeEntra, recipe: &str) {
+    assert!(stdout.contains(&format!("me: {ALICE}\n")), "{recipe}: {stdout}");
+    assert!(stdout.contains(&format!("messages: {MESSAGES}\n")), "{recipe}: {stdout}");
+    let stats = fake.stats().graph.by_route;
+    assert_eq!(stats["me"], 1, "{recipe}: one call of /me reached Graph");
+    assert_eq!(stats["messages"], 3, "{recipe}: the iterator fetched three pages of /me/messages from Graph");
+}
+
+#[tokio::test]
+async fn python_sdk_through_the_proxy_walks_three_pages() {
+    let Some(env) = sdk_env("py/bin/python") else { return };
+    let (fake, daemon) = signed_in().await;
+    let stdout = run(&env.join("py/bin/python"), "python_proxy.py", &daemon, &[]);
+    assert_walked(&stdout, &fake, "python_proxy.py");
+}
+
+#[tokio::test]
+async fn python_sdk_with_the_socket_credential_calls_graph_itself() {
+    let Some(env) = sdk_env("py/bin/python") else { return };
+    let (fake, daemon) = signed_in().await;
+    let base = format!("{}/v1.0", fake.base_url());
+    let stdout = run(&env.join("py/bin/python"), "python_credential.py", &daemon, &[("GRAPH_BASE_URL", &base)]);
+    assert_walked(&stdout, &fake, "python_credential.py");
+}
