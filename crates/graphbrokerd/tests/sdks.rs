@@ -81,3 +81,25 @@ async fn python_sdk_with_the_socket_credential_calls_graph_itself() {
     let stdout = run(&env.join("py/bin/python"), "python_credential.py", &daemon, &[("GRAPH_BASE_URL", &base)]);
     assert_walked(&stdout, &fake, "python_credential.py");
 }
+
+/// Runs a JavaScript recipe with `node`: a copy of the file goes into the SDK environment's npm prefix, because an
+/// ES module finds its packages only in a `node_modules` above it (`NODE_PATH` does not apply to `import`).
+fn run_node(env: &Path, recipe: &str, daemon: &Daemon) -> String {
+    let dir = env.join("node/recipes").join(format!("{}-{}", std::process::id(), recipe.replace('.', "-")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join(recipe);
+    std::fs::copy(docs().join("sdks").join(recipe), &copy).unwrap();
+    let output = Command::new("node").arg(&copy).env("GRAPHBROKER_SOCKET", &daemon.socket).output().expect("node");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{recipe}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    stdout.into_owned()
+}
+
+#[tokio::test]
+async fn js_sdk_through_the_proxy_walks_three_pages() {
+    let Some(env) = sdk_env("node/node_modules/@microsoft/microsoft-graph-client") else { return };
+    let (fake, daemon) = signed_in().await;
+    let stdout = run_node(&env, "js_proxy.mjs", &daemon);
+    assert_walked(&stdout, &fake, "js_proxy.mjs");
+}
