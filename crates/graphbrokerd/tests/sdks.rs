@@ -103,3 +103,40 @@ async fn js_sdk_through_the_proxy_walks_three_pages() {
     let stdout = run_node(&env, "js_proxy.mjs", &daemon);
     assert_walked(&stdout, &fake, "js_proxy.mjs");
 }
+
+/// The JS provider recipe, imported as it is, gets the daemon's token, and Graph (the stand-in) takes it for
+/// `/me`. The SDK itself attaches tokens only to https URLs, and the stand-in speaks http: the SDK half of this
+/// recipe is not run here (docs/sdks.md says so).
+#[tokio::test]
+async fn js_provider_gets_the_daemons_token() {
+    let Some(env) = sdk_env("node/node_modules/@microsoft/microsoft-graph-client") else { return };
+    let (fake, daemon) = signed_in().await;
+    let dir = env.join("node/recipes").join(format!("{}-provider", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(docs().join("sdks/js_provider.mjs"), dir.join("js_provider.mjs")).unwrap();
+    let main = dir.join("main.mjs");
+    std::fs::write(
+        &main,
+        r#"import { GraphbrokerAuthProvider } from "./js_provider.mjs";
+const token = await new GraphbrokerAuthProvider({ scopes: ["User.Read", "Mail.Read"] }).getAccessToken();
+const me = await (await fetch(`${process.env.GRAPH_BASE_URL}/me`, { headers: { Authorization: `Bearer ${token}` } })).json();
+console.log(`me: ${me.userPrincipalName}`);
+try {
+  await new GraphbrokerAuthProvider({ scopes: ["http://127.0.0.1/.default"] }).getAccessToken();
+} catch (error) {
+  console.log(error.message.split(":")[1].trim());
+}
+"#,
+    )
+    .unwrap();
+    let output = Command::new("node")
+        .arg(&main)
+        .env("GRAPHBROKER_SOCKET", &daemon.socket)
+        .env("GRAPH_BASE_URL", format!("{}/v1.0", fake.base_url()))
+        .output()
+        .expect("node");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout, format!("me: {ALICE}\ninvalid_scopes\n"));
+}
