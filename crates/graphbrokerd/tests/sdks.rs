@@ -36,8 +36,13 @@ fn sdk_env(tool: &str) -> Option<PathBuf> {
 
 /// A daemon against the stand-in, signed in for `SCOPES`, with five messages in the mailbox.
 async fn signed_in() -> (fake_entra::FakeEntra, Daemon) {
+    signed_in_with("").await
+}
+
+/// `signed_in`, with `extra` lines in the profile.
+async fn signed_in_with(extra: &str) -> (fake_entra::FakeEntra, Daemon) {
     let fake = fake();
-    let daemon = Daemon::start(&config(&fake, "memory", &unique_service("sdks"), ""));
+    let daemon = Daemon::start(&config(&fake, "memory", &unique_service("sdks"), extra));
     fake.grant_consent(ALICE, CLIENT_ID, &["User.Read", "Mail.Read"]).unwrap();
     sign_in(&daemon.client(), &fake, SCOPES, ALICE).await;
     fake.set_messages(ALICE, 5).unwrap();
@@ -80,6 +85,24 @@ async fn python_sdk_with_the_socket_credential_calls_graph_itself() {
     let base = format!("{}/v1.0", fake.base_url());
     let stdout = run(&env.join("py/bin/python"), "python_credential.py", &daemon, &[("GRAPH_BASE_URL", &base)]);
     assert_walked(&stdout, &fake, "python_credential.py");
+}
+
+/// CAE: after a policy change Graph challenges the cached token; the SDK hands the challenge's claims to the
+/// credential's `get_token`, the credential passes them to the daemon, and the daemon's one claims refresh gives a
+/// token Graph takes.
+#[tokio::test]
+async fn python_credential_passes_a_claims_challenge_through() {
+    let Some(env) = sdk_env("py/bin/python") else { return };
+    let (fake, daemon) = signed_in_with("cae = true").await;
+    fake.change_policy(ALICE).unwrap();
+    let before = fake.stats();
+    let base = format!("{}/v1.0", fake.base_url());
+    let stdout = run(&env.join("py/bin/python"), "python_credential.py", &daemon, &[("GRAPH_BASE_URL", &base)]);
+    assert!(stdout.contains(&format!("me: {ALICE}\n")), "{stdout}");
+    assert!(stdout.contains(&format!("messages: {MESSAGES}\n")), "{stdout}");
+    let after = fake.stats();
+    assert_eq!(after.graph.challenges - before.graph.challenges, 1, "Graph challenged the old token once");
+    assert_eq!(after.token.with_challenge - before.token.with_challenge, 1, "one refresh carried the claims");
 }
 
 /// Runs a JavaScript recipe with `node`: a copy of the file goes into the SDK environment's npm prefix, because an
@@ -139,4 +162,29 @@ try {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout, format!("me: {ALICE}\ninvalid_scopes\n"));
+}
+
+/// docs/sdks.md quotes every recipe file under docs/sdks/ in full, right after a `<!-- recipe: sdks/NAME -->`
+/// line, and names no file that is not there: the doc cannot drift from what the tests run.
+#[test]
+fn the_doc_quotes_every_recipe_file_as_it_is() {
+    let doc = std::fs::read_to_string(docs().join("sdks.md")).unwrap();
+    let mut quoted = Vec::new();
+    for (at, _) in doc.match_indices("<!-- recipe: ") {
+        let rest = &doc[at + "<!-- recipe: ".len()..];
+        let (name, rest) = rest.split_once(" -->\n").expect("a recipe marker ends with ` -->`");
+        let rest = rest.strip_prefix("```").expect("the marker is followed by a fenced block");
+        let body = &rest[rest.find('\n').unwrap() + 1..];
+        let body = &body[..body.find("\n```\n").expect("the block is closed") + 1];
+        let file = std::fs::read_to_string(docs().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(body, file, "docs/sdks.md quotes {name} as it is");
+        quoted.push(name.trim_start_matches("sdks/").to_owned());
+    }
+    let mut files: Vec<_> = std::fs::read_dir(docs().join("sdks"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    quoted.sort();
+    assert_eq!(quoted, files, "every recipe file is quoted once");
 }
