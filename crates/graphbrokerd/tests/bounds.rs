@@ -213,6 +213,10 @@ async fn a_peer_of_another_user_is_refused_before_its_request_is_read() {
     // the connection would instead be closed without an answer when the head's time limit ran out.)
     let answer = read_until_closed(&mut stream, Duration::from_secs(30)).await.expect("the refusal closes");
     assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
+    // docs/api.md: every answer, the peer check's refusal included, carries the protocol version.
+    let head = answer.split_once("\r\n\r\n").map_or("", |(h, _)| h).to_ascii_lowercase();
+    let version = format!("\r\n{}: {}", graphbroker_protocol::PROTOCOL_HEADER, graphbroker_protocol::PROTOCOL_VERSION);
+    assert!(head.contains(&version), "no {version:?} in the refusal: {answer}");
     let body: serde_json::Value = serde_json::from_str(answer.split_once("\r\n\r\n").map_or("", |(_, b)| b))
         .unwrap_or_else(|e| panic!("{e}: {answer}"));
     assert_eq!(body["error"]["code"], "forbidden", "{body}");

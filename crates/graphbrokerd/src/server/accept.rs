@@ -191,9 +191,13 @@ fn refuse(stream: UnixStream, peer: &Peer, lingering: &Arc<Semaphore>) {
     tracing::warn!(peer = ?peer, "refused a connection from another user before reading its request");
     let body = ErrorBody { error: ErrorDetail::new(ErrorCode::Forbidden, FORBIDDEN_MESSAGE) };
     let body = serde_json::to_string(&body).unwrap_or_default();
+    // The protocol version, as on every other answer (docs/api.md, "Versioning").
     let answer = format!(
-        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len(),
+        graphbroker_protocol::PROTOCOL_HEADER,
+        graphbroker_protocol::PROTOCOL_VERSION,
     );
     let _ = stream.try_write(answer.as_bytes());
     let Ok(stream) = stream.into_std() else { return };

@@ -118,6 +118,9 @@ pub enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// git's credential helper for Azure DevOps: `git config --global credential.https://dev.azure.com.helper
+    /// '!graphbroker-client git-credential'` (other hosts get an empty answer)
+    GitCredential(crate::git_credential::GitCredentialArgs),
     /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell) on stdout
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {

@@ -32,11 +32,18 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
     if let Command::Completions { shell } = &cli.command {
         return generate::completions(*shell);
     }
-    let client = match &cli.socket {
-        Some(socket) => Client::new(socket),
-        None => Client::from_env()?,
+    // Reads git's description first: the daemon is started only for an Azure DevOps host.
+    if let Command::GitCredential(args) = &cli.command {
+        let client = async || {
+            let client = make_client(cli)?;
+            if !cli.no_autostart {
+                ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
+            }
+            Ok(client)
+        };
+        return crate::git_credential::run(args, client, ui).await;
     }
-    .showing_prompts(at_terminal());
+    let client = make_client(cli)?;
     // `status` and `version` report on the daemon rather than need it, so they never start one.
     let wants_daemon =
         !matches!(cli.command, Command::Status { .. } | Command::Version | Command::Metrics | Command::Config { .. });
@@ -66,7 +73,16 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
         Command::Completions { shell } => generate::completions(*shell),
         Command::Audit(args) => crate::policy_command::audit(args),
         Command::Policy { action } => crate::policy_command::policy(&client, action).await,
+        Command::GitCredential(args) => crate::git_credential::run(args, async || Ok(client), ui).await,
     }
+}
+
+fn make_client(cli: &Cli) -> Result<Client, Failure> {
+    Ok(match &cli.socket {
+        Some(socket) => Client::new(socket),
+        None => Client::from_env()?,
+    }
+    .showing_prompts(at_terminal()))
 }
 
 /// Whether a sign-in's prompt, which goes to stderr, reaches a person at a terminal. When it does not (a script

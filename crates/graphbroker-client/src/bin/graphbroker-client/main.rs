@@ -14,6 +14,7 @@ mod exit_status;
 mod fast_path;
 mod format;
 mod generate;
+mod git_credential;
 mod graph;
 mod kubectl;
 mod policy_command;
