@@ -50,8 +50,8 @@ pub use reload::ReloadSummary;
 pub use token::{IssuedToken, MAX_WAIT, TokenRequest};
 pub use wake::{ROLLING_CHECK_INTERVAL, WAKE_SLACK, WAKE_TICK};
 
-use self::lifecycle::{ProfileState, Write};
-use self::persist::{Persistence, StillWanted};
+use self::lifecycle::ProfileState;
+use self::persist::{Persistence, StillWanted, Write};
 use self::signin::SignIn;
 use crate::browser::{self, BrowserSettings};
 use crate::clock::{Clock, SystemClock};
