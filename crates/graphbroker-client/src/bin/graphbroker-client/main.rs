@@ -16,6 +16,7 @@ mod format;
 mod generate;
 mod graph;
 mod kubectl;
+mod output;
 mod policy_command;
 mod safe_text;
 mod service;
