@@ -46,6 +46,7 @@ mod server;
 mod state;
 mod stats;
 mod tokens;
+mod users;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};

@@ -1,7 +1,7 @@
 //! The HTML a person (or headless browser) sees: device-login form, sign-in/consent page, results and errors.
 //! Plain, self-contained pages with stable field names so tests can fill them in.
 
-use crate::state::UserInfo;
+use crate::users::UserInfo;
 
 /// Escapes text for HTML element content and double-quoted attributes.
 pub(crate) fn escape(text: &str) -> String {

@@ -11,10 +11,10 @@ use crate::cae::CaeEvent;
 use crate::content::GraphData;
 use crate::errors::{ControlError, EntraError};
 use crate::faults::FaultRule;
-use crate::ids::deterministic_guid;
 use crate::pkce::ChallengeMethod;
 use crate::scopes::{self, ConsentSet, RequestedScopes};
 use crate::stats::Stats;
+pub use crate::users::UserInfo;
 
 /// The fake tenant's id. Fixed so that test expectations and cached accounts survive restarts.
 pub const TENANT_ID: &str = "5f1b4c8e-3a2d-4e6f-9b7a-0c1d2e3f4a5b";
@@ -53,43 +53,6 @@ impl TenantInfo {
     pub(crate) fn home() -> Self {
         Self { id: TENANT_ID.to_owned(), domain: TENANT_DOMAIN.to_owned() }
     }
-}
-
-/// A user of one of the fake's tenants. The object id is derived from tenant and email so it is stable across runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UserInfo {
-    /// Sign-in name and UPN, lowercased.
-    pub email: String,
-    /// Object id (`oid`), also Graph's `id` and `client_info`'s `uid`.
-    pub oid: String,
-    /// The user's home tenant (`tid`, `client_info`'s `utid`).
-    pub tenant_id: String,
-    pub display_name: String,
-    pub given_name: String,
-    pub surname: String,
-}
-
-impl UserInfo {
-    pub(crate) fn from_email(email: &str, tenant_id: &str) -> Self {
-        let email = email.trim().to_ascii_lowercase();
-        let local = email.split('@').next().unwrap_or_default();
-        let words: Vec<String> = local.split(['.', '_', '-']).filter(|w| !w.is_empty()).map(capitalize).collect();
-        let given_name = words.first().cloned().unwrap_or_default();
-        let surname = words.get(1..).map(|rest| rest.join(" ")).unwrap_or_default();
-        Self {
-            oid: deterministic_guid(&format!("{tenant_id}/{email}")),
-            tenant_id: tenant_id.to_owned(),
-            display_name: words.join(" "),
-            given_name,
-            surname,
-            email,
-        }
-    }
-}
-
-fn capitalize(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// A registered public client application.

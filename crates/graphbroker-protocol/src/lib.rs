@@ -12,6 +12,7 @@ mod expiry;
 mod messages;
 mod redact;
 mod socket;
+mod status;
 mod time;
 
 pub use audit::{
@@ -22,15 +23,15 @@ pub use config::{ConfigEntry, ConfigOrigin, ConfigResponse, ConfigValue};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use expiry::{RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse, SignInWarning, WarningKind};
 pub use messages::{
-    AccountInfo, CachedTokenStatus, Counters, HeaderResponse, ProfileQuery, ProfileStatus, SignInFlow, SignInPrompt,
-    SignInQuery, SignInReason, SignInResponse, SignInState, SignoutResponse, StatusResponse, StoreKind, TokenQuery,
-    TokenResponse, VersionResponse, split_scopes,
+    AccountInfo, HeaderResponse, ProfileQuery, SignInFlow, SignInPrompt, SignInQuery, SignInReason, SignInResponse,
+    SignInState, SignoutResponse, StoreKind, TokenQuery, TokenResponse, VersionResponse, split_scopes,
 };
 pub use redact::redact_url;
 pub use socket::{
     DirectoryProblem, NoSocketPath, SOCKET_DIR_NAME, SOCKET_ENV, SOCKET_FILE_NAME, UnsafeDirectory,
     private_directory_problem, resolve_socket_path,
 };
+pub use status::{CachedTokenStatus, Counters, ProfileStatus, StatusResponse};
 pub use time::EpochSeconds;
 
 /// The version of the socket protocol. It changes only when a v1 route changes incompatibly; `GET /v1/version`

@@ -38,6 +38,7 @@ use graphbroker_store::{AccountRecord, SessionEnded, StoreError, StoredAccount};
 use secrecy::SecretString;
 
 use super::entries::ScopeEntries;
+use super::persist::{Persisted, Write};
 use super::signin::SignIn;
 use crate::config::Profile;
 
@@ -53,26 +54,6 @@ pub enum AccountState {
     Active { refresh_token: SecretString, record: AccountRecord, persisted: Persisted },
     /// This profile slot was replaced by a reload; requests still holding it ask the broker for the current one.
     Retired,
-}
-
-/// Whether the store holds the refresh token kept in memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Persisted {
-    /// It does.
-    Saved,
-    /// Write number `seq` of this token is queued or under way.
-    Writing { seq: u64 },
-    /// The last write failed (`error` says why, for status): the token lives only in memory, and no token is
-    /// served until a write succeeds, so a restart never loses a sign-in the user was told succeeded.
-    Failed { error: String },
-}
-
-/// A store write a transition asks for: the account as it now is, tagged with what it belongs to.
-#[derive(Debug)]
-pub struct Write {
-    pub generation: u64,
-    pub seq: u64,
-    pub account: StoredAccount,
 }
 
 /// What a refresh needs, taken from the state before the platform is asked.

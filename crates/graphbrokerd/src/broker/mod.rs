@@ -27,7 +27,9 @@ mod reload;
 mod rolling;
 mod signin;
 mod signin_end;
+mod slot;
 mod status;
+mod stores;
 mod token;
 mod wake;
 
@@ -36,188 +38,33 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use graphbroker_protocol::{
-    AccountInfo, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse, StoreKind,
+    AccountInfo, ErrorCode, SignInFlow, SignInReason, SignInResponse, SignInState, SignoutResponse,
 };
-use graphbroker_store::{AccountRecord, AutoStore, KeyringStore, MemoryStore, SecretStore, StoreError};
+use graphbroker_store::{AccountRecord, StoreError};
 use tokio::sync::watch;
 
 pub use claims_budget::{CLAIMS_BURST, CLAIMS_REFILL};
 pub use entries::{CachedToken, MAX_SCOPE_SETS, REFRESH_AHEAD};
 pub use reload::ReloadSummary;
+pub use stores::{StoreFactory, SystemStores};
 pub use token::{IssuedToken, MAX_WAIT, TokenRequest};
 pub use wake::{ROLLING_CHECK_INTERVAL, WAKE_SLACK, WAKE_TICK};
 
-use self::lifecycle::{ProfileState, Write};
-use self::persist::{Persistence, StillWanted};
+use self::lifecycle::ProfileState;
 use self::signin::SignIn;
+use self::slot::ProfileSlot;
+use self::stores::StoreSet;
 use crate::browser::{self, BrowserSettings};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Profile};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::idp::{ClaimsChallenge, Platform, request_claims};
 use crate::metrics::Metrics;
 use crate::notify::{DesktopNotifier, NoticeQueue, Notifier};
 use crate::scopes::ScopeSet;
-
-/// Where the refresh tokens are kept: the factory the broker opens its stores with.
-pub trait StoreFactory: Send + Sync + std::fmt::Debug {
-    /// The store of `kind`; `keyring_service` names the keychain service entries are filed under.
-    fn open(&self, kind: StoreKind, keyring_service: &str) -> Arc<dyn SecretStore>;
-}
-
-/// The real stores: the OS keychain, and one process-wide memory store (which outlives reloads).
-#[derive(Debug, Default)]
-pub struct SystemStores {
-    memory: Arc<MemoryStore>,
-}
-
-impl StoreFactory for SystemStores {
-    fn open(&self, kind: StoreKind, keyring_service: &str) -> Arc<dyn SecretStore> {
-        match kind {
-            StoreKind::Keyring => Arc::new(KeyringStore::new(keyring_service)),
-            StoreKind::Memory => self.memory.clone(),
-            StoreKind::Keyutils => keyutils(keyring_service),
-            StoreKind::Auto => Arc::new(AutoStore::system(keyring_service)),
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn keyutils(keyring_service: &str) -> Arc<dyn SecretStore> {
-    Arc::new(graphbroker_store::KeyutilsStore::new(keyring_service))
-}
-
-/// Config refuses `store = "keyutils"` off Linux; this is only reached if that check is bypassed.
-#[cfg(not(target_os = "linux"))]
-fn keyutils(_keyring_service: &str) -> Arc<dyn SecretStore> {
-    Arc::new(UnavailableStore(StoreKind::Keyutils))
-}
-
-/// A store that exists on other platforms only: every operation says so.
-#[cfg(not(target_os = "linux"))]
-#[derive(Debug)]
-struct UnavailableStore(StoreKind);
-
-#[cfg(not(target_os = "linux"))]
-impl SecretStore for UnavailableStore {
-    fn kind(&self) -> StoreKind {
-        self.0
-    }
-    fn probe(&self) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable {
-            message: "the kernel keyring exists on Linux only: choose store = \"auto\" or \"keyring\"".into(),
-        })
-    }
-    fn load(&self, _: &str) -> Result<Option<graphbroker_store::StoredAccount>, StoreError> {
-        Err(self.probe().unwrap_err())
-    }
-    fn save(&self, _: &str, _: &graphbroker_store::StoredAccount) -> Result<(), StoreError> {
-        Err(self.probe().unwrap_err())
-    }
-    fn delete(&self, _: &str) -> Result<bool, StoreError> {
-        Err(self.probe().unwrap_err())
-    }
-}
-
-/// One configured profile and its live state.
-#[derive(Debug)]
-struct ProfileSlot {
-    profile: Profile,
-    persistence: Arc<Persistence>,
-    state: Mutex<ProfileState>,
-    /// How many cache-bypassing `claims` requests the profile may still make.
-    claims_budget: Mutex<claims_budget::ClaimsBudget>,
-}
-
-/// A write queued in the profile's store queue, to be awaited.
-struct QueuedWrite {
-    generation: u64,
-    seq: u64,
-    done: tokio::sync::oneshot::Receiver<Option<Result<(), StoreError>>>,
-}
-
-impl ProfileSlot {
-    fn new(profile: Profile, persistence: Arc<Persistence>, state: ProfileState) -> Self {
-        Self { profile, persistence, state: Mutex::new(state), claims_budget: Mutex::default() }
-    }
-
-    /// Queues `write`. Call it while still holding the state lock that produced the write, so that the store sees
-    /// writes and deletes in the order the state changed.
-    fn queue_write(self: &Arc<Self>, write: Write) -> QueuedWrite {
-        let Write { generation, seq, account } = write;
-        let done = self.persistence.save(&self.profile.name, account, still_current(self, generation));
-        QueuedWrite { generation, seq, done }
-    }
-
-    /// Waits for a queued write and records how it went. A failure answers `keychain_unavailable`: the refresh
-    /// token stays in memory, marked unsaved, and no token is served until the store takes it.
-    async fn finish_write(&self, queued: QueuedWrite) -> Result<(), ApiError> {
-        let result = queued
-            .done
-            .await
-            .unwrap_or_else(|_| Some(Err(StoreError::Failed { message: "the keychain queue stopped".into() })));
-        self.state.lock().expect("state lock").write_finished(queued.generation, queued.seq, result.as_ref());
-        match result {
-            Some(Err(e)) => {
-                tracing::error!(profile = %self.profile.name, "could not save the refresh token: {e}");
-                Err(store_error_to_api(&e))
-            }
-            Some(Ok(())) | None => Ok(()),
-        }
-    }
-
-    /// Stops the sign-in under way, if any; the requests waiting for it are told `why`.
-    fn cancel_signin(&self, why: &str) {
-        let signin = self.state.lock().expect("state lock").signin.take();
-        if let Some(signin) = signin {
-            signin.cancel(why);
-        }
-    }
-}
-
-/// A check for the store queue: is `generation` still the account of `slot`?
-fn still_current(slot: &Arc<ProfileSlot>, generation: u64) -> StillWanted {
-    let slot = Arc::downgrade(slot);
-    Box::new(move || slot.upgrade().is_some_and(|slot| slot.state.lock().expect("state lock").generation == generation))
-}
-
-/// The stores of one configuration: the keychain, the kernel keyring and the automatic choice between them under
-/// its service name, and the memory store.
-#[derive(Debug, Clone)]
-struct StoreSet {
-    keyring_service: String,
-    keyring: Arc<Persistence>,
-    keyutils: Arc<Persistence>,
-    /// One per service name, so that its per-profile choices hold across reloads that keep the name.
-    auto: Arc<Persistence>,
-    memory: Arc<Persistence>,
-}
-
-impl StoreSet {
-    /// The stores for `keyring_service`, sharing `memory` (which outlives reloads).
-    fn open(stores: &dyn StoreFactory, keyring_service: &str, memory: Option<Arc<Persistence>>) -> StoreSet {
-        let open = |kind| Arc::new(Persistence::new(stores.open(kind, keyring_service)));
-        StoreSet {
-            keyring_service: keyring_service.to_owned(),
-            keyring: open(StoreKind::Keyring),
-            keyutils: open(StoreKind::Keyutils),
-            auto: open(StoreKind::Auto),
-            memory: memory.unwrap_or_else(|| open(StoreKind::Memory)),
-        }
-    }
-
-    fn for_kind(&self, kind: StoreKind) -> Arc<Persistence> {
-        match kind {
-            StoreKind::Keyring => self.keyring.clone(),
-            StoreKind::Memory => self.memory.clone(),
-            StoreKind::Keyutils => self.keyutils.clone(),
-            StoreKind::Auto => self.auto.clone(),
-        }
-    }
-}
 
 /// The configured profiles, replaced as a whole when the config is reloaded.
 #[derive(Debug)]
@@ -379,31 +226,6 @@ impl Broker {
                 format!("no profile named {name:?} is configured (known: {known}); add it to the config file"),
             )
         })
-    }
-
-    /// Reads the profile's account from its store unless already read.
-    async fn ensure_loaded(&self, slot: &ProfileSlot) -> Result<(), ApiError> {
-        if slot.state.lock().expect("state lock").is_loaded() {
-            return Ok(());
-        }
-        let result = slot
-            .persistence
-            .load(&slot.profile.name)
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Failed { message: "the keychain queue stopped".into() }));
-        slot.state.lock().expect("state lock").loaded(&slot.profile, result).map_err(|e| store_error_to_api(&e))
-    }
-
-    /// Writes a refresh token again whose earlier write failed; no token is served until one succeeds.
-    async fn ensure_saved(&self, slot: &Arc<ProfileSlot>) -> Result<(), ApiError> {
-        let queued = {
-            let mut state = slot.state.lock().expect("state lock");
-            state.retry_write().map(|write| slot.queue_write(write))
-        };
-        match queued {
-            Some(queued) => slot.finish_write(queued).await,
-            None => Ok(()),
-        }
     }
 
     /// Forgets the account, in memory and (queued under the same lock) in the store. With `only_generation`, only

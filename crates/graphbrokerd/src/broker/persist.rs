@@ -18,6 +18,26 @@ use graphbroker_protocol::StoreKind;
 use graphbroker_store::{SecretStore, StoreError, StoredAccount};
 use tokio::sync::{mpsc, oneshot};
 
+/// Whether the store holds the refresh token kept in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persisted {
+    /// It does.
+    Saved,
+    /// Write number `seq` of this token is queued or under way.
+    Writing { seq: u64 },
+    /// The last write failed (`error` says why, for status): the token lives only in memory, and no token is
+    /// served until a write succeeds, so a restart never loses a sign-in the user was told succeeded.
+    Failed { error: String },
+}
+
+/// A store write a transition asks for: the account as it now is, tagged with what it belongs to.
+#[derive(Debug)]
+pub struct Write {
+    pub generation: u64,
+    pub seq: u64,
+    pub account: StoredAccount,
+}
+
 /// Decides, just before a write is carried out, whether it is still wanted.
 pub type StillWanted = Box<dyn Fn() -> bool + Send>;
 

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::lifecycle::ProfileState;
-use super::{Broker, ProfileSet, ProfileSlot, StoreSet, browser_settings};
+use super::slot::ProfileSlot;
+use super::stores::StoreSet;
+use super::{Broker, ProfileSet, browser_settings};
 use crate::config::{Config, Profile};
 use crate::idp::Platform;
 

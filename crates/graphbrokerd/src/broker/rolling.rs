@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use graphbroker_protocol::{EpochSeconds, ErrorCode, RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse};
 
+use super::Broker;
+use super::slot::{ProfileSlot, still_current};
 use super::token::{Freshness, Silent};
-use super::{Broker, ProfileSlot, still_current};
 use graphbroker_store::SessionEnded;
 
 use crate::error::ApiError;

@@ -20,12 +20,11 @@ use graphbroker_protocol::{EpochSeconds, ErrorCode, SignInFlow, SignInPrompt, Si
 use graphbroker_store::{AccountRecord, StoreError, StoredAccount};
 use tokio::sync::watch;
 
-use super::ProfileSlot;
 use super::entries::CachedToken;
 use super::expected::ExpectedAccount;
-use super::lifecycle::Persisted;
-use super::persist::StillWanted;
+use super::persist::{Persisted, StillWanted};
 use super::signin_end::{TaskEnd, UserPart, before, expired_error};
+use super::slot::ProfileSlot;
 use crate::browser::{self, BrowserSettings, BrowserTab};
 use crate::clock::Clock;
 use crate::clock::{Deadline, Now};

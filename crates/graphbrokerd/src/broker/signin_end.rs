@@ -6,8 +6,8 @@ use std::sync::Arc;
 use graphbroker_protocol::ErrorCode;
 use tokio::sync::watch;
 
-use super::ProfileSlot;
 use super::signin::{Ending, Phase};
+use super::slot::ProfileSlot;
 use crate::clock::Deadline;
 use crate::error::ApiError;
 use crate::idp::PlatformError;

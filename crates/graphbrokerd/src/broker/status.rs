@@ -7,7 +7,8 @@ use graphbroker_protocol::{
     CachedTokenStatus, EpochSeconds, ProfileStatus, SignInWarning, StatusResponse, StoreKind, WarningKind,
 };
 
-use super::lifecycle::{AccountState, Persisted, ProfileState};
+use super::lifecycle::{AccountState, ProfileState};
+use super::persist::Persisted;
 use super::signin::Phase;
 use super::{Broker, account_info};
 use crate::config::{EXPIRY_WARNING, REFRESH_TOKEN_INACTIVITY};

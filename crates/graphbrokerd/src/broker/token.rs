@@ -11,7 +11,8 @@ use tokio::time::Instant;
 
 use super::entries::CachedToken;
 use super::lifecycle::{Grant, Refusal, Stale};
-use super::{Broker, ProfileSlot, account_info};
+use super::slot::ProfileSlot;
+use super::{Broker, account_info};
 use crate::clock::Now;
 use crate::config::Profile;
 use crate::error::ApiError;

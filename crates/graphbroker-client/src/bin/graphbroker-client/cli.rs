@@ -103,7 +103,7 @@ pub enum Command {
     Metrics,
     /// Call Microsoft Graph through graphbrokerd, which attaches the token (e.g. `graph GET /me`)
     #[command(after_help = GRAPH_EXAMPLES)]
-    Graph(crate::graph::GraphArgs),
+    Graph(GraphArgs),
     /// Show the client's and the daemon's versions
     Version,
     /// Show the audit log: which program got which token, and when (never a token)
@@ -201,6 +201,40 @@ impl TokenRequest {
     pub fn wait_limit(&self) -> Duration {
         if self.no_wait { Duration::ZERO } else { Duration::from_secs(self.timeout) }
     }
+}
+
+// `graph METHOD PATH`: one Graph call through the daemon's proxy (run by `graph.rs`).
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The HTTP method: GET, POST, PATCH, PUT, DELETE…
+    pub method: String,
+    /// The Graph path (`/me`, `/v1.0/me`, `/beta/me`) with any query, or an @odata.nextLink URL
+    pub path: String,
+    /// Scopes of the token to attach, separated by spaces or commas [default: the profile's scopes]
+    #[arg(long = "scopes", visible_alias = "scope", value_name = "SCOPES")]
+    pub scopes: Vec<String>,
+    /// The profile [default: the daemon's default profile]
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// A header to send on to Graph, `Name: value`; repeatable
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// The request body: text, `@FILE` (streamed from the file) or `@-` (stdin). Content-Type defaults to
+    /// application/json for text and stdin, application/octet-stream for a file
+    #[arg(short = 'd', long, value_name = "DATA")]
+    pub data: Option<String>,
+    /// Use the beta endpoint for a path without a version
+    #[arg(long)]
+    pub beta: bool,
+    /// Print the status line and the answer's headers before the body
+    #[arg(short = 'i', long)]
+    pub include: bool,
+    /// Seconds to wait for a sign-in when one is needed
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+    /// Do not wait for a sign-in: show its prompt and exit with status 4
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// Joins every `--scopes` value into the one space-separated list the protocol takes; `None` when no scope was

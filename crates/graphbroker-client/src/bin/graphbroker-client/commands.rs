@@ -11,6 +11,7 @@ use crate::config_command;
 use crate::exit_status::{ExitStatus, Failure};
 use crate::format;
 use crate::generate;
+use crate::output::print_line;
 use crate::service;
 use crate::status_view::render_status;
 use crate::ui::Ui;
@@ -278,12 +279,4 @@ async fn version(client: &Client) -> Result<(), Failure> {
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
     serde_json::to_string(value).map_err(|error| Failure::from(Error::Protocol(error.to_string())))
-}
-
-/// One line on stdout. A closed stdout (e.g. `| head -0`) is an error to report, not a panic.
-pub fn print_line(line: &str) -> Result<(), Failure> {
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")
-        .and_then(|()| stdout.flush())
-        .map_err(|error| Failure::new(ExitStatus::Other, format!("could not write to stdout: {error}")))
 }

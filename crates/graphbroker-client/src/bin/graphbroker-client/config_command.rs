@@ -9,8 +9,8 @@ use std::path::Path;
 use graphbroker_client::protocol::{ConfigOrigin, ConfigValue};
 use graphbroker_client::{Client, ConfigResponse, config_file};
 
-use crate::commands::print_line;
 use crate::exit_status::{ExitStatus, Failure};
+use crate::output::print_line;
 
 /// Writes [`config_file::TEMPLATE`] to `explicit`, else where graphbrokerd looks. The file is 0600 and a missing
 /// parent directory is made 0700 (the daemon refuses a file others may write). An existing file is kept unless

@@ -5,48 +5,14 @@
 
 use std::io::Write as _;
 
-use clap::Args;
 use graphbroker_client::{Client, GraphRequest, TokenQuery, graph_path, reader_body};
 use http_body_util::BodyExt;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
 
-use crate::cli::{DEFAULT_TIMEOUT_SECS, join_scopes};
+use crate::cli::{GraphArgs, join_scopes};
 use crate::exit_status::{ExitStatus, Failure};
 use crate::ui::Ui;
-
-#[derive(Debug, Args)]
-pub struct GraphArgs {
-    /// The HTTP method: GET, POST, PATCH, PUT, DELETE…
-    pub method: String,
-    /// The Graph path (`/me`, `/v1.0/me`, `/beta/me`) with any query, or an @odata.nextLink URL
-    pub path: String,
-    /// Scopes of the token to attach, separated by spaces or commas [default: the profile's scopes]
-    #[arg(long = "scopes", visible_alias = "scope", value_name = "SCOPES")]
-    pub scopes: Vec<String>,
-    /// The profile [default: the daemon's default profile]
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// A header to send on to Graph, `Name: value`; repeatable
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    pub headers: Vec<String>,
-    /// The request body: text, `@FILE` (streamed from the file) or `@-` (stdin). Content-Type defaults to
-    /// application/json for text and stdin, application/octet-stream for a file
-    #[arg(short = 'd', long, value_name = "DATA")]
-    pub data: Option<String>,
-    /// Use the beta endpoint for a path without a version
-    #[arg(long)]
-    pub beta: bool,
-    /// Print the status line and the answer's headers before the body
-    #[arg(short = 'i', long)]
-    pub include: bool,
-    /// Seconds to wait for a sign-in when one is needed
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
-    pub timeout: u64,
-    /// Do not wait for a sign-in: show its prompt and exit with status 4
-    #[arg(long)]
-    pub no_wait: bool,
-}
 
 pub async fn run(client: &Client, args: &GraphArgs, ui: &Ui) -> Result<(), Failure> {
     let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())

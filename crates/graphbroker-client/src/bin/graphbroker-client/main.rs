@@ -17,6 +17,7 @@ mod generate;
 mod git_credential;
 mod graph;
 mod kubectl;
+mod output;
 mod policy_command;
 mod safe_text;
 mod service;

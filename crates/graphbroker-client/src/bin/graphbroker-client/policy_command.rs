@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use graphbroker_client::Client;
 use graphbroker_protocol::{AuditEntry, AuditRoute, EpochSeconds, RuleQuery, default_audit_path};
 
-use crate::commands::print_line;
 use crate::exit_status::{ExitStatus, Failure};
+use crate::output::print_line;
 
 /// `audit`'s flags.
 #[derive(Debug, Args)]
