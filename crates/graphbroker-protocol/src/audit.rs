@@ -190,14 +190,8 @@ pub struct PolicyChangeResponse {
 /// The audit log's file name, in [`default_audit_path`]'s directory; rotated copies add `.1`, `.2`.
 pub const AUDIT_FILE_NAME: &str = "audit.jsonl";
 
-/// Where the daemon keeps its audit log and `graphbroker-client audit` reads it: `$XDG_STATE_HOME/graphbroker/`
-/// (else `~/.local/state/graphbroker/`); on macOS `~/Library/Logs/graphbroker/`. `None` without a home.
+/// Where the daemon keeps its audit log and `graphbroker-client audit` reads it: [`AUDIT_FILE_NAME`] in
+/// [`crate::default_state_dir`]. `None` without a home.
 pub fn default_audit_path() -> Option<std::path::PathBuf> {
-    let absolute = |name: &str| std::env::var_os(name).map(std::path::PathBuf::from).filter(|p| p.is_absolute());
-    let dir = if cfg!(target_os = "macos") {
-        absolute("HOME")?.join("Library/Logs")
-    } else {
-        absolute("XDG_STATE_HOME").or_else(|| absolute("HOME").map(|home| home.join(".local/state")))?
-    };
-    Some(dir.join("graphbroker").join(AUDIT_FILE_NAME))
+    Some(crate::default_state_dir()?.join(AUDIT_FILE_NAME))
 }

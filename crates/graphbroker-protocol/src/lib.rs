@@ -7,6 +7,7 @@
 
 mod audit;
 mod config;
+mod daemon_log;
 mod error;
 mod expiry;
 mod messages;
@@ -20,6 +21,7 @@ pub use audit::{
     PolicyResponse, PolicyRuleInfo, RuleQuery, default_audit_path,
 };
 pub use config::{ConfigEntry, ConfigOrigin, ConfigResponse, ConfigValue};
+pub use daemon_log::{LOG_FILE_NAME, LogDestination, default_log_path, default_state_dir};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use expiry::{RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse, SignInWarning, WarningKind};
 pub use messages::{

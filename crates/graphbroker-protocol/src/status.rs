@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::daemon_log::LogDestination;
 use crate::expiry::SignInWarning;
 use crate::messages::{AccountInfo, SignInFlow, SignInPrompt, StoreKind};
 use crate::time::EpochSeconds;
@@ -15,6 +16,9 @@ pub struct StatusResponse {
     pub default_profile: String,
     pub profiles: Vec<ProfileStatus>,
     pub counters: Counters,
+    /// Where the daemon's log goes. `None` from daemons that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogDestination>,
 }
 
 /// One profile in [`StatusResponse`].

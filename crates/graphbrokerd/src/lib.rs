@@ -23,6 +23,7 @@
 //!   of each decision, which [`audit`] writes off the request path.
 //! - [`clock`]: the wall and boot clocks (the boot clock counts suspend), injectable; every token validity
 //!   decision is taken on both. [`notify`]: desktop notifications of a sign-in's prompt.
+//! - [`logging`]: the daemon's log, to stderr or a size-capped file.
 //! - [`activation`]: socket activation (systemd, launchd) and readiness notification. [`hardening`]: no core
 //!   dumps, no debugger.
 //!
@@ -42,6 +43,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hardening;
 pub mod idp;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

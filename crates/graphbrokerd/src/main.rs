@@ -35,6 +35,11 @@ struct Args {
     /// Log level when RUST_LOG is unset: error, warn, info, debug or trace. Token values are never logged.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Write the log to this file (0600, rotated to FILE.1 past 8 MiB) instead of standard error.
+    /// `graphbroker-client` passes it when it starts the daemon; service units leave it out, so the log goes to
+    /// the journal.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     /// Under socket activation, exit after this many seconds without a request when nothing would be lost
     /// (no sign-in pending, no memory-only account); the service manager starts the daemon again on the next
     /// connection. 0 (the default) never exits.
@@ -65,9 +70,9 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: journald and log files would keep the escape codes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    if let Some(problem) = graphbrokerd::logging::init(filter, args.log_file.as_deref()) {
+        tracing::warn!("{problem}");
+    }
     // Before any secret is in memory: no core dumps, no debugger (see hardening.rs).
     for gap in graphbrokerd::hardening::protect_process() {
         tracing::warn!("could not set {}: {}; the daemon's memory is less protected", gap.what, gap.why);
@@ -93,10 +98,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A daemon that logs to a file has no one reading its stderr: why it stopped goes to the file too.
+    let logs_to_file = args.log_file.is_some();
     match runtime.block_on(run(args, inherited)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("graphbrokerd: {e:#}");
+            if logs_to_file {
+                tracing::error!("{e:#}");
+            }
             activation::notify(&[NotifyState::Status(&format!("failed: {e:#}"))]);
             ExitCode::FAILURE
         }

@@ -65,6 +65,7 @@ impl Broker {
             default_profile: set.default_profile.clone(),
             profiles,
             counters: self.metrics.counters(),
+            log: crate::logging::destination(),
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! The daemon is started detached (its own process group, standard streams on /dev/null) so that it outlives
 //! this command and a Ctrl-C in the terminal does not reach it; readiness is `GET /healthz` answering, polled
-//! with a deadline.
+//! with a deadline. Its log goes to `--log-file`, `graphbroker_protocol::default_log_path` (in
+//! `$XDG_STATE_HOME/graphbroker/`), where `status` points and where a start that fails sends the user.
 //!
 //! The probe is an ordinary request, so it passes the client's checks first: a socket directory that is not the
 //! user's alone, or a listener of another user, is refused rather than taken for a running daemon.
@@ -56,13 +57,18 @@ pub async fn ensure_daemon(client: &Client, explicit_socket: Option<&Path>, ui: 
         )
     })?;
     ui.note(&format!("starting {}", program.display()));
-    let mut child = spawn_detached(&program, explicit_socket).map_err(|error| {
+    let log_file = graphbroker_client::protocol::default_log_path();
+    let mut child = spawn_detached(&program, explicit_socket, log_file.as_deref()).map_err(|error| {
         Failure::new(
             ExitStatus::Unreachable,
             format!("could not start {}: {error}; start graphbrokerd yourself", program.display()),
         )
     })?;
-    wait_until_ready(&probe, &mut child, &program).await
+    let see = match &log_file {
+        Some(path) => format!("see its log {}, or run it in a terminal", path.display()),
+        None => "run it in a terminal to see why".to_owned(),
+    };
+    wait_until_ready(&probe, &mut child, &program, &see).await
 }
 
 /// The socket belongs to a service manager, which starts the daemon on this first connection; the answer can take
@@ -81,7 +87,8 @@ async fn ensure_service_answers(client: &Client, start_hint: &str) -> Result<(),
     }
 }
 
-async fn wait_until_ready(probe: &Client, child: &mut Child, program: &Path) -> Result<(), Failure> {
+/// `see` says where to look when the daemon does not come up.
+async fn wait_until_ready(probe: &Client, child: &mut Child, program: &Path, see: &str) -> Result<(), Failure> {
     let deadline = Instant::now() + STARTUP_DEADLINE;
     loop {
         // A failure here (not yet listening, or listening but not yet serving) means "not ready yet" — except a
@@ -94,14 +101,14 @@ async fn wait_until_ready(probe: &Client, child: &mut Child, program: &Path) -> 
         if let Ok(Some(status)) = child.try_wait() {
             return Err(Failure::new(
                 ExitStatus::Unreachable,
-                format!("{} stopped as it started ({status}); run it in a terminal to see why", program.display()),
+                format!("{} stopped as it started ({status}); {see}", program.display()),
             ));
         }
         if Instant::now() >= deadline {
             return Err(Failure::new(
                 ExitStatus::Unreachable,
                 format!(
-                    "{} did not answer within {}s of starting; run it in a terminal to see why",
+                    "{} did not answer within {}s of starting; {see}",
                     program.display(),
                     STARTUP_DEADLINE.as_secs()
                 ),
@@ -111,10 +118,13 @@ async fn wait_until_ready(probe: &Client, child: &mut Child, program: &Path) -> 
     }
 }
 
-fn spawn_detached(program: &Path, explicit_socket: Option<&Path>) -> std::io::Result<Child> {
+fn spawn_detached(program: &Path, explicit_socket: Option<&Path>, log_file: Option<&Path>) -> std::io::Result<Child> {
     let mut command = Command::new(program);
     if let Some(socket) = explicit_socket {
         command.arg("--socket").arg(socket);
+    }
+    if let Some(log_file) = log_file {
+        command.arg("--log-file").arg(log_file);
     }
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
     command.spawn()

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::time::SystemTime;
 
 use graphbroker_client::StatusResponse;
-use graphbroker_client::protocol::{EpochSeconds, ProfileStatus, StoreKind};
+use graphbroker_client::protocol::{EpochSeconds, LogDestination, ProfileStatus, StoreKind};
 
 use crate::ui::format_time_left;
 
@@ -19,6 +19,9 @@ pub fn render_status(status: &StatusResponse, now: SystemTime) -> String {
         "requests {} (cache hits {}), refreshes {}, sign-ins {}, errors {}",
         counters.requests, counters.cache_hits, counters.refreshes, counters.signins, counters.errors
     );
+    if let Some(log) = &status.log {
+        let _ = writeln!(out, "log {}", log_text(log));
+    }
     if status.profiles.is_empty() {
         let _ = writeln!(out, "\nno profiles configured");
     }
@@ -27,6 +30,15 @@ pub fn render_status(status: &StatusResponse, now: SystemTime) -> String {
         render_profile(&mut out, profile, profile.name == status.default_profile, now);
     }
     out
+}
+
+/// Where the daemon's log is, said so that it can be read.
+fn log_text(log: &LogDestination) -> String {
+    match log {
+        LogDestination::File { path } => format!("{path} (and {path}.1)"),
+        LogDestination::Journal => "in the journal: journalctl --user -u graphbroker".to_owned(),
+        LogDestination::Stderr => "to graphbrokerd's standard error".to_owned(),
+    }
 }
 
 fn render_profile(out: &mut String, profile: &ProfileStatus, is_default: bool, now: SystemTime) {
@@ -118,6 +130,7 @@ mod tests {
             daemon: "0.1.0".into(),
             default_profile: "work".into(),
             counters: Counters { requests: 12, cache_hits: 10, refreshes: 2, signins: 1, errors: 0 },
+            log: Some(LogDestination::File { path: "/home/u/.local/state/graphbroker/graphbrokerd.log".into() }),
             profiles: vec![
                 ProfileStatus {
                     name: "work".into(),
@@ -186,6 +199,7 @@ mod tests {
         let expected = "\
 graphbrokerd 0.1.0 (protocol 1)
 requests 12 (cache hits 10), refreshes 2, sign-ins 1, errors 0
+log /home/u/.local/state/graphbroker/graphbrokerd.log (and /home/u/.local/state/graphbroker/graphbrokerd.log.1)
 
 work (default)
   account    adele@contoso.com (tenant t)
@@ -209,6 +223,16 @@ home
   tokens     none cached
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_daemon_under_systemd_points_at_the_journal() {
+        let mut status = status();
+        status.log = Some(LogDestination::Journal);
+        let text = render_status(&status, SystemTime::UNIX_EPOCH);
+        assert!(text.contains("\nlog in the journal: journalctl --user -u graphbroker\n"), "{text}");
+        status.log = None;
+        assert!(!render_status(&status, SystemTime::UNIX_EPOCH).contains("\nlog "), "an older daemon: no line");
     }
 
     #[test]
