@@ -74,6 +74,11 @@ pub struct Counters {
     pub refreshes: u64,
     /// Sign-ins started.
     pub signins: u64,
-    /// Error answers, on every route (the sum of `/metrics`' `graphbroker_errors_total`).
+    /// Error answers, on every route (the sum of `/metrics`' `graphbroker_errors_total`), except `signin_required`.
     pub errors: u64,
+    /// `signin_required` answers: a sign-in was needed and the caller did not wait for it (`wait=0`) or not long
+    /// enough. Expected while nobody is signed in, so counted apart from `errors`
+    /// (`graphbroker_errors_total{code="signin_required"}`). 0 from daemons that predate it.
+    #[serde(default)]
+    pub signin_required: u64,
 }

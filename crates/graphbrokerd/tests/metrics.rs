@@ -209,7 +209,11 @@ async fn a_known_sequence_of_requests_moves_each_metric_by_exactly_what_it_cause
         counters.signins as f64,
         after.series("graphbroker_signins_started_total").iter().map(|s| s.1).sum::<f64>()
     );
-    assert_eq!(counters.errors as f64, after.series("graphbroker_errors_total").iter().map(|s| s.1).sum::<f64>());
+    assert_eq!(
+        (counters.errors + counters.signin_required) as f64,
+        after.series("graphbroker_errors_total").iter().map(|s| s.1).sum::<f64>()
+    );
+    assert_eq!(counters.signin_required as f64, after.value("graphbroker_errors_total", "code=signin_required"));
 
     // Counts only: no scope, account, tenant or token anywhere in the answer.
     let text = after.text.to_lowercase();

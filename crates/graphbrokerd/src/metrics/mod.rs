@@ -221,15 +221,18 @@ impl Metrics {
         self.idp_latency.clone()
     }
 
-    /// The status route's counters, read from the same series `/metrics` shows.
+    /// The status route's counters, read from the same series `/metrics` shows. `signin_required` answers are
+    /// expected (nobody signed in yet, a caller that does not wait) and counted apart from the errors.
     pub fn counters(&self) -> Counters {
         let sum = |counters: &[Counter]| counters.iter().map(Counter::get).sum::<u64>();
+        let signin_required = self.errors[error_index(ErrorCode::SigninRequired)].get();
         Counters {
             requests: self.token_requests.get(),
             cache_hits: self.cache_hits.get(),
             refreshes: sum(&self.refreshes),
             signins: sum(&self.signins_started),
-            errors: sum(&self.errors),
+            errors: sum(&self.errors) - signin_required,
+            signin_required,
         }
     }
 
@@ -275,14 +278,17 @@ mod tests {
         metrics.signin_started(Flow::Device);
         metrics.answered(Route::Token, true, Some(ErrorCode::InvalidScopes));
         metrics.peer_refused();
+        metrics.answered(Route::Token, true, Some(ErrorCode::SigninRequired));
         let counters = metrics.counters();
         assert_eq!(
             (counters.requests, counters.cache_hits, counters.refreshes, counters.signins, counters.errors),
             (2, 1, 2, 1, 2)
         );
+        assert_eq!(counters.signin_required, 1, "counted apart from the errors");
         let text = metrics.encode(&[]).unwrap();
         assert!(text.contains("graphbroker_refreshes_total{outcome=\"unavailable\"} 1\n"), "{text}");
         assert!(text.contains("graphbroker_errors_total{code=\"invalid_scopes\"} 1\n"), "{text}");
-        assert!(text.contains("graphbroker_requests_total{route=\"token\",outcome=\"error\"} 1\n"), "{text}");
+        assert!(text.contains("graphbroker_errors_total{code=\"signin_required\"} 1\n"), "{text}");
+        assert!(text.contains("graphbroker_requests_total{route=\"token\",outcome=\"error\"} 2\n"), "{text}");
     }
 }

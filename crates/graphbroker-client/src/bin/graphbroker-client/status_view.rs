@@ -16,8 +16,13 @@ pub fn render_status(status: &StatusResponse, now: SystemTime) -> String {
     let _ = writeln!(out, "graphbrokerd {} (protocol {})", status.daemon, status.protocol);
     let _ = writeln!(
         out,
-        "requests {} (cache hits {}), refreshes {}, sign-ins {}, errors {}",
-        counters.requests, counters.cache_hits, counters.refreshes, counters.signins, counters.errors
+        "requests {} (cache hits {}), refreshes {}, sign-ins {}, signin_required {}, errors {}",
+        counters.requests,
+        counters.cache_hits,
+        counters.refreshes,
+        counters.signins,
+        counters.signin_required,
+        counters.errors
     );
     if let Some(log) = &status.log {
         let _ = writeln!(out, "log {}", log_text(log));
@@ -129,7 +134,14 @@ mod tests {
             protocol: 1,
             daemon: "0.1.0".into(),
             default_profile: "work".into(),
-            counters: Counters { requests: 12, cache_hits: 10, refreshes: 2, signins: 1, errors: 0 },
+            counters: Counters {
+                requests: 12,
+                cache_hits: 10,
+                refreshes: 2,
+                signins: 1,
+                errors: 0,
+                signin_required: 3,
+            },
             log: Some(LogDestination::File { path: "/home/u/.local/state/graphbroker/graphbrokerd.log".into() }),
             profiles: vec![
                 ProfileStatus {
@@ -198,7 +210,7 @@ mod tests {
         let text = render_status(&status(), now);
         let expected = "\
 graphbrokerd 0.1.0 (protocol 1)
-requests 12 (cache hits 10), refreshes 2, sign-ins 1, errors 0
+requests 12 (cache hits 10), refreshes 2, sign-ins 1, signin_required 3, errors 0
 log /home/u/.local/state/graphbroker/graphbrokerd.log (and /home/u/.local/state/graphbroker/graphbrokerd.log.1)
 
 work (default)
