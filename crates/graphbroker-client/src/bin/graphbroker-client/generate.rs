@@ -57,7 +57,8 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
     if shell == clap_complete::Shell::Bash {
         script = mend_bash_states(&String::from_utf8_lossy(&script)).into_bytes();
     }
-    print(&script)
+    let script = crate::profile_names::complete_profiles(shell, &String::from_utf8_lossy(&script));
+    print(script.as_bytes())
 }
 
 /// clap_complete's bash script tracks the subcommand typed so far in a state variable, spelling the program's

@@ -19,6 +19,7 @@ mod graph;
 mod kubectl;
 mod output;
 mod policy_command;
+mod profile_names;
 mod safe_text;
 mod service;
 mod status_view;
@@ -36,6 +37,9 @@ use crate::ui::Ui;
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|first| first == generate::GENERATE) {
         return generate::run(std::env::args_os().skip(2));
+    }
+    if std::env::args_os().nth(1).is_some_and(|first| first == profile_names::PROFILES) {
+        return profile_names::run();
     }
     // A cached token is answered without clap or an async runtime (see fast_path.rs); everything else, and
     // every answer but the token, takes the full path below.
