@@ -101,6 +101,15 @@ impl Client {
         self.ask(routes::TOKEN, query).await
     }
 
+    /// `DELETE /v1/token`: drops the cached access token of `query`'s profile and scopes, so that the next
+    /// [`Client::token`] for them gets a new one (a server refused the token). The account stays signed in.
+    pub async fn drop_token(
+        &self,
+        query: &graphbroker_protocol::DropTokenQuery,
+    ) -> Result<graphbroker_protocol::DropTokenResponse, Error> {
+        self.call(Method::DELETE, routes::TOKEN, Some(encode_query(query)?), Duration::ZERO).await
+    }
+
     /// `GET /v1/header`: the headers a Microsoft Graph call needs, for the same query as [`Client::token`].
     pub async fn header(&self, query: &TokenQuery) -> Result<HeaderResponse, Error> {
         self.ask(routes::HEADER, query).await

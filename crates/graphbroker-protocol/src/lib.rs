@@ -8,6 +8,7 @@
 mod audit;
 mod config;
 mod daemon_log;
+mod drop_token;
 mod error;
 mod expiry;
 mod messages;
@@ -22,6 +23,7 @@ pub use audit::{
 };
 pub use config::{ConfigEntry, ConfigOrigin, ConfigResponse, ConfigValue};
 pub use daemon_log::{LOG_FILE_NAME, LogDestination, default_log_path, default_state_dir};
+pub use drop_token::{DropTokenQuery, DropTokenResponse};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use expiry::{RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse, SignInWarning, WarningKind};
 pub use messages::{
@@ -56,7 +58,8 @@ pub const TERMINAL_HEADER: &str = "graphbroker-terminal";
 pub mod routes {
     /// `GET`: [`crate::VersionResponse`]. Kept first and never changes shape.
     pub const VERSION: &str = "/v1/version";
-    /// `GET`: [`crate::TokenResponse`] for [`crate::TokenQuery`].
+    /// `GET`: [`crate::TokenResponse`] for [`crate::TokenQuery`]. `DELETE`: drops the cached access token of
+    /// [`crate::DropTokenQuery`]'s scopes, answering [`crate::DropTokenResponse`].
     pub const TOKEN: &str = "/v1/token";
     /// `GET`: [`crate::HeaderResponse`] for [`crate::TokenQuery`].
     pub const HEADER: &str = "/v1/header";

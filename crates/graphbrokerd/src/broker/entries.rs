@@ -283,6 +283,15 @@ impl ScopeEntries {
         (after_arrival || other_token).then_some(token)
     }
 
+    /// Drops the cached token of `key` (`DELETE /v1/token`); whether a live one was there. The entry stays, with
+    /// its single-flight lock, so a refresh under way for `key` caches its new token as usual.
+    pub fn remove_token(&mut self, key: &str) -> bool {
+        let now = self.clock.read();
+        let Some(entry) = self.map.get_mut(key) else { return false };
+        entry.answered = None;
+        entry.token.take().is_some_and(|token| !token.remaining(now).is_zero())
+    }
+
     /// Drops every token (the account changed); returns how many were live. Entries nothing else needs go too.
     pub fn clear_tokens(&mut self) -> usize {
         let live = self.live_tokens(self.clock.read()).count();

@@ -19,6 +19,7 @@
 //! older generation is never written back.
 
 mod claims_budget;
+mod drop_token;
 mod entries;
 mod expected;
 mod lifecycle;

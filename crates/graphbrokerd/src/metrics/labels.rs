@@ -17,12 +17,14 @@ pub enum Route {
     Healthz,
     Metrics,
     Graph,
+    /// `DELETE /v1/token`: a cached access token dropped.
+    TokenDrop,
     /// Any path the route table does not have (answered `not_found`).
     Other,
 }
 
 impl Route {
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 13] = [
         Route::Version,
         Route::Token,
         Route::Header,
@@ -34,8 +36,17 @@ impl Route {
         Route::Healthz,
         Route::Metrics,
         Route::Graph,
+        Route::TokenDrop,
         Route::Other,
     ];
+
+    /// The route of a request: by its path, and for `/v1/token` by its method too (`DELETE` drops a token).
+    pub fn of_request(method: &axum::http::Method, path: &str) -> Route {
+        match Route::of(path) {
+            Route::Token if method == axum::http::Method::DELETE => Route::TokenDrop,
+            route => route,
+        }
+    }
 
     /// The route a request path falls under, by the same spellings the route table uses.
     pub fn of(path: &str) -> Route {
@@ -68,6 +79,7 @@ impl Route {
             Route::Healthz => "healthz",
             Route::Metrics => "metrics",
             Route::Graph => "graph",
+            Route::TokenDrop => "token_drop",
             Route::Other => "other",
         }
     }

@@ -9,6 +9,7 @@
 
 mod accept;
 mod answer;
+mod drop_token;
 mod peer;
 pub(crate) mod proxy;
 pub(crate) mod request;
@@ -118,7 +119,7 @@ struct Tracked {
 /// for both, so the cached-token path pays for no extra middleware; counting is atomic adds on series looked up
 /// by index (see `crate::metrics`).
 async fn track(State(tracked): State<Tracked>, request: Request, next: Next) -> Response {
-    let route = Route::of(request.uri().path());
+    let route = Route::of_request(request.method(), request.uri().path());
     let activity = &tracked.activity;
     activity.in_flight.fetch_add(1, Ordering::SeqCst);
     activity.touch();
@@ -142,7 +143,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
     let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
     Router::new()
         .route(routes::VERSION, get(version))
-        .route(routes::TOKEN, get(token))
+        .route(routes::TOKEN, get(token).delete(drop_token::drop_token))
         .route(routes::HEADER, get(header))
         .route(routes::SIGNIN, post(signin))
         .route(routes::SIGNOUT, post(signout))

@@ -4,10 +4,13 @@
 //! git writes `key=value` lines on stdin up to a blank line (or the end) and reads the answer on stdout, so
 //! stdout carries the protocol and nothing else: a sign-in prompt goes to stderr like every other command's.
 //! A host that is not Azure DevOps gets an empty answer and exit status 0, so that git asks its next helper.
+//! `erase` (git's word for "the server refused it") drops the daemon's cached token for Azure DevOps
+//! (`DELETE /v1/token`), so that the next `get` answers a new one; other hosts are left alone.
 
 use std::io::{BufRead, Write};
 
 use clap::{Args, ValueEnum};
+use graphbroker_client::protocol::DropTokenQuery;
 use graphbroker_client::{Client, TokenQuery};
 
 use crate::exit_status::{ExitStatus, Failure};
@@ -104,15 +107,20 @@ pub async fn run(
     match args.action {
         // The token lives in the daemon's cache; git's copy is not kept.
         GitAction::Store => Ok(()),
-        // Not yet: the daemon has no request that drops one cached token (only `signout`, which drops the
-        // account); the next `get` answers the cached token again until it expires.
-        GitAction::Erase => Ok(()),
+        // The server refused the token: the daemon drops its cached copy (never the account), so the next `get`
+        // answers a new one.
+        GitAction::Erase => erase(&client().await?, args).await,
         GitAction::Get => get(&client().await?, args, ui).await,
     }
 }
 
 fn query(args: &GitCredentialArgs) -> TokenQuery {
     TokenQuery { scopes: Some(AZURE_DEVOPS_SCOPE.to_owned()), profile: args.profile.clone(), ..TokenQuery::default() }
+}
+
+async fn erase(client: &Client, args: &GitCredentialArgs) -> Result<(), Failure> {
+    let query = DropTokenQuery { profile: args.profile.clone(), scopes: Some(AZURE_DEVOPS_SCOPE.to_owned()) };
+    client.drop_token(&query).await.map(drop).map_err(Failure::from)
 }
 
 async fn get(client: &Client, args: &GitCredentialArgs, ui: &Ui) -> Result<(), Failure> {
