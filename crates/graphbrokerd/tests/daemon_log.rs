@@ -98,3 +98,30 @@ fn a_daemon_started_by_hand_logs_to_stderr_and_status_says_so() {
     assert!(daemon.log().contains("ready"), "the harness reads the daemon's stderr:\n{}", daemon.log());
     assert!(!daemon.dir.path().join("state/graphbroker/graphbrokerd.log").exists(), "no file without --log-file");
 }
+
+#[test]
+fn a_daemon_that_stops_as_it_starts_says_why_in_the_log_the_client_names() {
+    let dir = private_tempdir();
+    let config_path = dir.path().join("config.toml");
+    write_config(&config_path, "default_profile = \"work\"\nno_such_key = 1\n");
+    let socket = dir.path().join("run/graphbroker.sock");
+    let state = dir.path().join("state");
+    let _stop = StopAutostarted(socket.display().to_string());
+    let output = Command::new(client_bin())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["token", "--scopes", "User.Read", "--no-wait"])
+        .env("GRAPHBROKER_CONFIG", &config_path)
+        .env("GRAPHBROKERD_PATH", graphbrokerd_bin())
+        .env("XDG_STATE_HOME", &state)
+        .env_remove("GRAPHBROKER_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("client");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let log_path = state.join("graphbroker/graphbrokerd.log");
+    assert_eq!(output.status.code(), Some(3), "unreachable: {stderr}");
+    assert!(stderr.contains(&format!("see its log {}", log_path.display())), "{stderr}");
+    let log = std::fs::read_to_string(&log_path).expect("the log file");
+    assert!(log.contains("ERROR") && log.contains("no_such_key"), "why, in the log:\n{log}");
+}
