@@ -34,6 +34,8 @@ async fn token_autostarts_the_daemon_signs_in_and_prints_only_the_token_on_stdou
         .env("GRAPHBROKER_SOCKET", &socket)
         .env("GRAPHBROKER_CONFIG", &config_path)
         .env("GRAPHBROKERD_PATH", graphbrokerd_bin())
+        // The autostarted daemon's log and audit log go to the test's directory, never the tester's.
+        .env("XDG_STATE_HOME", dir.path().join("state"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
