@@ -157,3 +157,30 @@ async fn git_erase_drops_the_azure_devops_token_so_the_next_get_is_new() {
     assert_eq!(client.token(&query("User.Read")).await.unwrap().access_token, graph.access_token);
     assert_eq!(refreshes(&fake), before + 1);
 }
+
+#[test]
+fn git_erase_starts_no_daemon_when_none_runs() {
+    let dir = private_tempdir();
+    let socket = dir.path().join("run/graphbroker.sock");
+    let mut child = Command::new(client_bin())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["git-credential", "erase"])
+        .env("GRAPHBROKERD_PATH", graphbrokerd_bin())
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env_remove("GRAPHBROKER_SOCKET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"protocol=https\nhost=dev.azure.com\n\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let started = pids_mentioning(&socket.display().to_string());
+    for pid in &started {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stdout.is_empty());
+    assert!(started.is_empty(), "erase started a daemon to drop nothing");
+}

@@ -33,11 +33,12 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
     if let Command::Completions { shell } = &cli.command {
         return generate::completions(*shell);
     }
-    // Reads git's description first: the daemon is started only for an Azure DevOps host.
+    // Reads git's description first: the daemon is started only for an Azure DevOps host, and never to `erase`
+    // (a daemon not running has no token to drop).
     if let Command::GitCredential(args) = &cli.command {
         let client = async || {
             let client = make_client(cli)?;
-            if !cli.no_autostart {
+            if !cli.no_autostart && args.action != crate::git_credential::GitAction::Erase {
                 ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
             }
             Ok(client)

@@ -120,7 +120,12 @@ fn query(args: &GitCredentialArgs) -> TokenQuery {
 
 async fn erase(client: &Client, args: &GitCredentialArgs) -> Result<(), Failure> {
     let query = DropTokenQuery { profile: args.profile.clone(), scopes: Some(AZURE_DEVOPS_SCOPE.to_owned()) };
-    client.drop_token(&query).await.map(drop).map_err(Failure::from)
+    match client.drop_token(&query).await {
+        Ok(_) => Ok(()),
+        // Nothing listens: no daemon, no cached token to drop.
+        Err(error) if error.is_unreachable() => Ok(()),
+        Err(error) => Err(Failure::from(error)),
+    }
 }
 
 async fn get(client: &Client, args: &GitCredentialArgs, ui: &Ui) -> Result<(), Failure> {
