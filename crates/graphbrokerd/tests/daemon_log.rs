@@ -25,6 +25,8 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
 }
 
+/// Linux only: the fallback to the kernel keyring, whose warning this reads, exists only there.
+#[cfg(target_os = "linux")]
 #[test]
 fn an_autostarted_daemon_logs_its_warnings_to_the_state_directory() {
     let fake = fake();
