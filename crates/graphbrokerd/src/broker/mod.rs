@@ -210,11 +210,6 @@ impl Broker {
         self.config.read().expect("config lock").clone()
     }
 
-    /// The Graph endpoint of the profile `name` (the default profile for `None`), where the proxy forwards to.
-    pub fn graph_url(&self, name: Option<&str>) -> Result<url::Url, ApiError> {
-        Ok(self.slot(name)?.profile.graph_url.clone())
-    }
-
     /// The current slot of the profile `name` (the default profile for `None`).
     fn slot(&self, name: Option<&str>) -> Result<Arc<ProfileSlot>, ApiError> {
         let set = self.profile_set();

@@ -55,7 +55,9 @@ pub struct IssuedToken {
     pub scopes: Vec<String>,
     pub expires_at: SystemTime,
     pub expires_in: Duration,
-    pub profile: String,
+    /// The profile as configured when the token was issued: its name, and its `graph_url` for the proxy, from the
+    /// same configuration as the token (a reload meanwhile does not pair one config's Graph with another's token).
+    pub profile: Arc<Profile>,
     pub account: AccountInfo,
     /// The cached token's serialized answers, shared by every hit (see `entries.rs`).
     pub answers: Arc<super::entries::SharedAnswers>,
@@ -376,14 +378,14 @@ impl Drop for RefreshAheadClaim {
 }
 
 /// The token as handed out at `now`: its time left and expiry as of then (`CachedToken::expires_at`).
-fn issued(profile: &Profile, record: &AccountRecord, token: CachedToken, now: Now) -> IssuedToken {
+fn issued(profile: &Arc<Profile>, record: &AccountRecord, token: CachedToken, now: Now) -> IssuedToken {
     IssuedToken {
         expires_in: token.remaining(now),
         expires_at: token.expires_at(now),
         access_token: token.access_token,
         scopes: token.scopes,
         answers: token.answers,
-        profile: profile.name.clone(),
+        profile: profile.clone(),
         account: account_info(record),
     }
 }

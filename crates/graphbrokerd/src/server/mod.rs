@@ -28,7 +28,7 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use graphbroker_protocol::{
     EpochSeconds, ErrorCode, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInQuery,
-    TERMINAL_HEADER, TokenResponse, VersionResponse, routes,
+    TokenResponse, VersionResponse, routes,
 };
 use secrecy::ExposeSecret;
 use tokio::net::UnixListener;
@@ -38,7 +38,7 @@ pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, M
 use self::answer::{secret_answer, secret_bytes};
 pub use self::peer::{Peer, PeerPolicy};
 use self::peer::{PeerCheck, peer_check};
-use self::request::{parse_query, token_request};
+use self::request::{attended, parse_query, token_request};
 use crate::broker::{Broker, IssuedToken, TokenRequest};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics, Route};
@@ -252,7 +252,7 @@ fn token_response(issued: IssuedToken) -> TokenResponse {
         expires_at: EpochSeconds::from_system_time(issued.expires_at),
         expires_in: issued.expires_in.as_secs(),
         scopes: issued.scopes,
-        profile: issued.profile,
+        profile: issued.profile.name.clone(),
         account: issued.account,
     }
 }
@@ -264,11 +264,6 @@ async fn signin(
 ) -> Result<Response, ApiError> {
     let query: SignInQuery = parse_query(raw)?;
     Ok(Json(app.broker.signin(query.profile.as_deref(), query.flow, attended(&headers)).await?).into_response())
-}
-
-/// Whether the asker says it shows a sign-in's prompt on a terminal ([`TERMINAL_HEADER`]).
-fn attended(headers: &HeaderMap) -> bool {
-    headers.get(TERMINAL_HEADER).is_some_and(|value| value.as_bytes() == b"1")
 }
 
 async fn refresh_idle(State(app): State<AppState>) -> Response {
