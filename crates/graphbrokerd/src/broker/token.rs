@@ -282,20 +282,23 @@ impl Broker {
     ) -> Option<IssuedToken> {
         let mut state = slot.state.lock().expect("state lock");
         let token = state.entries.answered(scopes.key(), claims, seen, challenged, min_valid)?;
-        let record = state.record()?.clone();
+        let now = state.entries.now();
+        let issued = issued(&slot.profile, state.record()?, token, now);
         self.metrics.cache_hit();
-        Some(issued(&slot.profile, &record, token, state.entries.now()))
+        Some(issued)
     }
 
     /// A cache hit, and whether this caller should start the token's background refresh.
     fn cached(&self, slot: &ProfileSlot, scopes: &ScopeSet, min_valid: Duration) -> Option<(IssuedToken, bool)> {
         let mut state = slot.state.lock().expect("state lock");
         let token = state.entries.token(scopes.key(), min_valid)?;
-        let record = state.record()?.clone();
+        let now = state.entries.now();
+        // The account is read in place under the lock: a hit copies only what the answer says of it.
+        let issued = issued(&slot.profile, state.record()?, token, now);
         self.metrics.cache_hit();
         let refresh_ahead = state.entries.claim_refresh_ahead(scopes.key());
         crate::policy::context::note(AuditOutcome::Cache);
-        Some((issued(&slot.profile, &record, token, state.entries.now()), refresh_ahead))
+        Some((issued, refresh_ahead))
     }
 
     /// Refreshes a token that is still being served, so that a hot client never waits on the network. The caller
@@ -350,15 +353,16 @@ impl Broker {
             slot.finish_write(queued).await?;
         }
         let mut state = slot.state.lock().expect("state lock");
-        let Some(record) = state.record().cloned() else { return Ok(Silent::Stale) };
-        if !state.cache(generation, scopes.key(), token.clone()) {
+        if state.record().is_none() || !state.cache(generation, scopes.key(), token.clone()) {
             return Ok(Silent::Stale);
         }
         if let Some(claims) = answers {
             state.entries.note_answered(scopes.key(), claims);
         }
+        let Some(record) = state.record() else { return Ok(Silent::Stale) };
+        let token = issued(profile, record, token, now);
         crate::policy::context::note(AuditOutcome::Refreshed);
-        Ok(Silent::Token { token: issued(profile, &record, token, now), refresh_ahead: false })
+        Ok(Silent::Token { token, refresh_ahead: false })
     }
 }
 
