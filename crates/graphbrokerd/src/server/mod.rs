@@ -8,6 +8,7 @@
 //!   validated domain requests.
 
 mod accept;
+mod activity;
 mod answer;
 mod peer;
 pub(crate) mod proxy;
@@ -18,7 +19,7 @@ mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::extract::{RawQuery, Request, State};
 use axum::http::HeaderMap;
@@ -35,6 +36,9 @@ use tokio::net::UnixListener;
 use zeroize::Zeroize;
 
 pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_WAITING, WRITE_IDLE_TIMEOUT};
+pub use self::activity::Activity;
+use self::activity::InFlight;
+pub(crate) use self::activity::Streaming;
 use self::answer::{secret_answer, secret_bytes};
 pub use self::peer::{Peer, PeerPolicy};
 use self::peer::{PeerCheck, peer_check};
@@ -48,63 +52,6 @@ struct AppState {
     broker: Arc<Broker>,
     graph: proxy::GraphClient,
     activity: Arc<Activity>,
-}
-
-/// Requests in flight and the time of the last one, for exiting when idle under socket activation.
-#[derive(Debug)]
-pub struct Activity {
-    in_flight: AtomicUsize,
-    last: std::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self { in_flight: AtomicUsize::new(0), last: std::sync::Mutex::new(tokio::time::Instant::now()) }
-    }
-}
-
-impl Activity {
-    /// How long no request has been in flight (zero while one is).
-    pub fn idle_for(&self) -> std::time::Duration {
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            return std::time::Duration::ZERO;
-        }
-        self.last.lock().expect("activity lock").elapsed()
-    }
-
-    fn touch(&self) {
-        *self.last.lock().expect("activity lock") = tokio::time::Instant::now();
-    }
-}
-
-/// Counts an answer whose body is still streaming (the Graph proxy's) as a request in flight until the body is
-/// done, so an idle exit never cuts a download short.
-#[derive(Debug)]
-pub(crate) struct Streaming(Arc<Activity>);
-
-impl Streaming {
-    pub(crate) fn start(activity: &Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::SeqCst);
-        activity.touch();
-        Self(activity.clone())
-    }
-}
-
-impl Drop for Streaming {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Counts a request in and out, whatever its outcome.
-struct InFlight<'a>(&'a Activity);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// What the tracking layer counts into: activity for idle exit, and the metrics.
