@@ -27,8 +27,20 @@ impl Activity {
         self.last.lock().expect("activity lock").elapsed()
     }
 
-    pub(super) fn touch(&self) {
+    fn touch(&self) {
         *self.last.lock().expect("activity lock") = tokio::time::Instant::now();
+    }
+
+    /// One more request (or streaming answer) in flight.
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+    }
+
+    /// One fewer, as of now.
+    fn end(&self) {
+        self.touch();
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -39,25 +51,29 @@ pub(crate) struct Streaming(Arc<Activity>);
 
 impl Streaming {
     pub(crate) fn start(activity: &Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::SeqCst);
-        activity.touch();
+        activity.begin();
         Self(activity.clone())
     }
 }
 
 impl Drop for Streaming {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.end();
     }
 }
 
 /// Counts a request in and out, whatever its outcome.
-pub(super) struct InFlight<'a>(pub(super) &'a Activity);
+pub(super) struct InFlight<'a>(&'a Activity);
+
+impl<'a> InFlight<'a> {
+    pub(super) fn start(activity: &'a Activity) -> Self {
+        activity.begin();
+        Self(activity)
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.end();
     }
 }

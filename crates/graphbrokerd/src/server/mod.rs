@@ -4,8 +4,10 @@
 //! as a `ConnectInfo<Peer>` extension); `serve` runs it on a listener until the `shutdown` future completes.
 //!
 //! - `accept.rs`: the accept loop — the peer check before a request is read, the connection cap, the time limit
-//!   on request heads, graceful shutdown. `peer.rs`: who may talk to the daemon. `request.rs`: query strings →
-//!   validated domain requests.
+//!   on request heads, graceful shutdown. `peer.rs`: who may talk to the daemon. `request.rs`: query strings (and
+//!   the proxy's headers) → validated domain requests. `activity.rs`: requests and streaming answers in flight,
+//!   for idle exit. `answer.rs`: token answers in wiped buffers, and the one `Bearer` value. `proxy/`: the Graph
+//!   proxy, with its own route and state; it imports its siblings, not this module.
 
 mod accept;
 mod activity;
@@ -19,13 +21,12 @@ mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::{RawQuery, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use graphbroker_protocol::{
     EpochSeconds, ErrorCode, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInQuery,
@@ -38,8 +39,7 @@ use zeroize::Zeroize;
 pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_WAITING, WRITE_IDLE_TIMEOUT};
 pub use self::activity::Activity;
 use self::activity::InFlight;
-pub(crate) use self::activity::Streaming;
-use self::answer::{secret_answer, secret_bytes};
+use self::answer::{bearer, secret_answer, secret_bytes};
 pub use self::peer::{Peer, PeerPolicy};
 use self::peer::{PeerCheck, peer_check};
 use self::request::{attended, parse_query, token_request};
@@ -50,8 +50,6 @@ use crate::metrics::{self, Metrics, Route};
 #[derive(Debug, Clone)]
 struct AppState {
     broker: Arc<Broker>,
-    graph: proxy::GraphClient,
-    activity: Arc<Activity>,
 }
 
 /// What the tracking layer counts into: activity for idle exit, and the metrics.
@@ -66,10 +64,7 @@ struct Tracked {
 /// by index (see `crate::metrics`).
 async fn track(State(tracked): State<Tracked>, request: Request, next: Next) -> Response {
     let route = Route::of(request.uri().path());
-    let activity = &tracked.activity;
-    activity.in_flight.fetch_add(1, Ordering::SeqCst);
-    activity.touch();
-    let _guard = InFlight(activity);
+    let _guard = InFlight::start(&tracked.activity);
     let response = next.run(request).await;
     let status = response.status();
     let failed = status.is_client_error() || status.is_server_error();
@@ -98,7 +93,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .route(routes::REFRESH_IDLE, post(refresh_idle))
         .route(routes::HEALTHZ, get(|| async { "ok" }))
         .route(routes::METRICS, get(metrics))
-        .route("/graph/{*path}", any(proxy::forward))
+        .merge(proxy::routes(broker.clone(), activity))
         .merge(crate::policy::policy_routes().with_state(broker.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route: see docs/api.md for the routes") })
         .method_not_allowed_fallback(|| async {
@@ -109,7 +104,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .layer(middleware::from_fn_with_state(peers, peer_check))
         // Outermost: every answer, a refusal by the peer check included, says which protocol the daemon speaks.
         .layer(middleware::map_response(protocol_header))
-        .with_state(AppState { broker, graph: proxy::GraphClient::new(), activity })
+        .with_state(AppState { broker })
 }
 
 /// Sets [`graphbroker_protocol::PROTOCOL_HEADER`], which clients check on each answer.
@@ -174,7 +169,8 @@ async fn header(
     let issued = app.broker.token(&request).await?;
     let json = issued.answers.header_answer(|| {
         let mut body = HeaderResponse {
-            authorization: bearer(issued.access_token.expose_secret()),
+            // Moved out of its wiping buffer whole (no copy); it is wiped below, after serializing.
+            authorization: std::mem::take(&mut *bearer(issued.access_token.expose_secret())),
             content_type: "application/json".into(),
         };
         let json = secret_bytes(&body);
@@ -182,14 +178,6 @@ async fn header(
         json
     })?;
     Ok(secret_answer(json))
-}
-
-/// `Bearer <token>` in a string of exactly its size: growing it would leave a copy of the token behind.
-fn bearer(token: &str) -> String {
-    let mut value = String::with_capacity("Bearer ".len() + token.len());
-    value.push_str("Bearer ");
-    value.push_str(token);
-    value
 }
 
 fn token_response(issued: IssuedToken) -> TokenResponse {

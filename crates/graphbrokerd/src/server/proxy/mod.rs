@@ -22,17 +22,18 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use graphbroker_protocol::{ErrorCode, proxy as names};
 use secrecy::ExposeSecret;
 use url::Url;
-use zeroize::Zeroizing;
 
 use futures_util::StreamExt as _;
 
 use self::body::Outgoing;
+use super::activity::{Activity, Streaming};
+use super::answer::bearer;
 use super::request::proxy_request;
-use super::{Activity, AppState, Streaming};
-use crate::broker::TokenRequest;
+use crate::broker::{Broker, TokenRequest};
 use crate::error::ApiError;
 use crate::idp::ClaimsChallenge;
 
@@ -60,10 +61,10 @@ const NOT_FORWARDED: [&str; 11] = [
 /// The HTTP client for Graph: no redirects followed (a 302 to a pre-authenticated download URL goes back to the
 /// caller, without the bearer), no decompression (bodies pass as they are).
 #[derive(Debug, Clone)]
-pub(crate) struct GraphClient(Option<reqwest::Client>);
+struct GraphClient(Option<reqwest::Client>);
 
 impl GraphClient {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
@@ -80,15 +81,33 @@ impl GraphClient {
     }
 }
 
+/// What a proxied call needs: the broker for its token, the client to Graph, and the activity its streaming
+/// answer counts into.
+#[derive(Debug, Clone)]
+struct Proxy {
+    broker: Arc<Broker>,
+    graph: GraphClient,
+    activity: Arc<Activity>,
+}
+
+/// The proxy's route, `/graph/{version}/{path…}`, any method, with its own state.
+pub(super) fn routes<S: Clone + Send + Sync + 'static>(
+    broker: Arc<Broker>,
+    activity: Arc<Activity>,
+) -> axum::Router<S> {
+    let proxy = Proxy { broker, graph: GraphClient::new(), activity };
+    axum::Router::new().route("/graph/{*path}", any(forward)).with_state(proxy)
+}
+
 /// Any method on `/graph/{version}/{path…}`.
-pub(super) async fn forward(State(app): State<AppState>, request: Request) -> Response {
+async fn forward(State(app): State<Proxy>, request: Request) -> Response {
     match forward_inner(&app, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn forward_inner(app: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn forward_inner(app: &Proxy, request: Request) -> Result<Response, ApiError> {
     let Some(client) = app.graph.0.clone() else {
         return Err(ApiError::internal("the Graph proxy could not start its HTTP client; the daemon's log says why"));
     };
@@ -117,7 +136,7 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
             .request(method.clone(), target.clone())
             .headers(links::uncompressed(forwarded(&parts.headers)))
             .body(body)
-            .header(header::AUTHORIZATION, bearer(token.access_token.expose_secret())?);
+            .header(header::AUTHORIZATION, bearer_header(token.access_token.expose_secret())?);
         let answer = upstream.send().await.map_err(|e| unreachable(&target, e, replayable))?;
         let challenge = claims_challenge(&answer);
         let Some(challenge) = challenge.filter(|_| !retried) else {
@@ -234,11 +253,8 @@ fn forwarded(headers: &HeaderMap) -> HeaderMap {
 }
 
 /// `Bearer <token>` as a header value marked sensitive, in a buffer that is wiped when the value is dropped.
-fn bearer(token: &str) -> Result<HeaderValue, ApiError> {
-    let mut value = Zeroizing::new(Vec::with_capacity("Bearer ".len() + token.len()));
-    value.extend_from_slice(b"Bearer ");
-    value.extend_from_slice(token.as_bytes());
-    let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(value))
+fn bearer_header(token: &str) -> Result<HeaderValue, ApiError> {
+    let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(bearer(token)))
         .map_err(|_| ApiError::internal("the access token is not a valid header value"))?;
     value.set_sensitive(true);
     Ok(value)
