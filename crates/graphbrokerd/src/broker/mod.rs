@@ -77,6 +77,22 @@ struct ProfileSet {
     notifications: bool,
 }
 
+/// What a request that needs the user asks of [`Broker::start_or_join_signin`].
+struct SignInRequest<'a> {
+    /// Why the user is asked (shown in the prompt and the status).
+    reason: SignInReason,
+    /// The scopes a new sign-in asks consent for.
+    scopes: &'a ScopeSet,
+    /// The platform `claims` a new sign-in sends.
+    claims: Option<String>,
+    /// The flow, when the asker chose one; else the profile's.
+    flow: Option<SignInFlow>,
+    /// Asked for by `POST /v1/signin`, so any account may sign in (`expected.rs`).
+    deliberate: bool,
+    /// The asker shows the prompt on a terminal (see `SignIn::attend`).
+    attended: bool,
+}
+
 /// The broker shared by every connection.
 #[derive(Debug)]
 pub struct Broker {
@@ -249,20 +265,9 @@ impl Broker {
         Some((forgotten, deleted))
     }
 
-    /// Joins the profile's sign-in, or starts one for `scopes`. `None` when the slot was retired by a reload.
-    /// `deliberate`: asked for by `POST /v1/signin`, so any account may sign in (`expected.rs`). `attended`: the
-    /// asker shows the prompt on a terminal (see `SignIn::attend`).
-    #[allow(clippy::too_many_arguments)] // reason: each is one independent fact about the request
-    fn start_or_join_signin(
-        &self,
-        slot: &Arc<ProfileSlot>,
-        reason: SignInReason,
-        scopes: &ScopeSet,
-        claims: Option<String>,
-        flow: Option<SignInFlow>,
-        deliberate: bool,
-        attended: bool,
-    ) -> Option<Arc<SignIn>> {
+    /// Joins the profile's sign-in, or starts one as `request` says. `None` when the slot was retired by a reload.
+    fn start_or_join_signin(&self, slot: &Arc<ProfileSlot>, request: SignInRequest<'_>) -> Option<Arc<SignIn>> {
+        let SignInRequest { reason, scopes, claims, flow, deliberate, attended } = request;
         let mut state = slot.state.lock().expect("state lock");
         if matches!(state.account, lifecycle::AccountState::Retired) {
             return None;
@@ -341,9 +346,15 @@ impl Broker {
             }
         }
         let claims = request_claims(None::<&ClaimsChallenge>, slot.profile.cae);
-        let Some(signin) =
-            self.start_or_join_signin(&slot, SignInReason::NoAccount, &scopes, claims, flow, true, attended)
-        else {
+        let request = SignInRequest {
+            reason: SignInReason::NoAccount,
+            scopes: &scopes,
+            claims,
+            flow,
+            deliberate: true,
+            attended,
+        };
+        let Some(signin) = self.start_or_join_signin(&slot, request) else {
             return Err(ApiError::new(
                 ErrorCode::SigninDeclined,
                 "the profile's settings changed as the sign-in started; ask again to start a new one",

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use graphbroker_protocol::{EpochSeconds, ErrorCode, RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse};
 
-use super::Broker;
 use super::slot::{ProfileSlot, still_current};
 use super::token::{Freshness, Silent};
+use super::{Broker, SignInRequest};
 use graphbroker_store::SessionEnded;
 
 use crate::error::ApiError;
@@ -101,7 +101,15 @@ impl Broker {
                 // goes to the desktop. Without them it waits for the user's next request, as status says.
                 if self.notices().is_some() {
                     let claims = claims.or_else(|| request_claims(None, slot.profile.cae));
-                    self.start_or_join_signin(slot, reason, &scopes, claims, None, false, false);
+                    let ask = SignInRequest {
+                        reason,
+                        scopes: &scopes,
+                        claims,
+                        flow: None,
+                        deliberate: false,
+                        attended: false,
+                    };
+                    self.start_or_join_signin(slot, ask);
                 }
                 let warning = self.status().profiles.into_iter().find(|p| p.name == name).and_then(|p| p.warning);
                 let message = warning.map(|w| w.message).unwrap_or_else(|| {

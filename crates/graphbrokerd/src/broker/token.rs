@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::entries::CachedToken;
 use super::lifecycle::{Grant, Refusal, Stale};
 use super::slot::ProfileSlot;
-use super::{Broker, account_info};
+use super::{Broker, SignInRequest, account_info};
 use crate::clock::Now;
 use crate::config::Profile;
 use crate::error::ApiError;
@@ -165,8 +165,15 @@ impl Broker {
                         }
                         None => platform_claims.clone(),
                     };
-                    match self.start_or_join_signin(slot, reason, scopes, signin_claims, None, false, request.attended)
-                    {
+                    let ask = SignInRequest {
+                        reason,
+                        scopes,
+                        claims: signin_claims,
+                        flow: None,
+                        deliberate: false,
+                        attended: request.attended,
+                    };
+                    match self.start_or_join_signin(slot, ask) {
                         Some(signin) => {
                             let remaining = request.wait.saturating_sub(started.elapsed());
                             signin.wait(remaining, self.shutdown.subscribe()).await?;
