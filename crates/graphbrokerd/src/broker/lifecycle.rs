@@ -303,10 +303,10 @@ impl ProfileState {
     /// `Active` → `Empty` because the platform refused the refresh token of `generation` for good: [`forget`] of
     /// that generation, but the account is to be kept in the store marked `session_ended` (returned for the caller
     /// to queue under the same lock), so that the reason survives a restart and `status` can tell the user.
-    ///
-    /// [`forget`]: ProfileState::forget
     /// The entry written keeps no refresh token: the platform will not take it again, and a credential nobody can
     /// use has no business in the keychain.
+    ///
+    /// [`forget`]: ProfileState::forget
     pub fn end_session(&mut self, generation: u64, ended: SessionEnded) -> Option<(Forgotten, StoredAccount)> {
         if !matches!(self.account, AccountState::Active { .. }) {
             return None;

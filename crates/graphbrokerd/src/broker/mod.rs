@@ -239,10 +239,9 @@ impl Broker {
         })
     }
 
-    /// Forgets the account, in memory and (queued under the same lock) in the store. With `only_generation`, only
-    /// if the account is still that one. Returns what was dropped.
-    /// Forgets the account in memory and deletes it from the store; the delete's outcome comes back with what
-    /// was forgotten (a refused delete leaves the account to come back at the next start).
+    /// Forgets the account in memory and deletes it from the store (the delete queued under the same lock). With
+    /// `only_generation`, only if the account is still that one. Returns what was forgotten with the delete's
+    /// outcome (a refused delete leaves the account to come back at the next start); `None` when nothing was.
     async fn forget_account(
         &self,
         slot: &ProfileSlot,
