@@ -141,7 +141,7 @@ impl Broker {
         self.authorize(&resolved.slot.profile, &resolved.scopes).await?;
         let mut freshness = match request.claims {
             Some(_) => {
-                let seen = resolved.slot.state.lock().expect("state lock").entries.answers_so_far();
+                let seen = resolved.slot.state.lock().expect("state lock").entries.challenges_answered();
                 Freshness::Challenge { seen, challenged: request.challenged.as_ref().map(|t| t.expose_secret()) }
             }
             None => Freshness::Cached,
@@ -255,8 +255,8 @@ impl Broker {
         });
         match outcome {
             Ok(tokens) => {
-                let answers = challenge.map(|(claims, ..)| claims);
-                self.accept_refresh(slot, scopes, tokens, generation, answers).await
+                let answered = challenge.map(|(claims, ..)| claims);
+                self.save_and_cache(slot, scopes, tokens, generation, answered).await
             }
             Err(PlatformError::AccountDead { detail, codes }) => {
                 tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
@@ -328,15 +328,15 @@ impl Broker {
         });
     }
 
-    /// Persists the rotated refresh token, then caches and returns the access token. `answers`: the platform
-    /// claims of the challenge this refresh answered.
-    async fn accept_refresh(
+    /// Persists the rotated refresh token (`ProfileState::accept_refresh`, then the write), then caches and returns
+    /// the access token. `answered`: the platform claims of the challenge this refresh answered.
+    async fn save_and_cache(
         &self,
         slot: &Arc<ProfileSlot>,
         scopes: &ScopeSet,
         tokens: Tokens,
         generation: u64,
-        answers: Option<&str>,
+        answered: Option<&str>,
     ) -> Result<Silent, ApiError> {
         let profile = &slot.profile;
         let granted = scopes.granted_from_response(&tokens.granted, &profile.graph_resource);
@@ -363,7 +363,7 @@ impl Broker {
         if state.record().is_none() || !state.cache(generation, scopes.key(), token.clone()) {
             return Ok(Silent::Stale);
         }
-        if let Some(claims) = answers {
+        if let Some(claims) = answered {
             state.entries.note_answered(scopes.key(), claims);
         }
         let Some(record) = state.record() else { return Ok(Silent::Stale) };
