@@ -58,7 +58,7 @@ pub enum AccountState {
 
 /// What a refresh needs, taken from the state before the platform is asked.
 #[derive(Debug)]
-pub enum Grant {
+pub enum RefreshGrant {
     /// Redeem this refresh token; the result belongs to `generation`.
     Ready { refresh_token: SecretString, generation: u64 },
     /// No account: a sign-in is needed, for this reason.
@@ -187,14 +187,14 @@ impl ProfileState {
     }
 
     /// What a refresh needs now.
-    pub fn grant(&self) -> Grant {
+    pub fn grant(&self) -> RefreshGrant {
         match &self.account {
             AccountState::Active { refresh_token, .. } => {
-                Grant::Ready { refresh_token: refresh_token.clone(), generation: self.generation }
+                RefreshGrant::Ready { refresh_token: refresh_token.clone(), generation: self.generation }
             }
-            AccountState::Retired => Grant::Retired,
+            AccountState::Retired => RefreshGrant::Retired,
             AccountState::Unloaded { .. } | AccountState::Empty => {
-                Grant::NeedSignIn(self.signin.as_ref().map_or(SignInReason::NoAccount, |s| s.reason))
+                RefreshGrant::NeedSignIn(self.signin.as_ref().map_or(SignInReason::NoAccount, |s| s.reason))
             }
         }
     }

@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::entries::CachedToken;
-use super::lifecycle::{Grant, Refusal, Stale};
+use super::lifecycle::{RefreshGrant, Refusal, Stale};
 use super::slot::ProfileSlot;
 use super::{Broker, SignInRequest, account_info};
 use crate::clock::Now;
@@ -64,7 +64,7 @@ pub struct IssuedToken {
 }
 
 /// What the silent path (cache, then refresh token) came to.
-pub(super) enum Silent {
+pub(super) enum SilentOutcome {
     /// A token; `refresh_ahead` when it came from the cache and is due for a background refresh (this request
     /// has claimed that refresh).
     Token {
@@ -82,15 +82,16 @@ pub(super) enum Silent {
     NotDue,
 }
 
-impl From<Stale> for Silent {
+impl From<Stale> for SilentOutcome {
     fn from(Stale: Stale) -> Self {
-        Silent::Stale
+        SilentOutcome::Stale
     }
 }
 
-/// Whether the silent path may answer from the cache.
+/// Which token the silent path may answer with: a cached one, a new one, one fetched for a claims challenge, or
+/// (the rolling refresh) a new one only if nobody refreshed meanwhile.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Freshness<'a> {
+pub(super) enum Wanted<'a> {
     /// A cached token with `min_valid` left will do.
     Cached,
     /// A new token, fetched now (the refresh ahead of expiry).
@@ -139,25 +140,25 @@ impl Broker {
         let started = Instant::now();
         let mut resolved = self.resolve(request)?;
         self.authorize(&resolved.slot.profile, &resolved.scopes).await?;
-        let mut freshness = match request.claims {
+        let mut wanted = match request.claims {
             Some(_) => {
                 let seen = resolved.slot.state.lock().expect("state lock").entries.challenges_answered();
-                Freshness::Challenge { seen, challenged: request.challenged.as_ref().map(|t| t.expose_secret()) }
+                Wanted::Challenge { seen, challenged: request.challenged.as_ref().map(|t| t.expose_secret()) }
             }
-            None => Freshness::Cached,
+            None => Wanted::Cached,
         };
         for _ in 0..MAX_ROUNDS {
             let Resolved { slot, scopes, min_valid, platform_claims } = &resolved;
-            match self.silent(slot, scopes, *min_valid, platform_claims.as_deref(), freshness).await? {
-                Silent::Token { token, refresh_ahead } => {
+            match self.silent(slot, scopes, *min_valid, platform_claims.as_deref(), wanted).await? {
+                SilentOutcome::Token { token, refresh_ahead } => {
                     if refresh_ahead {
                         self.refresh_ahead(slot.clone(), scopes.clone());
                     }
                     return Ok(token);
                 }
                 // The profile may have been reloaded: ask again of its current slot.
-                Silent::Stale | Silent::NotDue => resolved = self.resolve(request)?,
-                Silent::NeedSignIn { reason, claims } => {
+                SilentOutcome::Stale | SilentOutcome::NotDue => resolved = self.resolve(request)?,
+                SilentOutcome::NeedSignIn { reason, claims } => {
                     let signin_claims = match claims {
                         Some(platform) => {
                             let challenge = ClaimsChallenge::parse(&platform).ok().flatten();
@@ -179,7 +180,7 @@ impl Broker {
                             signin.wait(remaining, self.shutdown.subscribe()).await?;
                             crate::policy::context::note(AuditOutcome::SignedIn);
                             // The sign-in sent the challenge's claims: the token it cached answers them.
-                            freshness = Freshness::Cached;
+                            wanted = Wanted::Cached;
                         }
                         None => resolved = self.resolve(request)?,
                     }
@@ -196,33 +197,33 @@ impl Broker {
         scopes: &ScopeSet,
         min_valid: Duration,
         claims: Option<&str>,
-        freshness: Freshness<'_>,
-    ) -> Result<Silent, ApiError> {
+        wanted: Wanted<'_>,
+    ) -> Result<SilentOutcome, ApiError> {
         self.ensure_loaded(slot).await?;
         self.ensure_saved(slot).await?;
-        let from_cache = matches!(freshness, Freshness::Cached);
+        let from_cache = matches!(wanted, Wanted::Cached);
         if from_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
-            return Ok(Silent::Token { token, refresh_ahead });
+            return Ok(SilentOutcome::Token { token, refresh_ahead });
         }
         let flight = slot.state.lock().expect("state lock").entries.flight(scopes.key());
         let _flight = flight.lock().await;
         if from_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
-            return Ok(Silent::Token { token, refresh_ahead });
+            return Ok(SilentOutcome::Token { token, refresh_ahead });
         }
-        if let Freshness::Idle { idle_since } = freshness {
+        if let Wanted::Idle { idle_since } = wanted {
             let state = slot.state.lock().expect("state lock");
             let used = state.record().and_then(|r| r.refreshed_at).is_some_and(|at| at.to_system_time() > idle_since);
             if used {
-                return Ok(Silent::NotDue);
+                return Ok(SilentOutcome::NotDue);
             }
         }
-        let challenge = match freshness {
-            Freshness::Challenge { seen, challenged } => claims.map(|claims| (claims, seen, challenged)),
-            Freshness::Cached | Freshness::Renew | Freshness::Idle { .. } => None,
+        let challenge = match wanted {
+            Wanted::Challenge { seen, challenged } => claims.map(|claims| (claims, seen, challenged)),
+            Wanted::Cached | Wanted::Renew | Wanted::Idle { .. } => None,
         };
         if let Some((claims, seen, challenged)) = challenge {
             if let Some(token) = self.answered(slot, scopes, claims, seen, challenged, min_valid) {
-                return Ok(Silent::Token { token, refresh_ahead: false });
+                return Ok(SilentOutcome::Token { token, refresh_ahead: false });
             }
             // Only a request that goes to the platform spends from the budget: those that joined a refresh
             // for the same challenge cost the platform nothing.
@@ -236,13 +237,13 @@ impl Broker {
         };
         // The user is already being asked for these scopes (the last refresh for them wanted the user): join
         // that sign-in. Refreshing again would only fetch the same refusal, once per waiting client's poll.
-        if let (Some(reason), Grant::Ready { .. }) = (pending, &grant) {
-            return Ok(Silent::NeedSignIn { reason, claims: None });
+        if let (Some(reason), RefreshGrant::Ready { .. }) = (pending, &grant) {
+            return Ok(SilentOutcome::NeedSignIn { reason, claims: None });
         }
         let (refresh_token, generation) = match grant {
-            Grant::Ready { refresh_token, generation } => (refresh_token, generation),
-            Grant::NeedSignIn(reason) => return Ok(Silent::NeedSignIn { reason, claims: None }),
-            Grant::Retired => return Ok(Silent::Stale),
+            RefreshGrant::Ready { refresh_token, generation } => (refresh_token, generation),
+            RefreshGrant::NeedSignIn(reason) => return Ok(SilentOutcome::NeedSignIn { reason, claims: None }),
+            RefreshGrant::Retired => return Ok(SilentOutcome::Stale),
         };
         tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing access token");
         let platform = self.platform();
@@ -261,7 +262,7 @@ impl Broker {
             Err(PlatformError::AccountDead { detail, codes }) => {
                 tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
                 self.end_session(slot, generation, codes).await;
-                Ok(Silent::NeedSignIn { reason: SignInReason::SessionExpired, claims: None })
+                Ok(SilentOutcome::NeedSignIn { reason: SignInReason::SessionExpired, claims: None })
             }
             Err(PlatformError::NeedsUser { reason, claims, detail, codes }) => {
                 tracing::info!(profile = %slot.profile.name, scopes = %scopes, "the platform wants the user: {detail}");
@@ -271,7 +272,7 @@ impl Broker {
                     state.refusal = Some(Refusal { at, reason, error_codes: codes });
                 }
                 drop(state);
-                Ok(Silent::NeedSignIn { reason, claims })
+                Ok(SilentOutcome::NeedSignIn { reason, claims })
             }
             Err(other) => Err(ApiError::from_platform(other, &slot.profile.name)),
         }
@@ -317,10 +318,10 @@ impl Broker {
             let _claim = RefreshAheadClaim { slot: slot.clone(), key: scopes.key().to_owned() };
             tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing ahead of expiry");
             let claims = request_claims(None, slot.profile.cae);
-            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), Freshness::Renew).await;
+            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), Wanted::Renew).await;
             match outcome {
-                Ok(Silent::Token { .. } | Silent::Stale | Silent::NotDue) => {}
-                Ok(Silent::NeedSignIn { reason, .. }) => {
+                Ok(SilentOutcome::Token { .. } | SilentOutcome::Stale | SilentOutcome::NotDue) => {}
+                Ok(SilentOutcome::NeedSignIn { reason, .. }) => {
                     tracing::info!(profile = %slot.profile.name, ?reason, "refresh ahead found that a sign-in is needed")
                 }
                 Err(e) => tracing::warn!(profile = %slot.profile.name, "refresh ahead failed: {}", e.0.message),
@@ -337,7 +338,7 @@ impl Broker {
         tokens: Tokens,
         generation: u64,
         answered: Option<&str>,
-    ) -> Result<Silent, ApiError> {
+    ) -> Result<SilentOutcome, ApiError> {
         let profile = &slot.profile;
         let granted = scopes.granted_from_response(&tokens.granted, &profile.graph_resource);
         let now = self.clock.read();
@@ -361,15 +362,15 @@ impl Broker {
         }
         let mut state = slot.state.lock().expect("state lock");
         if state.record().is_none() || !state.cache(generation, scopes.key(), token.clone()) {
-            return Ok(Silent::Stale);
+            return Ok(SilentOutcome::Stale);
         }
         if let Some(claims) = answered {
             state.entries.note_answered(scopes.key(), claims);
         }
-        let Some(record) = state.record() else { return Ok(Silent::Stale) };
+        let Some(record) = state.record() else { return Ok(SilentOutcome::Stale) };
         let token = issued(profile, record, token, now);
         crate::policy::context::note(AuditOutcome::Refreshed);
-        Ok(Silent::Token { token, refresh_ahead: false })
+        Ok(SilentOutcome::Token { token, refresh_ahead: false })
     }
 }
 
