@@ -1,4 +1,4 @@
-//! Activity, for exiting when idle under socket activation: requests in flight ([`InFlight`], counted by the
+//! Activity, for exiting when idle under socket activation: requests in flight ([`CountedRequest`], counted by the
 //! tracking layer) and answers whose body still streams ([`Streaming`], the Graph proxy's), and when the last one
 //! ended.
 
@@ -63,16 +63,16 @@ impl Drop for Streaming {
 }
 
 /// Counts a request in and out, whatever its outcome.
-pub(super) struct InFlight<'a>(&'a Activity);
+pub(super) struct CountedRequest<'a>(&'a Activity);
 
-impl<'a> InFlight<'a> {
+impl<'a> CountedRequest<'a> {
     pub(super) fn start(activity: &'a Activity) -> Self {
         activity.begin();
         Self(activity)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for CountedRequest<'_> {
     fn drop(&mut self) {
         self.0.end();
     }

@@ -38,7 +38,7 @@ use zeroize::Zeroize;
 
 pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_WAITING, WRITE_IDLE_TIMEOUT};
 pub use self::activity::Activity;
-use self::activity::InFlight;
+use self::activity::CountedRequest;
 use self::answer::{bearer, secret_answer, secret_bytes};
 pub use self::peer::{Peer, PeerPolicy};
 use self::peer::{PeerCheck, peer_check};
@@ -54,7 +54,7 @@ struct AppState {
 
 /// What the tracking layer counts into: activity for idle exit, and the metrics.
 #[derive(Debug, Clone)]
-struct Tracked {
+struct Counters {
     activity: Arc<Activity>,
     metrics: Arc<Metrics>,
 }
@@ -62,13 +62,13 @@ struct Tracked {
 /// Counts a request in and out (activity), and its answer by route, outcome and error code (metrics). One layer
 /// for both, so the cached-token path pays for no extra middleware; counting is atomic adds on series looked up
 /// by index (see `crate::metrics`).
-async fn track(State(tracked): State<Tracked>, request: Request, next: Next) -> Response {
+async fn track(State(counters): State<Counters>, request: Request, next: Next) -> Response {
     let route = Route::of(request.uri().path());
-    let _guard = InFlight::start(&tracked.activity);
+    let _guard = CountedRequest::start(&counters.activity);
     let response = next.run(request).await;
     let status = response.status();
     let failed = status.is_client_error() || status.is_server_error();
-    tracked.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
+    counters.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
     response
 }
 
@@ -80,7 +80,7 @@ pub fn router(broker: Arc<Broker>, policy: PeerPolicy) -> Router {
 
 /// [`router`], counting requests in `activity`.
 pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: Arc<Activity>) -> Router {
-    let tracked = Tracked { activity: activity.clone(), metrics: broker.metrics().clone() };
+    let counters = Counters { activity: activity.clone(), metrics: broker.metrics().clone() };
     let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
     Router::new()
         .route(routes::VERSION, get(version))
@@ -100,7 +100,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")
         })
         // Inner layer: only requests that passed the peer check count as activity.
-        .layer(middleware::from_fn_with_state(tracked, track))
+        .layer(middleware::from_fn_with_state(counters, track))
         .layer(middleware::from_fn_with_state(peers, peer_check))
         // Outermost: every answer, a refusal by the peer check included, says which protocol the daemon speaks.
         .layer(middleware::map_response(protocol_header))
