@@ -152,7 +152,7 @@ struct ScopeEntry {
     /// When the entry was last used, for eviction.
     last_used: Instant,
     /// The platform `claims` the cached token was fetched with to answer a claims challenge, and the serial of
-    /// that answer ([`ScopeEntries::answers_so_far`]): see [`ScopeEntries::answered`].
+    /// that answer ([`ScopeEntries::challenges_answered`]): see [`ScopeEntries::answered`].
     answered: Option<(String, u64)>,
 }
 
@@ -176,7 +176,7 @@ pub struct ScopeEntries {
     clock: Arc<dyn Clock>,
     /// Challenge answers recorded so far. A request notes the count when it arrives; an answer with a higher
     /// serial came after it. A count, not a time, so that the paused test clock orders them too.
-    answers: u64,
+    challenges_answered: u64,
 }
 
 impl Default for ScopeEntries {
@@ -192,7 +192,7 @@ impl ScopeEntries {
     }
 
     pub fn with_capacity(capacity: usize, clock: Arc<dyn Clock>) -> Self {
-        Self { map: HashMap::new(), capacity: capacity.max(1), clock, answers: 0 }
+        Self { map: HashMap::new(), capacity: capacity.max(1), clock, challenges_answered: 0 }
     }
 
     /// The clock validity is judged on, for the map that replaces this one.
@@ -250,14 +250,14 @@ impl ScopeEntries {
 
     /// Records that the token just cached for `key` answers a challenge, sent to the platform as `claims`.
     pub fn note_answered(&mut self, key: &str, claims: &str) {
-        self.answers += 1;
-        let serial = self.answers;
+        self.challenges_answered += 1;
+        let serial = self.challenges_answered;
         self.entry(key).answered = Some((claims.to_owned(), serial));
     }
 
     /// How many challenge answers have been recorded: what a request arriving now notes.
-    pub fn answers_so_far(&self) -> u64 {
-        self.answers
+    pub fn challenges_answered(&self) -> u64 {
+        self.challenges_answered
     }
 
     /// The cached token for `key` if it was fetched for exactly these platform `claims`, still has `min_valid`

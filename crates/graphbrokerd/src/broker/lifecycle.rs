@@ -58,7 +58,7 @@ pub enum AccountState {
 
 /// What a refresh needs, taken from the state before the platform is asked.
 #[derive(Debug)]
-pub enum Grant {
+pub enum RefreshGrant {
     /// Redeem this refresh token; the result belongs to `generation`.
     Ready { refresh_token: SecretString, generation: u64 },
     /// No account: a sign-in is needed, for this reason.
@@ -187,14 +187,14 @@ impl ProfileState {
     }
 
     /// What a refresh needs now.
-    pub fn grant(&self) -> Grant {
+    pub fn grant(&self) -> RefreshGrant {
         match &self.account {
             AccountState::Active { refresh_token, .. } => {
-                Grant::Ready { refresh_token: refresh_token.clone(), generation: self.generation }
+                RefreshGrant::Ready { refresh_token: refresh_token.clone(), generation: self.generation }
             }
-            AccountState::Retired => Grant::Retired,
+            AccountState::Retired => RefreshGrant::Retired,
             AccountState::Unloaded { .. } | AccountState::Empty => {
-                Grant::NeedSignIn(self.signin.as_ref().map_or(SignInReason::NoAccount, |s| s.reason))
+                RefreshGrant::NeedSignIn(self.signin.as_ref().map_or(SignInReason::NoAccount, |s| s.reason))
             }
         }
     }
@@ -303,10 +303,10 @@ impl ProfileState {
     /// `Active` → `Empty` because the platform refused the refresh token of `generation` for good: [`forget`] of
     /// that generation, but the account is to be kept in the store marked `session_ended` (returned for the caller
     /// to queue under the same lock), so that the reason survives a restart and `status` can tell the user.
-    ///
-    /// [`forget`]: ProfileState::forget
     /// The entry written keeps no refresh token: the platform will not take it again, and a credential nobody can
     /// use has no business in the keychain.
+    ///
+    /// [`forget`]: ProfileState::forget
     pub fn end_session(&mut self, generation: u64, ended: SessionEnded) -> Option<(Forgotten, StoredAccount)> {
         if !matches!(self.account, AccountState::Active { .. }) {
             return None;

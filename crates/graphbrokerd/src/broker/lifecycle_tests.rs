@@ -90,7 +90,7 @@ fn a_failed_load_stays_unloaded_with_the_error_and_a_late_load_changes_nothing()
 async fn a_grant_is_the_refresh_token_of_this_generation_or_why_there_is_none() {
     let state = active("rt-0");
     match state.grant() {
-        Grant::Ready { refresh_token, generation } => {
+        RefreshGrant::Ready { refresh_token, generation } => {
             assert_eq!(refresh_token.expose_secret(), "rt-0");
             assert_eq!(generation, state.generation);
         }
@@ -98,12 +98,12 @@ async fn a_grant_is_the_refresh_token_of_this_generation_or_why_there_is_none() 
     }
     let mut empty = ProfileState::default();
     empty.loaded(&profile(), Ok(None)).unwrap();
-    assert!(matches!(empty.grant(), Grant::NeedSignIn(SignInReason::NoAccount)));
+    assert!(matches!(empty.grant(), RefreshGrant::NeedSignIn(SignInReason::NoAccount)));
     empty.signin = Some(SignIn::idle(1, SignInReason::ConsentRequired));
-    assert!(matches!(empty.grant(), Grant::NeedSignIn(SignInReason::ConsentRequired)), "the sign-in's reason");
+    assert!(matches!(empty.grant(), RefreshGrant::NeedSignIn(SignInReason::ConsentRequired)), "the sign-in's reason");
     let mut retired = active("rt-0");
     retired.retire();
-    assert!(matches!(retired.grant(), Grant::Retired));
+    assert!(matches!(retired.grant(), RefreshGrant::Retired));
 }
 
 #[test]

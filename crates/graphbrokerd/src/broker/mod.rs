@@ -78,6 +78,22 @@ struct ProfileSet {
     notifications: bool,
 }
 
+/// What a request that needs the user asks of [`Broker::start_or_join_signin`].
+struct SignInRequest<'a> {
+    /// Why the user is asked (shown in the prompt and the status).
+    reason: SignInReason,
+    /// The scopes a new sign-in asks consent for.
+    scopes: &'a ScopeSet,
+    /// The platform `claims` a new sign-in sends.
+    claims: Option<String>,
+    /// The flow, when the asker chose one; else the profile's.
+    flow: Option<SignInFlow>,
+    /// Asked for by `POST /v1/signin`, so any account may sign in (`expected.rs`).
+    deliberate: bool,
+    /// The asker shows the prompt on a terminal (see `SignIn::attend`).
+    attended: bool,
+}
+
 /// The broker shared by every connection.
 #[derive(Debug)]
 pub struct Broker {
@@ -211,11 +227,6 @@ impl Broker {
         self.config.read().expect("config lock").clone()
     }
 
-    /// The Graph endpoint of the profile `name` (the default profile for `None`), where the proxy forwards to.
-    pub fn graph_url(&self, name: Option<&str>) -> Result<url::Url, ApiError> {
-        Ok(self.slot(name)?.profile.graph_url.clone())
-    }
-
     /// The current slot of the profile `name` (the default profile for `None`).
     fn slot(&self, name: Option<&str>) -> Result<Arc<ProfileSlot>, ApiError> {
         let set = self.profile_set();
@@ -229,10 +240,9 @@ impl Broker {
         })
     }
 
-    /// Forgets the account, in memory and (queued under the same lock) in the store. With `only_generation`, only
-    /// if the account is still that one. Returns what was dropped.
-    /// Forgets the account in memory and deletes it from the store; the delete's outcome comes back with what
-    /// was forgotten (a refused delete leaves the account to come back at the next start).
+    /// Forgets the account in memory and deletes it from the store (the delete queued under the same lock). With
+    /// `only_generation`, only if the account is still that one. Returns what was forgotten with the delete's
+    /// outcome (a refused delete leaves the account to come back at the next start); `None` when nothing was.
     async fn forget_account(
         &self,
         slot: &ProfileSlot,
@@ -255,20 +265,9 @@ impl Broker {
         Some((forgotten, deleted))
     }
 
-    /// Joins the profile's sign-in, or starts one for `scopes`. `None` when the slot was retired by a reload.
-    /// `deliberate`: asked for by `POST /v1/signin`, so any account may sign in (`expected.rs`). `attended`: the
-    /// asker shows the prompt on a terminal (see `SignIn::attend`).
-    #[allow(clippy::too_many_arguments)] // reason: each is one independent fact about the request
-    fn start_or_join_signin(
-        &self,
-        slot: &Arc<ProfileSlot>,
-        reason: SignInReason,
-        scopes: &ScopeSet,
-        claims: Option<String>,
-        flow: Option<SignInFlow>,
-        deliberate: bool,
-        attended: bool,
-    ) -> Option<Arc<SignIn>> {
+    /// Joins the profile's sign-in, or starts one as `request` says. `None` when the slot was retired by a reload.
+    fn start_or_join_signin(&self, slot: &Arc<ProfileSlot>, request: SignInRequest<'_>) -> Option<Arc<SignIn>> {
+        let SignInRequest { reason, scopes, claims, flow, deliberate, attended } = request;
         let mut state = slot.state.lock().expect("state lock");
         if matches!(state.account, lifecycle::AccountState::Retired) {
             return None;
@@ -347,9 +346,15 @@ impl Broker {
             }
         }
         let claims = request_claims(None::<&ClaimsChallenge>, slot.profile.cae);
-        let Some(signin) =
-            self.start_or_join_signin(&slot, SignInReason::NoAccount, &scopes, claims, flow, true, attended)
-        else {
+        let request = SignInRequest {
+            reason: SignInReason::NoAccount,
+            scopes: &scopes,
+            claims,
+            flow,
+            deliberate: true,
+            attended,
+        };
+        let Some(signin) = self.start_or_join_signin(&slot, request) else {
             return Err(ApiError::new(
                 ErrorCode::SigninDeclined,
                 "the profile's settings changed as the sign-in started; ask again to start a new one",

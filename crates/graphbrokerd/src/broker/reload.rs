@@ -47,7 +47,7 @@ impl Broker {
                 ProfileSlot::new(profile.clone(), stores.for_kind(profile.store), ProfileState::new(self.clock.clone()))
             };
             let slot = match old.slots.get(name) {
-                Some(existing) if existing.profile == *profile && same_keyring => existing.clone(),
+                Some(existing) if *existing.profile == *profile && same_keyring => existing.clone(),
                 Some(existing) if same_identity(&existing.profile, profile) && same_keyring => {
                     summary.changed.push(name.clone());
                     let (state, signin) = existing.state.lock().expect("state lock").carry_over();

@@ -2,7 +2,7 @@
 //! redeemed (for the profile's default scopes) and the rotated one stored, long before the identity platform's
 //! 90-day inactivity limit ends the session (AADSTS700082).
 //!
-//! It goes through the request path's single flight (`Broker::silent` with `Freshness::Idle`), so it never
+//! It goes through the request path's single flight (`Broker::silent` with `Wanted::Idle`), so it never
 //! races a client's refresh: if one refreshed while the check waited its turn, the check finds the token used
 //! and does nothing. Under socket activation the daemon is not running most of the time, so the check is
 //! triggered from outside: `POST /v1/refresh-idle`, which the service manager's daily timer calls; a daemon that
@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use graphbroker_protocol::{EpochSeconds, ErrorCode, RefreshIdleOutcome, RefreshIdleProfile, RefreshIdleResponse};
 
-use super::Broker;
 use super::slot::{ProfileSlot, still_current};
-use super::token::{Freshness, Silent};
+use super::token::{SilentOutcome, Wanted};
+use super::{Broker, SignInRequest};
 use graphbroker_store::SessionEnded;
 
 use crate::error::ApiError;
@@ -90,18 +90,25 @@ impl Broker {
             Err(e) => return answer(RefreshIdleOutcome::Failed, Some(e.to_string())),
         };
         let claims = request_claims(None, slot.profile.cae);
-        let outcome =
-            self.silent(slot, &scopes, Duration::ZERO, claims.as_deref(), Freshness::Idle { idle_since }).await;
+        let outcome = self.silent(slot, &scopes, Duration::ZERO, claims.as_deref(), Wanted::Idle { idle_since }).await;
         match outcome {
-            Ok(Silent::Token { .. }) => answer(RefreshIdleOutcome::Refreshed, None),
-            Ok(Silent::NotDue | Silent::Stale) => answer(RefreshIdleOutcome::NotDue, None),
-            Ok(Silent::NeedSignIn { reason, claims }) => {
+            Ok(SilentOutcome::Token { .. }) => answer(RefreshIdleOutcome::Refreshed, None),
+            Ok(SilentOutcome::NotDue | SilentOutcome::Stale) => answer(RefreshIdleOutcome::NotDue, None),
+            Ok(SilentOutcome::NeedSignIn { reason, claims }) => {
                 tracing::warn!(profile = %name, ?reason, "the rolling refresh found that a sign-in is needed");
                 // Nobody is at a terminal for this: with notifications on, the sign-in starts and its prompt
                 // goes to the desktop. Without them it waits for the user's next request, as status says.
                 if self.notices().is_some() {
                     let claims = claims.or_else(|| request_claims(None, slot.profile.cae));
-                    self.start_or_join_signin(slot, reason, &scopes, claims, None, false, false);
+                    let ask = SignInRequest {
+                        reason,
+                        scopes: &scopes,
+                        claims,
+                        flow: None,
+                        deliberate: false,
+                        attended: false,
+                    };
+                    self.start_or_join_signin(slot, ask);
                 }
                 let warning = self.status().profiles.into_iter().find(|p| p.name == name).and_then(|p| p.warning);
                 let message = warning.map(|w| w.message).unwrap_or_else(|| {

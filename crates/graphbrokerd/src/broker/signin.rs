@@ -59,7 +59,7 @@ pub struct SignIn {
     announce: Arc<watch::Sender<Phase>>,
     task: tokio::task::AbortHandle,
     /// Counts how the sign-in ended, once: by the task, or by `cancel` when that stops the task first.
-    ending: Arc<Ending>,
+    ending: Arc<EndCount>,
     /// When the prompt stops being any use (the device code's life, the browser sign-in's timeout), on both
     /// clocks; set when the prompt is published.
     expires: Arc<std::sync::OnceLock<Deadline>>,
@@ -68,13 +68,13 @@ pub struct SignIn {
 /// The `graphbroker_signins_total` count of one sign-in, made by whichever of its task and its cancellation ends
 /// it first.
 #[derive(Debug)]
-pub(super) struct Ending {
+pub(super) struct EndCount {
     flow: Flow,
     metrics: Arc<Metrics>,
     counted: AtomicBool,
 }
 
-impl Ending {
+impl EndCount {
     pub(super) fn count(&self, outcome: SigninOutcome) {
         if !self.counted.swap(true, Ordering::SeqCst) {
             self.metrics.signin_ended(self.flow, outcome);
@@ -235,7 +235,7 @@ pub(super) fn spawn(job: Job) -> Arc<SignIn> {
     let (id, reason, scopes_key) = (job.id, job.reason, job.scopes.key().to_owned());
     let deliberate = Arc::new(AtomicBool::new(job.deliberate));
     let ending =
-        Arc::new(Ending { flow: job.flow.into(), metrics: job.metrics.clone(), counted: AtomicBool::new(false) });
+        Arc::new(EndCount { flow: job.flow.into(), metrics: job.metrics.clone(), counted: AtomicBool::new(false) });
     let attended = Arc::new(AtomicBool::new(job.attended));
     let expires = Arc::new(std::sync::OnceLock::new());
     let task =
@@ -261,7 +261,7 @@ async fn run(
     deliberate: Arc<AtomicBool>,
     attended: Arc<AtomicBool>,
     phase: Arc<watch::Sender<Phase>>,
-    ending: Arc<Ending>,
+    ending: Arc<EndCount>,
     expires: Arc<std::sync::OnceLock<Deadline>>,
 ) {
     let slot = job.slot.clone();
@@ -466,7 +466,7 @@ impl SignIn {
             attended: Arc::new(AtomicBool::new(false)),
             announce: Arc::new(tx),
             task: task.abort_handle(),
-            ending: Arc::new(Ending { flow: Flow::Device, metrics: Arc::default(), counted: AtomicBool::new(false) }),
+            ending: Arc::new(EndCount { flow: Flow::Device, metrics: Arc::default(), counted: AtomicBool::new(false) }),
             expires: Arc::default(),
         })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use graphbroker_protocol::ErrorCode;
 use tokio::sync::watch;
 
-use super::signin::{Ending, Phase};
+use super::signin::{EndCount, Phase};
 use super::slot::ProfileSlot;
 use crate::clock::Deadline;
 use crate::error::ApiError;
@@ -30,7 +30,7 @@ pub(super) struct TaskEnd {
     pub slot: Arc<ProfileSlot>,
     pub id: u64,
     pub phase: Arc<watch::Sender<Phase>>,
-    pub ending: Arc<Ending>,
+    pub ending: Arc<EndCount>,
     pub changes: watch::Sender<u64>,
     pub result: Option<Result<(), ApiError>>,
 }

@@ -15,7 +15,8 @@ use crate::error::ApiError;
 /// One configured profile and its live state.
 #[derive(Debug)]
 pub(super) struct ProfileSlot {
-    pub(super) profile: Profile,
+    /// Shared with every token issued from this slot, so a token carries the settings it was issued under.
+    pub(super) profile: Arc<Profile>,
     pub(super) persistence: Arc<Persistence>,
     pub(super) state: Mutex<ProfileState>,
     /// How many cache-bypassing `claims` requests the profile may still make.
@@ -31,7 +32,7 @@ pub(super) struct QueuedWrite {
 
 impl ProfileSlot {
     pub(super) fn new(profile: Profile, persistence: Arc<Persistence>, state: ProfileState) -> Self {
-        Self { profile, persistence, state: Mutex::new(state), claims_budget: Mutex::default() }
+        Self { profile: Arc::new(profile), persistence, state: Mutex::new(state), claims_budget: Mutex::default() }
     }
 
     /// Queues `write`. Call it while still holding the state lock that produced the write, so that the store sees

@@ -10,9 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::entries::CachedToken;
-use super::lifecycle::{Grant, Refusal, Stale};
+use super::lifecycle::{RefreshGrant, Refusal, Stale};
 use super::slot::ProfileSlot;
-use super::{Broker, account_info};
+use super::{Broker, SignInRequest, account_info};
 use crate::clock::Now;
 use crate::config::Profile;
 use crate::error::ApiError;
@@ -55,14 +55,16 @@ pub struct IssuedToken {
     pub scopes: Vec<String>,
     pub expires_at: SystemTime,
     pub expires_in: Duration,
-    pub profile: String,
+    /// The profile as configured when the token was issued: its name, and its `graph_url` for the proxy, from the
+    /// same configuration as the token (a reload meanwhile does not pair one config's Graph with another's token).
+    pub profile: Arc<Profile>,
     pub account: AccountInfo,
     /// The cached token's serialized answers, shared by every hit (see `entries.rs`).
     pub answers: Arc<super::entries::SharedAnswers>,
 }
 
 /// What the silent path (cache, then refresh token) came to.
-pub(super) enum Silent {
+pub(super) enum SilentOutcome {
     /// A token; `refresh_ahead` when it came from the cache and is due for a background refresh (this request
     /// has claimed that refresh).
     Token {
@@ -80,15 +82,16 @@ pub(super) enum Silent {
     NotDue,
 }
 
-impl From<Stale> for Silent {
+impl From<Stale> for SilentOutcome {
     fn from(Stale: Stale) -> Self {
-        Silent::Stale
+        SilentOutcome::Stale
     }
 }
 
-/// Whether the silent path may answer from the cache.
+/// Which token the silent path may answer with: a cached one, a new one, one fetched for a claims challenge, or
+/// (the rolling refresh) a new one only if nobody refreshed meanwhile.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Freshness<'a> {
+pub(super) enum Wanted<'a> {
     /// A cached token with `min_valid` left will do.
     Cached,
     /// A new token, fetched now (the refresh ahead of expiry).
@@ -137,25 +140,25 @@ impl Broker {
         let started = Instant::now();
         let mut resolved = self.resolve(request)?;
         self.authorize(&resolved.slot.profile, &resolved.scopes).await?;
-        let mut freshness = match request.claims {
+        let mut wanted = match request.claims {
             Some(_) => {
-                let seen = resolved.slot.state.lock().expect("state lock").entries.answers_so_far();
-                Freshness::Challenge { seen, challenged: request.challenged.as_ref().map(|t| t.expose_secret()) }
+                let seen = resolved.slot.state.lock().expect("state lock").entries.challenges_answered();
+                Wanted::Challenge { seen, challenged: request.challenged.as_ref().map(|t| t.expose_secret()) }
             }
-            None => Freshness::Cached,
+            None => Wanted::Cached,
         };
         for _ in 0..MAX_ROUNDS {
             let Resolved { slot, scopes, min_valid, platform_claims } = &resolved;
-            match self.silent(slot, scopes, *min_valid, platform_claims.as_deref(), freshness).await? {
-                Silent::Token { token, refresh_ahead } => {
+            match self.silent(slot, scopes, *min_valid, platform_claims.as_deref(), wanted).await? {
+                SilentOutcome::Token { token, refresh_ahead } => {
                     if refresh_ahead {
                         self.refresh_ahead(slot.clone(), scopes.clone());
                     }
                     return Ok(token);
                 }
                 // The profile may have been reloaded: ask again of its current slot.
-                Silent::Stale | Silent::NotDue => resolved = self.resolve(request)?,
-                Silent::NeedSignIn { reason, claims } => {
+                SilentOutcome::Stale | SilentOutcome::NotDue => resolved = self.resolve(request)?,
+                SilentOutcome::NeedSignIn { reason, claims } => {
                     let signin_claims = match claims {
                         Some(platform) => {
                             let challenge = ClaimsChallenge::parse(&platform).ok().flatten();
@@ -163,14 +166,21 @@ impl Broker {
                         }
                         None => platform_claims.clone(),
                     };
-                    match self.start_or_join_signin(slot, reason, scopes, signin_claims, None, false, request.attended)
-                    {
+                    let ask = SignInRequest {
+                        reason,
+                        scopes,
+                        claims: signin_claims,
+                        flow: None,
+                        deliberate: false,
+                        attended: request.attended,
+                    };
+                    match self.start_or_join_signin(slot, ask) {
                         Some(signin) => {
                             let remaining = request.wait.saturating_sub(started.elapsed());
                             signin.wait(remaining, self.shutdown.subscribe()).await?;
                             crate::policy::context::note(AuditOutcome::SignedIn);
                             // The sign-in sent the challenge's claims: the token it cached answers them.
-                            freshness = Freshness::Cached;
+                            wanted = Wanted::Cached;
                         }
                         None => resolved = self.resolve(request)?,
                     }
@@ -187,33 +197,33 @@ impl Broker {
         scopes: &ScopeSet,
         min_valid: Duration,
         claims: Option<&str>,
-        freshness: Freshness<'_>,
-    ) -> Result<Silent, ApiError> {
+        wanted: Wanted<'_>,
+    ) -> Result<SilentOutcome, ApiError> {
         self.ensure_loaded(slot).await?;
         self.ensure_saved(slot).await?;
-        let from_cache = matches!(freshness, Freshness::Cached);
+        let from_cache = matches!(wanted, Wanted::Cached);
         if from_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
-            return Ok(Silent::Token { token, refresh_ahead });
+            return Ok(SilentOutcome::Token { token, refresh_ahead });
         }
         let flight = slot.state.lock().expect("state lock").entries.flight(scopes.key());
         let _flight = flight.lock().await;
         if from_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
-            return Ok(Silent::Token { token, refresh_ahead });
+            return Ok(SilentOutcome::Token { token, refresh_ahead });
         }
-        if let Freshness::Idle { idle_since } = freshness {
+        if let Wanted::Idle { idle_since } = wanted {
             let state = slot.state.lock().expect("state lock");
             let used = state.record().and_then(|r| r.refreshed_at).is_some_and(|at| at.to_system_time() > idle_since);
             if used {
-                return Ok(Silent::NotDue);
+                return Ok(SilentOutcome::NotDue);
             }
         }
-        let challenge = match freshness {
-            Freshness::Challenge { seen, challenged } => claims.map(|claims| (claims, seen, challenged)),
-            Freshness::Cached | Freshness::Renew | Freshness::Idle { .. } => None,
+        let challenge = match wanted {
+            Wanted::Challenge { seen, challenged } => claims.map(|claims| (claims, seen, challenged)),
+            Wanted::Cached | Wanted::Renew | Wanted::Idle { .. } => None,
         };
         if let Some((claims, seen, challenged)) = challenge {
             if let Some(token) = self.answered(slot, scopes, claims, seen, challenged, min_valid) {
-                return Ok(Silent::Token { token, refresh_ahead: false });
+                return Ok(SilentOutcome::Token { token, refresh_ahead: false });
             }
             // Only a request that goes to the platform spends from the budget: those that joined a refresh
             // for the same challenge cost the platform nothing.
@@ -227,13 +237,13 @@ impl Broker {
         };
         // The user is already being asked for these scopes (the last refresh for them wanted the user): join
         // that sign-in. Refreshing again would only fetch the same refusal, once per waiting client's poll.
-        if let (Some(reason), Grant::Ready { .. }) = (pending, &grant) {
-            return Ok(Silent::NeedSignIn { reason, claims: None });
+        if let (Some(reason), RefreshGrant::Ready { .. }) = (pending, &grant) {
+            return Ok(SilentOutcome::NeedSignIn { reason, claims: None });
         }
         let (refresh_token, generation) = match grant {
-            Grant::Ready { refresh_token, generation } => (refresh_token, generation),
-            Grant::NeedSignIn(reason) => return Ok(Silent::NeedSignIn { reason, claims: None }),
-            Grant::Retired => return Ok(Silent::Stale),
+            RefreshGrant::Ready { refresh_token, generation } => (refresh_token, generation),
+            RefreshGrant::NeedSignIn(reason) => return Ok(SilentOutcome::NeedSignIn { reason, claims: None }),
+            RefreshGrant::Retired => return Ok(SilentOutcome::Stale),
         };
         tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing access token");
         let platform = self.platform();
@@ -246,13 +256,13 @@ impl Broker {
         });
         match outcome {
             Ok(tokens) => {
-                let answers = challenge.map(|(claims, ..)| claims);
-                self.accept_refresh(slot, scopes, tokens, generation, answers).await
+                let answered = challenge.map(|(claims, ..)| claims);
+                self.save_and_cache(slot, scopes, tokens, generation, answered).await
             }
             Err(PlatformError::AccountDead { detail, codes }) => {
                 tracing::info!(profile = %slot.profile.name, "refresh token is no longer valid ({detail}); signing in again");
                 self.end_session(slot, generation, codes).await;
-                Ok(Silent::NeedSignIn { reason: SignInReason::SessionExpired, claims: None })
+                Ok(SilentOutcome::NeedSignIn { reason: SignInReason::SessionExpired, claims: None })
             }
             Err(PlatformError::NeedsUser { reason, claims, detail, codes }) => {
                 tracing::info!(profile = %slot.profile.name, scopes = %scopes, "the platform wants the user: {detail}");
@@ -262,7 +272,7 @@ impl Broker {
                     state.refusal = Some(Refusal { at, reason, error_codes: codes });
                 }
                 drop(state);
-                Ok(Silent::NeedSignIn { reason, claims })
+                Ok(SilentOutcome::NeedSignIn { reason, claims })
             }
             Err(other) => Err(ApiError::from_platform(other, &slot.profile.name)),
         }
@@ -280,20 +290,23 @@ impl Broker {
     ) -> Option<IssuedToken> {
         let mut state = slot.state.lock().expect("state lock");
         let token = state.entries.answered(scopes.key(), claims, seen, challenged, min_valid)?;
-        let record = state.record()?.clone();
+        let now = state.entries.now();
+        let issued = issued(&slot.profile, state.record()?, token, now);
         self.metrics.cache_hit();
-        Some(issued(&slot.profile, &record, token, state.entries.now()))
+        Some(issued)
     }
 
     /// A cache hit, and whether this caller should start the token's background refresh.
     fn cached(&self, slot: &ProfileSlot, scopes: &ScopeSet, min_valid: Duration) -> Option<(IssuedToken, bool)> {
         let mut state = slot.state.lock().expect("state lock");
         let token = state.entries.token(scopes.key(), min_valid)?;
-        let record = state.record()?.clone();
+        let now = state.entries.now();
+        // The account is read in place under the lock: a hit copies only what the answer says of it.
+        let issued = issued(&slot.profile, state.record()?, token, now);
         self.metrics.cache_hit();
         let refresh_ahead = state.entries.claim_refresh_ahead(scopes.key());
         crate::policy::context::note(AuditOutcome::Cache);
-        Some((issued(&slot.profile, &record, token, state.entries.now()), refresh_ahead))
+        Some((issued, refresh_ahead))
     }
 
     /// Refreshes a token that is still being served, so that a hot client never waits on the network. The caller
@@ -305,10 +318,10 @@ impl Broker {
             let _claim = RefreshAheadClaim { slot: slot.clone(), key: scopes.key().to_owned() };
             tracing::debug!(profile = %slot.profile.name, scopes = %scopes, "refreshing ahead of expiry");
             let claims = request_claims(None, slot.profile.cae);
-            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), Freshness::Renew).await;
+            let outcome = broker.silent(&slot, &scopes, Duration::ZERO, claims.as_deref(), Wanted::Renew).await;
             match outcome {
-                Ok(Silent::Token { .. } | Silent::Stale | Silent::NotDue) => {}
-                Ok(Silent::NeedSignIn { reason, .. }) => {
+                Ok(SilentOutcome::Token { .. } | SilentOutcome::Stale | SilentOutcome::NotDue) => {}
+                Ok(SilentOutcome::NeedSignIn { reason, .. }) => {
                     tracing::info!(profile = %slot.profile.name, ?reason, "refresh ahead found that a sign-in is needed")
                 }
                 Err(e) => tracing::warn!(profile = %slot.profile.name, "refresh ahead failed: {}", e.0.message),
@@ -316,16 +329,16 @@ impl Broker {
         });
     }
 
-    /// Persists the rotated refresh token, then caches and returns the access token. `answers`: the platform
-    /// claims of the challenge this refresh answered.
-    async fn accept_refresh(
+    /// Persists the rotated refresh token (`ProfileState::accept_refresh`, then the write), then caches and returns
+    /// the access token. `answered`: the platform claims of the challenge this refresh answered.
+    async fn save_and_cache(
         &self,
         slot: &Arc<ProfileSlot>,
         scopes: &ScopeSet,
         tokens: Tokens,
         generation: u64,
-        answers: Option<&str>,
-    ) -> Result<Silent, ApiError> {
+        answered: Option<&str>,
+    ) -> Result<SilentOutcome, ApiError> {
         let profile = &slot.profile;
         let granted = scopes.granted_from_response(&tokens.granted, &profile.graph_resource);
         let now = self.clock.read();
@@ -348,15 +361,16 @@ impl Broker {
             slot.finish_write(queued).await?;
         }
         let mut state = slot.state.lock().expect("state lock");
-        let Some(record) = state.record().cloned() else { return Ok(Silent::Stale) };
-        if !state.cache(generation, scopes.key(), token.clone()) {
-            return Ok(Silent::Stale);
+        if state.record().is_none() || !state.cache(generation, scopes.key(), token.clone()) {
+            return Ok(SilentOutcome::Stale);
         }
-        if let Some(claims) = answers {
+        if let Some(claims) = answered {
             state.entries.note_answered(scopes.key(), claims);
         }
+        let Some(record) = state.record() else { return Ok(SilentOutcome::Stale) };
+        let token = issued(profile, record, token, now);
         crate::policy::context::note(AuditOutcome::Refreshed);
-        Ok(Silent::Token { token: issued(profile, &record, token, now), refresh_ahead: false })
+        Ok(SilentOutcome::Token { token, refresh_ahead: false })
     }
 }
 
@@ -376,14 +390,14 @@ impl Drop for RefreshAheadClaim {
 }
 
 /// The token as handed out at `now`: its time left and expiry as of then (`CachedToken::expires_at`).
-fn issued(profile: &Profile, record: &AccountRecord, token: CachedToken, now: Now) -> IssuedToken {
+fn issued(profile: &Arc<Profile>, record: &AccountRecord, token: CachedToken, now: Now) -> IssuedToken {
     IssuedToken {
         expires_in: token.remaining(now),
         expires_at: token.expires_at(now),
         access_token: token.access_token,
         scopes: token.scopes,
         answers: token.answers,
-        profile: profile.name.clone(),
+        profile: profile.clone(),
         account: account_info(record),
     }
 }

@@ -33,6 +33,15 @@ pub(super) fn secret_answer(json: Bytes) -> Response {
     response
 }
 
+/// `Bearer <token>` in a string of exactly its size, wiped when dropped: growing it would leave a copy of the token
+/// behind. The header answer's `authorization` and the Graph proxy's `Authorization` are both made here.
+pub(super) fn bearer(token: &str) -> Zeroizing<String> {
+    let mut value = Zeroizing::new(String::with_capacity("Bearer ".len() + token.len()));
+    value.push_str("Bearer ");
+    value.push_str(token);
+    value
+}
+
 fn serialize_failure(error: serde_json::Error) -> ApiError {
     ApiError::internal(format!("could not write the answer: {error}"))
 }

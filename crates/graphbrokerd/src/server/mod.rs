@@ -4,10 +4,13 @@
 //! as a `ConnectInfo<Peer>` extension); `serve` runs it on a listener until the `shutdown` future completes.
 //!
 //! - `accept.rs`: the accept loop — the peer check before a request is read, the connection cap, the time limit
-//!   on request heads, graceful shutdown. `peer.rs`: who may talk to the daemon. `request.rs`: query strings →
-//!   validated domain requests.
+//!   on request heads, graceful shutdown. `peer.rs`: who may talk to the daemon. `request.rs`: query strings (and
+//!   the proxy's headers) → validated domain requests. `activity.rs`: requests and streaming answers in flight,
+//!   for idle exit. `answer.rs`: token answers in wiped buffers, and the one `Bearer` value. `proxy/`: the Graph
+//!   proxy, with its own route and state; it imports its siblings, not this module.
 
 mod accept;
+mod activity;
 mod answer;
 mod drop_token;
 mod peer;
@@ -19,27 +22,28 @@ mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{RawQuery, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use graphbroker_protocol::{
     EpochSeconds, ErrorCode, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInQuery,
-    TERMINAL_HEADER, TokenResponse, VersionResponse, routes,
+    TokenResponse, VersionResponse, routes,
 };
 use secrecy::ExposeSecret;
 use tokio::net::UnixListener;
 use zeroize::Zeroize;
 
 pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_WAITING, WRITE_IDLE_TIMEOUT};
-use self::answer::{secret_answer, secret_bytes};
+pub use self::activity::Activity;
+use self::activity::CountedRequest;
+use self::answer::{bearer, secret_answer, secret_bytes};
 pub use self::peer::{Peer, PeerPolicy};
 use self::peer::{PeerCheck, peer_check};
-use self::request::{parse_query, token_request};
+use self::request::{attended, parse_query, token_request};
 use crate::broker::{Broker, IssuedToken, TokenRequest};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics, Route};
@@ -47,70 +51,11 @@ use crate::metrics::{self, Metrics, Route};
 #[derive(Debug, Clone)]
 struct AppState {
     broker: Arc<Broker>,
-    graph: proxy::GraphClient,
-    activity: Arc<Activity>,
-}
-
-/// Requests in flight and the time of the last one, for exiting when idle under socket activation.
-#[derive(Debug)]
-pub struct Activity {
-    in_flight: AtomicUsize,
-    last: std::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self { in_flight: AtomicUsize::new(0), last: std::sync::Mutex::new(tokio::time::Instant::now()) }
-    }
-}
-
-impl Activity {
-    /// How long no request has been in flight (zero while one is).
-    pub fn idle_for(&self) -> std::time::Duration {
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            return std::time::Duration::ZERO;
-        }
-        self.last.lock().expect("activity lock").elapsed()
-    }
-
-    fn touch(&self) {
-        *self.last.lock().expect("activity lock") = tokio::time::Instant::now();
-    }
-}
-
-/// Counts an answer whose body is still streaming (the Graph proxy's) as a request in flight until the body is
-/// done, so an idle exit never cuts a download short.
-#[derive(Debug)]
-pub(crate) struct Streaming(Arc<Activity>);
-
-impl Streaming {
-    pub(crate) fn start(activity: &Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::SeqCst);
-        activity.touch();
-        Self(activity.clone())
-    }
-}
-
-impl Drop for Streaming {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Counts a request in and out, whatever its outcome.
-struct InFlight<'a>(&'a Activity);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// What the tracking layer counts into: activity for idle exit, and the metrics.
 #[derive(Debug, Clone)]
-struct Tracked {
+struct Counters {
     activity: Arc<Activity>,
     metrics: Arc<Metrics>,
 }
@@ -118,16 +63,13 @@ struct Tracked {
 /// Counts a request in and out (activity), and its answer by route, outcome and error code (metrics). One layer
 /// for both, so the cached-token path pays for no extra middleware; counting is atomic adds on series looked up
 /// by index (see `crate::metrics`).
-async fn track(State(tracked): State<Tracked>, request: Request, next: Next) -> Response {
+async fn track(State(counters): State<Counters>, request: Request, next: Next) -> Response {
     let route = Route::of_request(request.method(), request.uri().path());
-    let activity = &tracked.activity;
-    activity.in_flight.fetch_add(1, Ordering::SeqCst);
-    activity.touch();
-    let _guard = InFlight(activity);
+    let _guard = CountedRequest::start(&counters.activity);
     let response = next.run(request).await;
     let status = response.status();
     let failed = status.is_client_error() || status.is_server_error();
-    tracked.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
+    counters.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
     response
 }
 
@@ -139,7 +81,7 @@ pub fn router(broker: Arc<Broker>, policy: PeerPolicy) -> Router {
 
 /// [`router`], counting requests in `activity`.
 pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: Arc<Activity>) -> Router {
-    let tracked = Tracked { activity: activity.clone(), metrics: broker.metrics().clone() };
+    let counters = Counters { activity: activity.clone(), metrics: broker.metrics().clone() };
     let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
     Router::new()
         .route(routes::VERSION, get(version))
@@ -152,18 +94,18 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .route(routes::REFRESH_IDLE, post(refresh_idle))
         .route(routes::HEALTHZ, get(|| async { "ok" }))
         .route(routes::METRICS, get(metrics))
-        .route("/graph/{*path}", any(proxy::forward))
+        .merge(proxy::routes(broker.clone(), activity))
         .merge(crate::policy::policy_routes().with_state(broker.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route: see docs/api.md for the routes") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")
         })
         // Inner layer: only requests that passed the peer check count as activity.
-        .layer(middleware::from_fn_with_state(tracked, track))
+        .layer(middleware::from_fn_with_state(counters, track))
         .layer(middleware::from_fn_with_state(peers, peer_check))
         // Outermost: every answer, a refusal by the peer check included, says which protocol the daemon speaks.
         .layer(middleware::map_response(protocol_header))
-        .with_state(AppState { broker, graph: proxy::GraphClient::new(), activity })
+        .with_state(AppState { broker })
 }
 
 /// Sets [`graphbroker_protocol::PROTOCOL_HEADER`], which clients check on each answer.
@@ -228,7 +170,8 @@ async fn header(
     let issued = app.broker.token(&request).await?;
     let json = issued.answers.header_answer(|| {
         let mut body = HeaderResponse {
-            authorization: bearer(issued.access_token.expose_secret()),
+            // Moved out of its wiping buffer whole (no copy); it is wiped below, after serializing.
+            authorization: std::mem::take(&mut *bearer(issued.access_token.expose_secret())),
             content_type: "application/json".into(),
         };
         let json = secret_bytes(&body);
@@ -238,14 +181,6 @@ async fn header(
     Ok(secret_answer(json))
 }
 
-/// `Bearer <token>` in a string of exactly its size: growing it would leave a copy of the token behind.
-fn bearer(token: &str) -> String {
-    let mut value = String::with_capacity("Bearer ".len() + token.len());
-    value.push_str("Bearer ");
-    value.push_str(token);
-    value
-}
-
 fn token_response(issued: IssuedToken) -> TokenResponse {
     TokenResponse {
         token_type: "Bearer".into(),
@@ -253,7 +188,7 @@ fn token_response(issued: IssuedToken) -> TokenResponse {
         expires_at: EpochSeconds::from_system_time(issued.expires_at),
         expires_in: issued.expires_in.as_secs(),
         scopes: issued.scopes,
-        profile: issued.profile,
+        profile: issued.profile.name.clone(),
         account: issued.account,
     }
 }
@@ -265,11 +200,6 @@ async fn signin(
 ) -> Result<Response, ApiError> {
     let query: SignInQuery = parse_query(raw)?;
     Ok(Json(app.broker.signin(query.profile.as_deref(), query.flow, attended(&headers)).await?).into_response())
-}
-
-/// Whether the asker says it shows a sign-in's prompt on a terminal ([`TERMINAL_HEADER`]).
-fn attended(headers: &HeaderMap) -> bool {
-    headers.get(TERMINAL_HEADER).is_some_and(|value| value.as_bytes() == b"1")
 }
 
 async fn refresh_idle(State(app): State<AppState>) -> Response {

@@ -1,9 +1,11 @@
-//! Query strings → validated domain requests: strict parsing (unknown parameters and bad values are a
-//! `bad_request` naming the problem, not axum's plain-text rejection) and every check that needs no profile.
+//! Query strings (and the Graph proxy's headers) → validated domain requests: strict parsing (unknown parameters
+//! and bad values are a `bad_request` naming the problem, not axum's plain-text rejection) and every check that
+//! needs no profile.
 
 use std::time::Duration;
 
-use graphbroker_protocol::{ErrorCode, TokenQuery, split_scopes};
+use axum::http::HeaderMap;
+use graphbroker_protocol::{ErrorCode, TERMINAL_HEADER, TokenQuery, proxy as names, split_scopes};
 use serde::de::DeserializeOwned;
 
 use crate::broker::{MAX_WAIT, TokenRequest};
@@ -38,7 +40,60 @@ fn failing_parameter<T: DeserializeOwned>(query: &str) -> String {
 /// bounds, `wait` capped at [`MAX_WAIT`], `claims` decoded. The count and length of single scopes are checked
 /// where they are normalized (`ScopeSet::normalize`); the whole value's length here, before it is split.
 pub fn token_request(query: TokenQuery) -> Result<TokenRequest, ApiError> {
-    if let Some(value) = query.scopes.as_deref()
+    let scopes = scopes(query.scopes.as_deref())?;
+    let min_valid = match query.min_valid.map(Duration::from_secs) {
+        Some(asked) if asked > MAX_MIN_VALID => {
+            return Err(ApiError::bad_request(format!(
+                "min_valid may be at most {} seconds; no token lives longer than a day",
+                MAX_MIN_VALID.as_secs()
+            )));
+        }
+        asked => asked,
+    };
+    let wait = capped_wait(query.wait);
+    let claims = match query.claims.as_deref() {
+        None => None,
+        Some(text) => ClaimsChallenge::parse(text)
+            .map_err(|e| ApiError::bad_request(format!("{e}: pass the claims challenge as sent by the resource")))?,
+    };
+    Ok(TokenRequest { profile: query.profile, scopes, min_valid, wait, claims, challenged: None, attended: false })
+}
+
+/// The token request a Graph proxy call's headers make ([`names::SCOPES_HEADER`], [`names::PROFILE_HEADER`],
+/// [`names::WAIT_HEADER`], [`TERMINAL_HEADER`]), under the same rules as `/v1/token`'s query.
+pub fn proxy_request(headers: &HeaderMap) -> Result<TokenRequest, ApiError> {
+    let text = |name: &str| -> Result<Option<&str>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| v.to_str().map_err(|_| ApiError::bad_request(format!("the {name} header is not text"))))
+            .transpose()
+    };
+    let wait = match text(names::WAIT_HEADER)? {
+        None => None,
+        Some(seconds) => Some(seconds.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("{} must be a number of seconds, not {seconds:?}", names::WAIT_HEADER))
+        })?),
+    };
+    Ok(TokenRequest {
+        profile: text(names::PROFILE_HEADER)?.map(str::to_owned),
+        scopes: scopes(text(names::SCOPES_HEADER)?)?,
+        min_valid: None,
+        wait: capped_wait(wait),
+        claims: None,
+        challenged: None,
+        attended: attended(headers),
+    })
+}
+
+/// Whether the asker says it shows a sign-in's prompt on a terminal ([`TERMINAL_HEADER`] is `1`).
+pub fn attended(headers: &HeaderMap) -> bool {
+    headers.get(TERMINAL_HEADER).is_some_and(|value| value.as_bytes() == b"1")
+}
+
+/// A `scopes` value split; `None` for none or an empty list (the profile's). The whole value's length is checked
+/// here, before it is split.
+fn scopes(value: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
+    if let Some(value) = value
         && value.len() > MAX_SCOPES_VALUE_LEN
     {
         return Err(ApiError::new(
@@ -49,23 +104,12 @@ pub fn token_request(query: TokenQuery) -> Result<TokenRequest, ApiError> {
             ),
         ));
     }
-    let scopes = query.scopes.as_deref().map(split_scopes).filter(|list| !list.is_empty());
-    let min_valid = match query.min_valid.map(Duration::from_secs) {
-        Some(asked) if asked > MAX_MIN_VALID => {
-            return Err(ApiError::bad_request(format!(
-                "min_valid may be at most {} seconds; no token lives longer than a day",
-                MAX_MIN_VALID.as_secs()
-            )));
-        }
-        asked => asked,
-    };
-    let wait = query.wait.map(Duration::from_secs).unwrap_or_default().min(MAX_WAIT);
-    let claims = match query.claims.as_deref() {
-        None => None,
-        Some(text) => ClaimsChallenge::parse(text)
-            .map_err(|e| ApiError::bad_request(format!("{e}: pass the claims challenge as sent by the resource")))?,
-    };
-    Ok(TokenRequest { profile: query.profile, scopes, min_valid, wait, claims, challenged: None, attended: false })
+    Ok(value.map(split_scopes).filter(|list| !list.is_empty()))
+}
+
+/// `wait` seconds as a duration, at most [`MAX_WAIT`].
+fn capped_wait(seconds: Option<u64>) -> Duration {
+    seconds.map(Duration::from_secs).unwrap_or_default().min(MAX_WAIT)
 }
 
 #[cfg(test)]

@@ -24,10 +24,10 @@ use crate::exit_status::Failure;
 pub enum Outcome {
     /// It printed the answer (or failed to write it).
     Done(Result<(), Failure>),
-    /// The daemon answered with an error: the full path carries on from it.
-    Answered(Error),
+    /// The daemon refused (an error answer): the full path carries on from it.
+    Refused(Error),
     /// Nothing was answered: the full path starts over.
-    NotAnswered,
+    Unanswered,
 }
 
 /// The command line as clap would read it, when it is one this path takes: `[--socket P] [--no-autostart]`,
@@ -122,7 +122,7 @@ pub fn answer(cli: &Cli) -> Outcome {
             nix::unistd::getuid().as_raw(),
         ) {
             Ok(socket) => socket,
-            Err(_) => return Outcome::NotAnswered,
+            Err(_) => return Outcome::Unanswered,
         },
     };
     let printed = match &cli.command {
@@ -139,17 +139,17 @@ pub fn answer(cli: &Cli) -> Outcome {
             )
             .map(|headers| commands::print_headers(&headers, shape))
         }
-        _ => return Outcome::NotAnswered,
+        _ => return Outcome::Unanswered,
     };
     match printed {
         Ok(printed) => Outcome::Done(printed),
-        Err(error @ Error::Daemon { .. }) => Outcome::Answered(error),
+        Err(error @ Error::Daemon { .. }) => Outcome::Refused(error),
         // What the full path would say too, at its first request; asking again would only knock twice on a
         // socket that is not to be trusted, or on a daemon of another version.
         Err(error) if error.is_untrusted_socket() || matches!(error, Error::ProtocolMismatch { .. }) => {
             Outcome::Done(Err(Failure::from(&error)))
         }
-        Err(_) => Outcome::NotAnswered,
+        Err(_) => Outcome::Unanswered,
     }
 }
 

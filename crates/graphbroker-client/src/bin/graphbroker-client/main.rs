@@ -47,8 +47,8 @@ fn main() -> ExitCode {
     let (cli, first) = match fast_path::parse(std::env::args_os().skip(1)) {
         Some(cli) => match fast_path::answer(&cli) {
             fast_path::Outcome::Done(printed) => return finish(printed, &Ui::new(false)),
-            fast_path::Outcome::Answered(first) => (cli, Some(first)),
-            fast_path::Outcome::NotAnswered => (cli, None),
+            fast_path::Outcome::Refused(first) => (cli, Some(first)),
+            fast_path::Outcome::Unanswered => (cli, None),
         },
         None => match parse_with_clap() {
             Ok(cli) => (cli, None),

@@ -22,17 +22,18 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use graphbroker_protocol::{ErrorCode, TokenQuery, proxy as names};
+use axum::routing::any;
+use graphbroker_protocol::{ErrorCode, proxy as names};
 use secrecy::ExposeSecret;
 use url::Url;
-use zeroize::Zeroizing;
 
 use futures_util::StreamExt as _;
 
 use self::body::Outgoing;
-use super::request::token_request;
-use super::{Activity, AppState, Streaming};
-use crate::broker::TokenRequest;
+use super::activity::{Activity, Streaming};
+use super::answer::bearer;
+use super::request::proxy_request;
+use crate::broker::{Broker, TokenRequest};
 use crate::error::ApiError;
 use crate::idp::ClaimsChallenge;
 
@@ -60,10 +61,10 @@ const NOT_FORWARDED: [&str; 11] = [
 /// The HTTP client for Graph: no redirects followed (a 302 to a pre-authenticated download URL goes back to the
 /// caller, without the bearer), no decompression (bodies pass as they are).
 #[derive(Debug, Clone)]
-pub(crate) struct GraphClient(Option<reqwest::Client>);
+struct GraphClient(Option<reqwest::Client>);
 
 impl GraphClient {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
@@ -80,25 +81,40 @@ impl GraphClient {
     }
 }
 
+/// What a proxied call needs: the broker for its token, the client to Graph, and the activity its streaming
+/// answer counts into.
+#[derive(Debug, Clone)]
+struct Proxy {
+    broker: Arc<Broker>,
+    graph: GraphClient,
+    activity: Arc<Activity>,
+}
+
+/// The proxy's route, `/graph/{version}/{path…}`, any method, with its own state.
+pub(super) fn routes<S: Clone + Send + Sync + 'static>(
+    broker: Arc<Broker>,
+    activity: Arc<Activity>,
+) -> axum::Router<S> {
+    let proxy = Proxy { broker, graph: GraphClient::new(), activity };
+    axum::Router::new().route("/graph/{*path}", any(forward)).with_state(proxy)
+}
+
 /// Any method on `/graph/{version}/{path…}`.
-pub(super) async fn forward(State(app): State<AppState>, request: Request) -> Response {
+async fn forward(State(app): State<Proxy>, request: Request) -> Response {
     match forward_inner(&app, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn forward_inner(app: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn forward_inner(app: &Proxy, request: Request) -> Result<Response, ApiError> {
     let Some(client) = app.graph.0.clone() else {
         return Err(ApiError::internal("the Graph proxy could not start its HTTP client; the daemon's log says why"));
     };
     let (parts, body) = request.into_parts();
-    let attended =
-        parts.headers.get(graphbroker_protocol::TERMINAL_HEADER).is_some_and(|value| value.as_bytes() == b"1");
-    let token_request = TokenRequest { attended, ..token_request(query_from_headers(&parts.headers)?)? };
-    let base = app.broker.graph_url(token_request.profile.as_deref())?;
-    let target = target_url(&base, parts.uri.path(), parts.uri.query())?;
-    let links = links::Rewrite::for_request(&parts.headers, &base);
+    let token_request = proxy_request(&parts.headers)?;
+    // Refused before any token is fetched; the URL itself is made from the token's profile (below).
+    graph_path(parts.uri.path())?;
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
         .map_err(|_| ApiError::bad_request("the request method is not one HTTP knows"))?;
     if axum::body::HttpBody::size_hint(&body).exact() != Some(0) {
@@ -110,18 +126,23 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
 
     let mut retried = false;
     loop {
+        // The profile is resolved once per token, by the broker: the call goes to the Graph of the configuration
+        // the token was issued under, whatever a reload changed since.
+        let base = &token.profile.graph_url;
+        let target = target_url(base, parts.uri.path(), parts.uri.query())?;
+        let links = links::Rewrite::for_request(&parts.headers, base);
         let (body, replayable) = outgoing.attempt();
         let upstream = client
             .request(method.clone(), target.clone())
             .headers(links::uncompressed(forwarded(&parts.headers)))
             .body(body)
-            .header(header::AUTHORIZATION, bearer(token.access_token.expose_secret())?);
+            .header(header::AUTHORIZATION, bearer_header(token.access_token.expose_secret())?);
         let answer = upstream.send().await.map_err(|e| unreachable(&target, e, replayable))?;
         let challenge = claims_challenge(&answer);
         let Some(challenge) = challenge.filter(|_| !retried) else {
             return Ok(passed_back(answer, None, &links, &app.activity));
         };
-        tracing::info!(profile = %token.profile, "Graph sent a claims challenge; renewing the token");
+        tracing::info!(profile = %token.profile.name, "Graph sent a claims challenge; renewing the token");
         let challenge = ClaimsChallenge::parse(&challenge).ok().flatten().ok_or_else(|| {
             ApiError::new(
                 ErrorCode::GraphUnavailable,
@@ -138,35 +159,26 @@ async fn forward_inner(app: &AppState, request: Request) -> Result<Response, Api
     }
 }
 
-/// The token request the proxy headers make: the same rules as `/v1/token`'s query.
-fn query_from_headers(headers: &HeaderMap) -> Result<TokenQuery, ApiError> {
-    let text = |name: &str| -> Result<Option<String>, ApiError> {
-        headers
-            .get(name)
-            .map(|v| {
-                v.to_str()
-                    .map(str::to_owned)
-                    .map_err(|_| ApiError::bad_request(format!("the {name} header is not text")))
-            })
-            .transpose()
-    };
-    let wait = match text(names::WAIT_HEADER)? {
-        None => None,
-        Some(seconds) => Some(seconds.trim().parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("{} must be a number of seconds, not {seconds:?}", names::WAIT_HEADER))
-        })?),
-    };
-    Ok(TokenQuery {
-        scopes: text(names::SCOPES_HEADER)?,
-        profile: text(names::PROFILE_HEADER)?,
-        wait,
-        ..TokenQuery::default()
-    })
-}
-
 /// `{graph_url}/{version}/{path}?{query}` for the request path `/graph/{version}/{path}`, refused unless it stays
 /// on the Graph host under `/{version}/`.
 pub(crate) fn target_url(base: &Url, path: &str, query: Option<&str>) -> Result<Url, ApiError> {
+    let (version, rest) = graph_path(path)?;
+    let mut text = format!("{}/{version}/{rest}", base.as_str().trim_end_matches('/'));
+    if let Some(query) = query {
+        text.push('?');
+        text.push_str(query);
+    }
+    let url = Url::parse(&text).map_err(|e| ApiError::bad_request(format!("{path:?} does not make a URL: {e}")))?;
+    // Defence in depth: whatever the parser made of it, it must still be the Graph host and the version.
+    if url.origin() != base.origin() || !url.path().starts_with(&format!("/{version}/")) {
+        return Err(ApiError::bad_request(format!("{path:?} would leave the Graph endpoint; it was not sent")));
+    }
+    Ok(url)
+}
+
+/// The version and the rest of the request path `/graph/{version}/{path}`, refused unless the version is one of
+/// Graph's and no segment of the rest could climb out of it.
+fn graph_path(path: &str) -> Result<(&str, &str), ApiError> {
     let rest = path.strip_prefix(graphbroker_protocol::routes::GRAPH_PREFIX).unwrap_or_default();
     let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
     if !names::VERSIONS.contains(&version) {
@@ -181,17 +193,7 @@ pub(crate) fn target_url(base: &Url, path: &str, query: Option<&str>) -> Result<
              or an encoded / or \\ (%2F, %5C)"
         )));
     }
-    let mut text = format!("{}/{version}/{rest}", base.as_str().trim_end_matches('/'));
-    if let Some(query) = query {
-        text.push('?');
-        text.push_str(query);
-    }
-    let url = Url::parse(&text).map_err(|e| ApiError::bad_request(format!("{path:?} does not make a URL: {e}")))?;
-    // Defence in depth: whatever the parser made of it, it must still be the Graph host and the version.
-    if url.origin() != base.origin() || !url.path().starts_with(&format!("/{version}/")) {
-        return Err(ApiError::bad_request(format!("{path:?} would leave the Graph endpoint; it was not sent")));
-    }
-    Ok(url)
+    Ok((version, rest))
 }
 
 /// Whether a path segment is refused: empty, holding a `\\`, an encoded `/` or `\\` (in any case), or one that
@@ -251,11 +253,8 @@ fn forwarded(headers: &HeaderMap) -> HeaderMap {
 }
 
 /// `Bearer <token>` as a header value marked sensitive, in a buffer that is wiped when the value is dropped.
-fn bearer(token: &str) -> Result<HeaderValue, ApiError> {
-    let mut value = Zeroizing::new(Vec::with_capacity("Bearer ".len() + token.len()));
-    value.extend_from_slice(b"Bearer ");
-    value.extend_from_slice(token.as_bytes());
-    let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(value))
+fn bearer_header(token: &str) -> Result<HeaderValue, ApiError> {
+    let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(bearer(token)))
         .map_err(|_| ApiError::internal("the access token is not a valid header value"))?;
     value.set_sensitive(true);
     Ok(value)

@@ -79,11 +79,11 @@ fn proxy_headers_become_a_token_request() {
     headers.insert(HeaderName::from_static(names::SCOPES_HEADER), HeaderValue::from_static("Mail.Read, User.Read"));
     headers.insert(HeaderName::from_static(names::PROFILE_HEADER), HeaderValue::from_static("work"));
     headers.insert(HeaderName::from_static(names::WAIT_HEADER), HeaderValue::from_static("30"));
-    let request = token_request(query_from_headers(&headers).unwrap()).unwrap();
+    let request = proxy_request(&headers).unwrap();
     assert_eq!(request.scopes.unwrap(), ["Mail.Read", "User.Read"]);
     assert_eq!(request.profile.as_deref(), Some("work"));
     assert_eq!(request.wait, Duration::from_secs(30));
     headers.insert(HeaderName::from_static(names::WAIT_HEADER), HeaderValue::from_static("soon"));
-    assert_eq!(query_from_headers(&headers).unwrap_err().code(), ErrorCode::BadRequest);
-    assert!(token_request(query_from_headers(&HeaderMap::new()).unwrap()).unwrap().scopes.is_none());
+    assert_eq!(proxy_request(&headers).unwrap_err().code(), ErrorCode::BadRequest);
+    assert!(proxy_request(&HeaderMap::new()).unwrap().scopes.is_none());
 }
