@@ -120,7 +120,7 @@ pub enum Command {
     },
     /// git's credential helper for Azure DevOps: `git config --global credential.https://dev.azure.com.helper
     /// '!graphbroker-client git-credential'` (other hosts get an empty answer)
-    GitCredential(crate::git_credential::GitCredentialArgs),
+    GitCredential(GitCredentialArgs),
     /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell) on stdout
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -160,6 +160,28 @@ Examples:
   graphbroker-client graph GET '/me/messages?$top=5' --scopes Mail.Read
   graphbroker-client graph POST /me/sendMail --scopes Mail.Send --data @mail.json
   graphbroker-client graph PUT /me/drive/root:/report.pdf:/content --scopes Files.ReadWrite --data @report.pdf";
+
+/// `git-credential`'s arguments; the protocol itself is `git_credential.rs`.
+#[derive(Debug, Args)]
+pub struct GitCredentialArgs {
+    /// What git asks: `get` a credential, `store` one that worked, `erase` one that was refused
+    #[arg(value_enum)]
+    pub action: GitAction,
+    /// The profile [default: the daemon's default profile]; map URLs to profiles with git's URL-scoped config
+    /// (`credential.https://dev.azure.com/contoso.helper`)
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Seconds to wait for a sign-in when one is needed
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GitAction {
+    Get,
+    Store,
+    Erase,
+}
 
 /// The options shared by `token` and `header`.
 #[derive(Debug, Args)]
