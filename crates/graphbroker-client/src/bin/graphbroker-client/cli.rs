@@ -50,7 +50,7 @@ pub enum Command {
     /// Print an access token (signing in first when needed)
     Token {
         #[command(flatten)]
-        request: TokenRequest,
+        request: TokenArgs,
         /// What to print: the bare token (`raw`, also spelled `token`), the daemon's JSON answer, `export` lines
         /// for a POSIX shell's `eval`, an `Authorization: Bearer …` line, or a SASL XOAUTH2 string for mail
         #[arg(long, value_enum, default_value_t = TokenFormat::Raw)]
@@ -59,7 +59,7 @@ pub enum Command {
     /// Print the `Authorization: Bearer …` header line (for `curl -H "$(…)"`)
     Header {
         #[command(flatten)]
-        request: TokenRequest,
+        request: TokenArgs,
         /// What to print: the header line, or the daemon's JSON headers
         #[arg(long, value_enum, default_value_t = HeaderFormat::Header)]
         format: HeaderFormat,
@@ -185,7 +185,7 @@ pub enum GitAction {
 
 /// The options shared by `token` and `header`.
 #[derive(Debug, Args)]
-pub struct TokenRequest {
+pub struct TokenArgs {
     /// Scopes, separated by spaces or commas; repeatable. Short names mean Microsoft Graph (User.Read).
     /// [default: the profile's scopes]
     #[arg(long = "scopes", visible_alias = "scope", value_name = "SCOPES")]
@@ -207,7 +207,7 @@ pub struct TokenRequest {
     pub claims: Option<String>,
 }
 
-impl TokenRequest {
+impl TokenArgs {
     /// The query to send, with `wait` left to the waiting logic.
     pub fn query(&self) -> TokenQuery {
         TokenQuery {

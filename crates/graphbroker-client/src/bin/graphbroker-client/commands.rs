@@ -6,7 +6,7 @@ use std::time::Duration;
 use graphbroker_client::{Client, Error, PROTOCOL_VERSION, SignInState, TokenQuery};
 
 use crate::autostart::ensure_daemon;
-use crate::cli::{Cli, Command, ConfigAction, HeaderFormat, TokenFormat, TokenRequest};
+use crate::cli::{Cli, Command, ConfigAction, HeaderFormat, TokenArgs, TokenFormat};
 use crate::config_command;
 use crate::exit_status::{ExitStatus, Failure};
 use crate::format;
@@ -114,7 +114,7 @@ pub async fn continue_after(cli: &Cli, first: Error, ui: &Ui) -> Result<(), Fail
 async fn token(
     client: &Client,
     first: Option<Error>,
-    request: &TokenRequest,
+    request: &TokenArgs,
     format: TokenFormat,
     ui: &Ui,
 ) -> Result<(), Failure> {
@@ -145,7 +145,7 @@ pub enum HeaderShape {
 async fn header(
     client: &Client,
     first: Option<Error>,
-    request: &TokenRequest,
+    request: &TokenArgs,
     format: HeaderShape,
     ui: &Ui,
 ) -> Result<(), Failure> {
