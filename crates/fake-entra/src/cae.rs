@@ -10,8 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::errors::{ControlError, EntraError, graph_error};
-use crate::state::{AccessTokenRecord, Shared};
+use crate::errors::{EntraError, graph_error};
 
 /// What a request's `claims` parameter said, as far as the fake cares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,16 +90,6 @@ impl CaeEvent {
     }
 }
 
-/// The latest event that outdates `record`. Only CAE-capable tokens are re-evaluated; the others keep
-/// working until they expire, as in Entra. Strictly-before on full precision: a token minted later in
-/// the event's own second is current.
-pub(crate) fn outdating_event<'e>(events: &'e [CaeEvent], record: &AccessTokenRecord) -> Option<&'e CaeEvent> {
-    if !record.cae {
-        return None;
-    }
-    events.iter().rev().find(|event| event.oid == record.oid && record.issued_at < event.at)
-}
-
 /// Graph's claims challenge: 401 with `error="insufficient_claims"` and the base64 claims.
 pub(crate) fn challenge_response(base_url: &str, event: &CaeEvent) -> Response {
     let message = format!(
@@ -117,18 +106,6 @@ pub(crate) fn challenge_response(base_url: &str, event: &CaeEvent) -> Response {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
     }
     response
-}
-
-impl Shared {
-    /// Records a critical event for `user` now.
-    pub(crate) fn record_cae_event(&self, user: &str, kind: CaeKind) -> Result<(), ControlError> {
-        let oid = self.config.user(user)?.oid.clone();
-        let mut state = self.lock();
-        let at = state.now();
-        state.cae_events.push(CaeEvent { oid, at, kind });
-        tracing::info!(user, ?kind, "critical event recorded for continuous access evaluation");
-        Ok(())
-    }
 }
 
 #[cfg(test)]

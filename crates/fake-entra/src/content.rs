@@ -58,6 +58,9 @@ pub(crate) struct TempAuth {
     pub(crate) expires_at: SystemTime,
 }
 
+/// The per-user message counts.
+pub(crate) type Messages = HashMap<String, usize>;
+
 /// The Graph-side data the fake holds.
 #[derive(Debug, Default)]
 pub(crate) struct GraphData {
@@ -66,7 +69,7 @@ pub(crate) struct GraphData {
     /// Keyed by the `tempauth` query value.
     pub(crate) tempauth: HashMap<String, TempAuth>,
     /// How many messages each user (by object id) has in `GET /v1.0/me/messages`.
-    pub(crate) messages: crate::messages::Messages,
+    pub(crate) messages: Messages,
 }
 
 /// SplitMix64: each 8-byte word is a pure function of (seed, index), so any chunk can be produced

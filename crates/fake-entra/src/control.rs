@@ -14,15 +14,26 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::authorize::{approve_browser, decline_browser, pending_authorizations};
-use crate::cae::CaeKind;
+use crate::cae::{CaeEvent, CaeKind};
 use crate::device::{approve_device, decline_device, pending_device_codes};
+use crate::endpoints::Endpoint;
 use crate::errors::ControlError;
-use crate::faults::{Endpoint, Fault, FaultRule};
+use crate::faults::{Fault, FaultRule};
 use crate::scopes::{self, RequestedScopes};
 use crate::state::{Shared, UserInfo};
 use crate::stats::Stats;
 
 impl Shared {
+    /// Records a critical event for `user` now.
+    pub(crate) fn record_cae_event(&self, user: &str, kind: CaeKind) -> Result<(), ControlError> {
+        let oid = self.config.user(user)?.oid.clone();
+        let mut state = self.lock();
+        let at = state.now();
+        state.cae_events.push(CaeEvent { oid, at, kind });
+        tracing::info!(user, ?kind, "critical event recorded for continuous access evaluation");
+        Ok(())
+    }
+
     pub(crate) fn revoke_user(&self, user: &str) -> Result<usize, ControlError> {
         let oid = self.config.user(user)?.oid.clone();
         let mut state = self.lock();

@@ -1,66 +1,15 @@
 //! Fault injection: make the next N requests to an endpoint fail, stall or answer nonsense, so clients'
 //! retry and error paths can be exercised.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::endpoints::Endpoint;
 use crate::errors::{EntraError, authorize_error_page};
 use crate::ids::random_guid;
-use crate::state::Shared;
-
-/// The endpoints a fault can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Endpoint {
-    Token,
-    Devicecode,
-    /// `GET …/authorize` (the sign-in page), not the consent form post.
-    Authorize,
-    /// Every Graph path, `/v1.0/…` and `/beta/…` (`"me"` is accepted as its old name).
-    #[serde(alias = "me")]
-    Graph,
-    Discovery,
-}
-
-impl Endpoint {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Token => "token",
-            Self::Devicecode => "devicecode",
-            Self::Authorize => "authorize",
-            Self::Graph => "graph",
-            Self::Discovery => "discovery",
-        }
-    }
-
-    fn classify(path: &str) -> Option<Self> {
-        if crate::graph::is_graph_path(path) {
-            return Some(Self::Graph);
-        }
-        if path.ends_with("/v2.0/.well-known/openid-configuration") {
-            return Some(Self::Discovery);
-        }
-        // Tenant-scoped OAuth endpoints: `/{tenant}/oauth2/v2.0/{name}` exactly.
-        let mut segments = path.trim_start_matches('/').split('/');
-        let (Some(_tenant), Some("oauth2"), Some("v2.0"), Some(name), None) =
-            (segments.next(), segments.next(), segments.next(), segments.next(), segments.next())
-        else {
-            return None;
-        };
-        match name {
-            "token" => Some(Self::Token),
-            "devicecode" => Some(Self::Devicecode),
-            "authorize" => Some(Self::Authorize),
-            _ => None,
-        }
-    }
-}
 
 /// What an injected fault does. In JSON (the control API) each variant is recognised by its field:
 /// `{"status":503,"retry_after":2}`, `{"delay_ms":500}`, `{"garbage":true}`, `{"error_200":"temporarily_unavailable"}`,
@@ -148,38 +97,7 @@ pub(crate) struct FaultRule {
     pub(crate) fault: Fault,
 }
 
-/// Counts every request to a known endpoint, and answers it with an armed fault if there is one.
-pub(crate) async fn fault_layer(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let Some(endpoint) = Endpoint::classify(request.uri().path()) else {
-        return next.run(request).await;
-    };
-    let fault = {
-        let mut state = shared.lock();
-        state.stats.count_request(endpoint, request.uri().path());
-        let fault = take_fault(&mut state.faults, endpoint);
-        if fault.is_some() {
-            state.stats.count_fault(endpoint);
-        }
-        fault
-    };
-    match fault {
-        None | Some(Fault::Garbage { garbage: false }) => next.run(request).await,
-        Some(Fault::Delay { delay_ms }) => {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            next.run(request).await
-        }
-        Some(Fault::Override { fields }) => {
-            tracing::info!(endpoint = endpoint.name(), fields = ?fields.keys().collect::<Vec<_>>(), "answering with overridden fields");
-            overridden(next.run(request).await, fields).await
-        }
-        Some(fault) => {
-            tracing::info!(endpoint = endpoint.name(), ?fault, "answering with injected fault");
-            render(endpoint, fault)
-        }
-    }
-}
-
-fn take_fault(faults: &mut Vec<FaultRule>, endpoint: Endpoint) -> Option<Fault> {
+pub(crate) fn take_fault(faults: &mut Vec<FaultRule>, endpoint: Endpoint) -> Option<Fault> {
     let index = faults.iter().position(|rule| rule.endpoint == endpoint && rule.remaining > 0)?;
     let rule = &mut faults[index];
     rule.remaining -= 1;
@@ -195,7 +113,7 @@ const TRANSIENT_CODE: u32 = 90024;
 
 /// `answer` with `fields` written over its top-level JSON object; an answer that is not one is passed on as it came
 /// (an error stays the error it was).
-async fn overridden(answer: Response, fields: serde_json::Map<String, serde_json::Value>) -> Response {
+pub(crate) async fn overridden(answer: Response, fields: serde_json::Map<String, serde_json::Value>) -> Response {
     let (parts, body) = answer.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -214,7 +132,7 @@ async fn overridden(answer: Response, fields: serde_json::Map<String, serde_json
     response
 }
 
-fn render(endpoint: Endpoint, fault: Fault) -> Response {
+pub(crate) fn render(endpoint: Endpoint, fault: Fault) -> Response {
     match fault {
         Fault::Status { status, retry_after, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -329,19 +247,6 @@ fn graph_outage(status: StatusCode) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn classifies_paths() {
-        assert_eq!(Endpoint::classify("/common/oauth2/v2.0/token"), Some(Endpoint::Token));
-        assert_eq!(Endpoint::classify("/x/oauth2/v2.0/devicecode"), Some(Endpoint::Devicecode));
-        assert_eq!(Endpoint::classify("/x/oauth2/v2.0/authorize"), Some(Endpoint::Authorize));
-        assert_eq!(Endpoint::classify("/x/oauth2/v2.0/authorize/consent"), None);
-        assert_eq!(Endpoint::classify("/x/v2.0/.well-known/openid-configuration"), Some(Endpoint::Discovery));
-        assert_eq!(Endpoint::classify("/v1.0/me"), Some(Endpoint::Graph));
-        assert_eq!(Endpoint::classify("/beta/me/drive/root:/a.bin:/content"), Some(Endpoint::Graph));
-        assert_eq!(Endpoint::classify("/_content/01AB"), None);
-        assert_eq!(Endpoint::classify("/_control/stats"), None);
-    }
 
     #[test]
     fn fault_json_shapes() {

@@ -9,10 +9,11 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::cae::{challenge_response, outdating_event};
+use crate::cae::{CaeEvent, challenge_response};
+use crate::endpoints::is_graph_path;
 use crate::errors::graph_error;
 use crate::scopes::GRAPH_RESOURCE;
-use crate::state::Shared;
+use crate::state::{AccessTokenRecord, Shared};
 
 /// Delegated permissions that allow reading the signed-in user (Graph `user-get` permission table).
 const PERMISSIONS_FOR_ME: &[&str] = &[
@@ -114,45 +115,12 @@ pub(crate) async fn unknown_path(uri: Uri) -> Response {
     graph_error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Resource not found for the segment '{segment}'."))
 }
 
-/// Whether `path` is a Graph API path (`/v1.0/…` or `/beta/…`).
-pub(crate) fn is_graph_path(path: &str) -> bool {
-    ["/v1.0", "/beta"]
-        .iter()
-        .any(|prefix| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
-}
-
-/// The name `Stats.graph.by_route` counts a Graph path under.
-pub(crate) fn route_name(path: &str) -> &'static str {
-    let rest = path.strip_prefix("/v1.0").or_else(|| path.strip_prefix("/beta")).unwrap_or(path);
-    if rest == "/me" {
-        "me"
-    } else if rest == "/me/messages" {
-        "messages"
-    } else if rest.starts_with("/me/messages/") && rest.contains("/attachments/") && rest.ends_with("/$value") {
-        "attachment"
-    } else if rest.starts_with("/me/drive/root:/") && rest.ends_with(":/content") {
-        "upload"
-    } else if rest.starts_with("/me/drive/items/") && rest.ends_with("/content") {
-        "item_content"
-    } else {
-        "other"
+/// The latest event that outdates `record`. Only CAE-capable tokens are re-evaluated; the others keep
+/// working until they expire, as in Entra. Strictly-before on full precision: a token minted later in
+/// the event's own second is current.
+pub(crate) fn outdating_event<'e>(events: &'e [CaeEvent], record: &AccessTokenRecord) -> Option<&'e CaeEvent> {
+    if !record.cae {
+        return None;
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_names() {
-        assert_eq!(route_name("/v1.0/me"), "me");
-        assert_eq!(route_name("/beta/me"), "me");
-        assert_eq!(route_name("/v1.0/me/messages"), "messages");
-        assert_eq!(route_name("/v1.0/me/messages/m/attachments/a/$value"), "attachment");
-        assert_eq!(route_name("/v1.0/me/drive/root:/report.bin:/content"), "upload");
-        assert_eq!(route_name("/v1.0/me/drive/items/01AB/content"), "item_content");
-        assert_eq!(route_name("/v1.0/users"), "other");
-        assert!(is_graph_path("/v1.0/me") && is_graph_path("/beta/x") && is_graph_path("/v1.0"));
-        assert!(!is_graph_path("/v1.0x/me") && !is_graph_path("/_content/x") && !is_graph_path("/common/v2.0/x"));
-    }
+    events.iter().rev().find(|event| event.oid == record.oid && record.issued_at < event.at)
 }

@@ -30,6 +30,7 @@ mod control;
 mod device;
 mod discovery;
 mod drive;
+mod endpoints;
 mod errors;
 mod faults;
 mod form;
@@ -56,8 +57,9 @@ use std::time::Duration;
 pub use authorize::PendingAuthorization;
 pub use content::{FakeAttachment, FakeUpload};
 pub use device::PendingDeviceCode;
+pub use endpoints::Endpoint;
 pub use errors::ControlError;
-pub use faults::{Endpoint, Fault};
+pub use faults::Fault;
 pub use state::{
     DEFAULT_CLIENT_ID, DEFAULT_REDIRECT_URI, DEFAULT_USER, TENANT_DOMAIN, TENANT_ID, TenantInfo, UserInfo,
 };

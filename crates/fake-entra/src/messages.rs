@@ -1,7 +1,6 @@
 //! A paged collection: `GET /v1.0/me/messages` (and beta) with `$top` and `$skiptoken`, each page ending in an
 //! `@odata.nextLink` on the fake's own base URL until the last, the way Graph pages a collection.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -31,9 +30,6 @@ impl Shared {
         Ok(())
     }
 }
-
-/// The per-user message counts.
-pub(crate) type Messages = HashMap<String, usize>;
 
 pub(crate) async fn list(
     State(shared): State<Arc<Shared>>,

@@ -5,12 +5,18 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{any, get, post};
 
+use crate::endpoints::Endpoint;
+use crate::faults::{Fault, overridden, render, take_fault};
 use crate::state::Shared;
-use crate::{authorize, control, device, discovery, drive, faults, graph, mail, messages, tokens};
+use crate::{authorize, control, device, discovery, drive, graph, mail, messages, tokens};
 
 /// Every route the fake serves. Unknown Graph paths get Graph's 400; other unknown paths axum's 404, wrong
 /// methods its 405.
@@ -33,8 +39,39 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_content/{id}", get(drive::preauthenticated))
         .merge(control::routes())
         .fallback(graph::unknown_path)
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), faults::fault_layer))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), fault_layer))
         .with_state(shared)
+}
+
+/// Counts every request to a known endpoint, and answers it with an armed fault if there is one.
+pub(crate) async fn fault_layer(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let Some(endpoint) = Endpoint::classify(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let fault = {
+        let mut state = shared.lock();
+        state.stats.count_request(endpoint, request.uri().path());
+        let fault = take_fault(&mut state.faults, endpoint);
+        if fault.is_some() {
+            state.stats.count_fault(endpoint);
+        }
+        fault
+    };
+    match fault {
+        None | Some(Fault::Garbage { garbage: false }) => next.run(request).await,
+        Some(Fault::Delay { delay_ms }) => {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            next.run(request).await
+        }
+        Some(Fault::Override { fields }) => {
+            tracing::info!(endpoint = endpoint.name(), fields = ?fields.keys().collect::<Vec<_>>(), "answering with overridden fields");
+            overridden(next.run(request).await, fields).await
+        }
+        Some(fault) => {
+            tracing::info!(endpoint = endpoint.name(), ?fault, "answering with injected fault");
+            render(endpoint, fault)
+        }
+    }
 }
 
 /// The server thread. Dropping it stops the server: open connections are cut, not drained, because a

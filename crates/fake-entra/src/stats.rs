@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::faults::Endpoint;
+use crate::endpoints::{self, Endpoint};
 
 /// Counters since start.
 ///
@@ -66,7 +66,7 @@ impl Stats {
             Endpoint::Devicecode => &mut self.devicecode,
             Endpoint::Authorize => &mut self.authorize,
             Endpoint::Graph => {
-                let route = crate::graph::route_name(path);
+                let route = endpoints::route_name(path);
                 *self.graph.by_route.entry(route.to_owned()).or_default() += 1;
                 if route == "me" {
                     self.me += 1;
@@ -80,7 +80,7 @@ impl Stats {
 
     pub(crate) fn count_grant(&mut self, grant_type: Option<&str>) {
         let counter = match grant_type {
-            Some(crate::tokens::DEVICE_CODE_GRANT) => &mut self.token.device_code,
+            Some(endpoints::DEVICE_CODE_GRANT) => &mut self.token.device_code,
             Some("authorization_code") => &mut self.token.authorization_code,
             Some("refresh_token") => &mut self.token.refresh_token,
             _ => &mut self.token.other,

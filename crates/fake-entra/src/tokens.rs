@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::cae::{RequestClaims, parse_claims};
+use crate::endpoints::DEVICE_CODE_GRANT;
 use crate::errors::{EntraError, entra_timestamp, no_store_headers};
 use crate::form::Params;
 use crate::issue::{Issuance, issue, resolve_grant};
@@ -18,7 +19,6 @@ use crate::pkce;
 use crate::scopes::{GRAPH_RESOURCE, RequestedScopes};
 use crate::state::{DeviceStatus, Shared, TenantSegment};
 
-pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// RFC 8628 §3.5: each `slow_down` adds 5 seconds to the polling interval.
 const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 /// The Conditional Access policy id the fake names in its MFA claims challenge.

@@ -9,32 +9,18 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use graphbroker_store::{
-    AccountRecord, ExposeSecret, KeyringStore, SecretStore, SecretString, StoreError, StoreKind, StoredAccount,
-};
+use graphbroker_store::{ExposeSecret, KeyringStore, SecretStore, StoreError, StoreKind};
 
-const REQUIRED_ENV: &str = "GRAPHBROKER_TEST_KEYCHAIN";
+mod support;
 
-/// A keychain service name used by one test only, and the profiles it wrote, deleted on drop.
-struct Scratch {
-    store: KeyringStore,
-    profiles: Vec<&'static str>,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for profile in &self.profiles {
-            let _ = self.store.delete(profile);
-        }
-    }
-}
+use support::{REQUIRED_ENV, Scratch, stored};
 
 fn required() -> bool {
     std::env::var(REQUIRED_ENV).is_ok_and(|v| v == "required")
 }
 
 /// A store on a service name no other test uses, or `None` (after saying why) when there is no keychain here.
-fn scratch(test: &str, profiles: &[&'static str]) -> Option<Scratch> {
+fn scratch(test: &str, profiles: &[&'static str]) -> Option<Scratch<KeyringStore>> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let service = format!("graphbroker-test-{}-{}-{test}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     let store = KeyringStore::new(service);
@@ -47,22 +33,6 @@ fn scratch(test: &str, profiles: &[&'static str]) -> Option<Scratch> {
             eprintln!("skipping {test}: no usable keychain ({err}); set {REQUIRED_ENV}=required to fail instead");
             None
         }
-    }
-}
-
-fn stored(token: &str) -> StoredAccount {
-    StoredAccount {
-        refresh_token: SecretString::from(token),
-        account: AccountRecord {
-            username: "adele@contoso.com".into(),
-            home_account_id: "00000000-0000-0000-0000-000000000001.00000000-0000-0000-0000-00000000000a".into(),
-            tenant_id: "00000000-0000-0000-0000-00000000000a".into(),
-            authority: "https://login.microsoftonline.com/contoso.onmicrosoft.com".into(),
-            client_id: "14d82eec-204b-4c2f-b7e8-296a70dab67e".into(),
-            granted_scopes: vec!["https://graph.microsoft.com/User.Read".into(), "offline_access".into()],
-            refreshed_at: None,
-            session_ended: None,
-        },
     }
 }
 

@@ -8,28 +8,13 @@
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use graphbroker_store::{
-    AccountRecord, ExposeSecret, KeyutilsStore, POSSESSOR_ONLY, SecretStore, SecretString, StoreError, StoreKind,
-    StoredAccount,
-};
+use graphbroker_store::{ExposeSecret, KeyutilsStore, POSSESSOR_ONLY, SecretStore, StoreError, StoreKind};
 
-const REQUIRED_ENV: &str = "GRAPHBROKER_TEST_KEYCHAIN";
+mod support;
 
-/// A store on a service name no other test uses, deleting its profiles' keys on drop.
-struct Scratch {
-    store: KeyutilsStore,
-    profiles: Vec<&'static str>,
-}
+use support::{REQUIRED_ENV, Scratch, stored};
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for profile in &self.profiles {
-            let _ = self.store.delete(profile);
-        }
-    }
-}
-
-fn scratch(test: &str, profiles: &[&'static str]) -> Option<Scratch> {
+fn scratch(test: &str, profiles: &[&'static str]) -> Option<Scratch<KeyutilsStore>> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let service = format!("gb-test-{}-{}-{test}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     let store = KeyutilsStore::new(service);
@@ -50,22 +35,6 @@ fn which(program: &str) -> Result<(), StoreError> {
     Command::new(program).arg("--version").output().map(|_| ()).map_err(|e| StoreError::Unavailable {
         message: format!("{program} not found ({e}); install keyutils (scripts/test does)"),
     })
-}
-
-fn stored(token: &str) -> StoredAccount {
-    StoredAccount {
-        refresh_token: SecretString::from(token),
-        account: AccountRecord {
-            username: "adele@contoso.com".into(),
-            home_account_id: "00000000-0000-0000-0000-000000000001.00000000-0000-0000-0000-00000000000a".into(),
-            tenant_id: "00000000-0000-0000-0000-00000000000a".into(),
-            authority: "https://login.microsoftonline.com/contoso.onmicrosoft.com".into(),
-            client_id: "14d82eec-204b-4c2f-b7e8-296a70dab67e".into(),
-            granted_scopes: vec!["https://graph.microsoft.com/User.Read".into(), "offline_access".into()],
-            refreshed_at: None,
-            session_ended: None,
-        },
-    }
 }
 
 /// Runs `keyctl ARGS` in a fresh session keyring that links the user keyring: a process of this uid that

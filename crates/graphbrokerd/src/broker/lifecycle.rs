@@ -39,7 +39,7 @@ use secrecy::SecretString;
 
 use super::entries::ScopeEntries;
 use super::persist::{Persisted, Write};
-use super::signin::SignIn;
+use super::signin_handle::SignIn;
 use crate::config::Profile;
 
 /// Where a profile's account stands. See the module docs for the diagram.

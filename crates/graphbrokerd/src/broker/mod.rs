@@ -7,8 +7,8 @@
 //!   generation number) — its diagram and every transition.
 //! - `entries.rs`: the bounded per-scope-set map (cached token, refresh lock, refresh-ahead mark).
 //! - `token.rs`: the request path — cache, single flight, refresh, refresh ahead.
-//! - `signin.rs`: the sign-in task, joined by every request that needs the user; `expected.rs`: the account it
-//!   must bring back unless the user asked for the sign-in.
+//! - `signin.rs`: the sign-in task, joined by every request that needs the user; `signin_handle.rs`: the `SignIn`
+//!   handle they wait on; `expected.rs`: the account it must bring back unless the user asked for the sign-in.
 //! - `persist.rs`: one ordered queue of store operations per profile.
 //! - `reload.rs`: applying a reloaded config. `status.rs`: what `status` and the service manager are told.
 //! - `rolling.rs`: the rolling refresh of idle accounts, before the platform's inactivity limit ends them.
@@ -28,6 +28,7 @@ mod reload;
 mod rolling;
 mod signin;
 mod signin_end;
+mod signin_handle;
 mod slot;
 mod status;
 mod stores;
@@ -55,7 +56,7 @@ pub use token::{IssuedToken, MAX_WAIT, TokenRequest};
 pub use wake::{ROLLING_CHECK_INTERVAL, WAKE_SLACK, WAKE_TICK};
 
 use self::lifecycle::ProfileState;
-use self::signin::SignIn;
+use self::signin_handle::SignIn;
 use self::slot::ProfileSlot;
 use self::stores::StoreSet;
 use crate::browser::{self, BrowserSettings};
@@ -114,7 +115,7 @@ pub struct Broker {
     /// Started on first use, inside the runtime.
     notices: OnceLock<NoticeQueue>,
     /// The policy's state: the audit log, the asks waiting (`crate::policy`).
-    pub(crate) guard: crate::policy::Guard,
+    pub(crate) guard: crate::policy::guard::Guard,
 }
 
 impl Broker {

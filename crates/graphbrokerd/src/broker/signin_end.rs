@@ -3,24 +3,14 @@
 
 use std::sync::Arc;
 
-use graphbroker_protocol::ErrorCode;
 use tokio::sync::watch;
 
-use super::signin::{EndCount, Phase};
+use super::signin_handle::{EndCount, Phase};
 use super::slot::ProfileSlot;
 use crate::clock::Deadline;
 use crate::error::ApiError;
 use crate::idp::PlatformError;
 use crate::metrics::SigninOutcome;
-
-/// What the waiters of a sign-in whose code's life ran out are told.
-pub(super) fn expired_error() -> ApiError {
-    ApiError::new(
-        ErrorCode::SigninExpired,
-        "the sign-in expired before it was completed (its code lives a few minutes, and the machine may have been \
-         asleep); ask again to start a new one",
-    )
-}
 
 /// The end of one sign-in task, whatever ends it: the result it came to, or — when the task is dropped first (a
 /// panic in it, or it was aborted) — "stopped unexpectedly". On drop it clears the profile's pending sign-in if it

@@ -9,7 +9,7 @@ use graphbroker_protocol::{
 
 use super::lifecycle::{AccountState, ProfileState};
 use super::persist::Persisted;
-use super::signin::Phase;
+use super::signin_handle::Phase;
 use super::{Broker, account_info};
 use crate::config::{EXPIRY_WARNING, REFRESH_TOKEN_INACTIVITY};
 use crate::metrics::ProfileTokens;

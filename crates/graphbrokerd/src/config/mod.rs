@@ -11,6 +11,7 @@ mod cloud;
 #[cfg(test)]
 mod graph_url_tests;
 mod origin;
+pub mod policy;
 mod report;
 mod resolve;
 #[cfg(test)]
@@ -110,7 +111,7 @@ pub struct Config {
     /// The line of each key set in `source`, read from the same text (empty for the built-in defaults).
     pub origins: Origins,
     /// `[policy]`: who may have which token (`crate::policy`).
-    pub policy: crate::policy::PolicyConfig,
+    pub policy: policy::PolicyConfig,
 }
 
 /// One named profile: an app registration in a tenant, and how to sign in to it.
@@ -301,7 +302,7 @@ impl Config {
         let mut raw: RawConfig = toml::from_str(text).map_err(|err| syntax_error(text, origin, &err))?;
         let raw_policy = raw.policy.take();
         let config = Resolver { path: origin }.config(raw)?;
-        let policy = crate::policy::PolicyConfig::resolve(raw_policy, &config.profiles, text, origin)?;
+        let policy = policy::PolicyConfig::resolve(raw_policy, &config.profiles, text, origin)?;
         Ok(Config { origins: Origins::of_text(text), policy, ..config })
     }
 

@@ -31,7 +31,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     profiles: BTreeMap<String, RawProfile>,
     /// Resolved after the profiles, by `crate::policy` (see `Config::parse`).
-    pub(super) policy: Option<crate::policy::RawPolicy>,
+    pub(super) policy: Option<super::policy::RawPolicy>,
 }
 
 /// One `[profiles.NAME]` table as written.

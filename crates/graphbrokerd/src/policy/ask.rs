@@ -4,89 +4,17 @@
 //! caller, and the asking process itself). The request gives up its connection's serving slot as a sign-in wait
 //! does (`crate::waiting`); an ask nobody answers within `ask_timeout` is refused.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use graphbroker_protocol::{EpochSeconds, PendingAsk};
-use tokio::sync::oneshot;
 
+use super::guard::Answer;
 use super::{NewRule, denied};
 use crate::broker::Broker;
 use crate::caller::Caller;
 use crate::config::Profile;
 use crate::error::ApiError;
 use crate::scopes::ScopeSet;
-
-/// The user's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    Once,
-    Always,
-    Deny,
-}
-
-impl Answer {
-    /// The notification action keys.
-    pub fn from_action(key: &str) -> Option<Self> {
-        match key {
-            "allow" => Some(Self::Once),
-            "always" => Some(Self::Always),
-            "deny" => Some(Self::Deny),
-            _ => None,
-        }
-    }
-}
-
-struct Pending {
-    info: PendingAsk,
-    asker: Option<i32>,
-    answer: oneshot::Sender<Answer>,
-}
-
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("info", &self.info).finish_non_exhaustive()
-    }
-}
-
-/// The asks waiting for an answer, by id.
-#[derive(Debug, Default)]
-pub struct Approvals {
-    next: AtomicU64,
-    pending: Mutex<BTreeMap<u64, Pending>>,
-}
-
-impl Approvals {
-    pub fn list(&self) -> Vec<PendingAsk> {
-        self.pending.lock().expect("approvals lock").values().map(|p| p.info.clone()).collect()
-    }
-
-    /// Answers ask `id` on behalf of process `answerer`. The asking process cannot answer its own ask.
-    pub fn answer(&self, id: u64, answer: Answer, answerer: Option<i32>) -> Result<(), String> {
-        let mut pending = self.pending.lock().expect("approvals lock");
-        let Some(ask) = pending.get(&id) else {
-            return Err(format!("no request is waiting with id {id}: see `graphbroker-client policy list`"));
-        };
-        if answerer.is_some() && ask.asker == answerer {
-            return Err("a program cannot answer its own request".into());
-        }
-        let ask = pending.remove(&id).expect("present");
-        let _ = ask.answer.send(answer);
-        Ok(())
-    }
-
-    fn open(&self, info: impl FnOnce(u64) -> PendingAsk, asker: Option<i32>) -> (u64, oneshot::Receiver<Answer>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("approvals lock").insert(id, Pending { info: info(id), asker, answer: tx });
-        (id, rx)
-    }
-
-    fn close(&self, id: u64) {
-        self.pending.lock().expect("approvals lock").remove(&id);
-    }
-}
 
 impl Broker {
     /// Holds the request until the user answers: `Ok(by)` to serve it, `Err((by, error))` to refuse it.

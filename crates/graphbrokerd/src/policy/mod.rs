@@ -1,11 +1,13 @@
 //! Who may have which token: the `[policy]` of the config, applied to every token request (the socket's routes
 //! and the Graph proxy alike, since all go through `Broker::token`), and the audit line of each decision.
 //!
-//! - `rules.rs`: the table as written and resolved. A request is matched against the rules: a `deny` rule that
+//! - `crate::config::policy` (`config/policy.rs`): the table as written and resolved, owned by the config that
+//!   parses it; `decide` and `Rule::covers` here apply it. A request is matched against the rules: a `deny` rule that
 //!   covers it refuses it, else an `allow` rule serves it, else `default` decides (allow, deny or ask). A rule
 //!   names a caller by `program` (an executable, outside any sandbox), `unit` (a systemd unit, outside any
 //!   sandbox) or `sandbox` (a flatpak app id or snap name) — a sandboxed app is only ever matched by its sandbox,
 //!   since inside it `/usr/bin/python3` may be anything — and may narrow it to `profiles` and `scopes`.
+//! - `guard.rs`: `Guard`, the policy's state the broker holds (the audit log's writer, the asks waiting).
 //! - `context.rs`: the request's peer and route, a task-local set by the accept loop.
 //! - `ask.rs`: a request held while the user is asked (desktop notification with actions, or `policy approve`).
 //! - `edit.rs`: a rule appended to the config file ("always", `policy allow`), then applied as a reload.
@@ -15,21 +17,20 @@ mod ask;
 mod ask_notify;
 pub mod context;
 mod edit;
+pub mod guard;
 mod routes;
-mod rules;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use graphbroker_protocol::{AuditEntry, AuditOutcome, AuditRoute, EpochSeconds, ErrorCode};
 
-pub use self::ask::{Answer, Approvals};
 pub use self::edit::NewRule;
+pub use self::guard::{Answer, Approvals, Guard};
 pub(crate) use self::routes::policy_routes;
-pub use self::rules::{PolicyConfig, PolicyDefault, RawPolicy, Rule, RuleAction, Selector};
-use crate::audit::AuditLog;
 use crate::broker::{Broker, IssuedToken, TokenRequest};
 use crate::caller::Caller;
 use crate::config::Profile;
+pub use crate::config::policy::{PolicyConfig, PolicyDefault, RawPolicy, Rule, RuleAction, Selector};
 use crate::error::ApiError;
 use crate::scopes::ScopeSet;
 
@@ -84,22 +85,6 @@ impl Rule {
         let Ok(allowed) = ScopeSet::normalize(allowed, &profile.graph_resource) else { return false };
         allowed.resource().eq_ignore_ascii_case(scopes.resource())
             && scopes.scopes().iter().all(|s| allowed.scopes().iter().any(|a| a.eq_ignore_ascii_case(s)))
-    }
-}
-
-/// The policy's state beside the config: the audit log, the asks waiting for an answer.
-#[derive(Debug, Default)]
-pub struct Guard {
-    audit: OnceLock<AuditLog>,
-    pub(crate) approvals: Approvals,
-    /// Serializes edits of the config file.
-    editing: std::sync::Mutex<()>,
-}
-
-impl Guard {
-    /// Writes every later decision to `log`. Once; later calls are ignored.
-    pub fn start_audit(&self, log: AuditLog) {
-        let _ = self.audit.set(log);
     }
 }
 

@@ -50,7 +50,7 @@ pub enum Command {
     /// Print an access token (signing in first when needed)
     Token {
         #[command(flatten)]
-        request: TokenRequest,
+        request: TokenArgs,
         /// What to print: the bare token (`raw`, also spelled `token`), the daemon's JSON answer, `export` lines
         /// for a POSIX shell's `eval`, an `Authorization: Bearer …` line, or a SASL XOAUTH2 string for mail
         #[arg(long, value_enum, default_value_t = TokenFormat::Raw)]
@@ -59,7 +59,7 @@ pub enum Command {
     /// Print the `Authorization: Bearer …` header line (for `curl -H "$(…)"`)
     Header {
         #[command(flatten)]
-        request: TokenRequest,
+        request: TokenArgs,
         /// What to print: the header line, or the daemon's JSON headers
         #[arg(long, value_enum, default_value_t = HeaderFormat::Header)]
         format: HeaderFormat,
@@ -120,7 +120,7 @@ pub enum Command {
     },
     /// git's credential helper for Azure DevOps: `git config --global credential.https://dev.azure.com.helper
     /// '!graphbroker-client git-credential'` (other hosts get an empty answer)
-    GitCredential(crate::git_credential::GitCredentialArgs),
+    GitCredential(GitCredentialArgs),
     /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell) on stdout
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -161,9 +161,31 @@ Examples:
   graphbroker-client graph POST /me/sendMail --scopes Mail.Send --data @mail.json
   graphbroker-client graph PUT /me/drive/root:/report.pdf:/content --scopes Files.ReadWrite --data @report.pdf";
 
+/// `git-credential`'s arguments; the protocol itself is `git_credential.rs`.
+#[derive(Debug, Args)]
+pub struct GitCredentialArgs {
+    /// What git asks: `get` a credential, `store` one that worked, `erase` one that was refused
+    #[arg(value_enum)]
+    pub action: GitAction,
+    /// The profile [default: the daemon's default profile]; map URLs to profiles with git's URL-scoped config
+    /// (`credential.https://dev.azure.com/contoso.helper`)
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Seconds to wait for a sign-in when one is needed
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GitAction {
+    Get,
+    Store,
+    Erase,
+}
+
 /// The options shared by `token` and `header`.
 #[derive(Debug, Args)]
-pub struct TokenRequest {
+pub struct TokenArgs {
     /// Scopes, separated by spaces or commas; repeatable. Short names mean Microsoft Graph (User.Read).
     /// [default: the profile's scopes]
     #[arg(long = "scopes", visible_alias = "scope", value_name = "SCOPES")]
@@ -185,7 +207,7 @@ pub struct TokenRequest {
     pub claims: Option<String>,
 }
 
-impl TokenRequest {
+impl TokenArgs {
     /// The query to send, with `wait` left to the waiting logic.
     pub fn query(&self) -> TokenQuery {
         TokenQuery {

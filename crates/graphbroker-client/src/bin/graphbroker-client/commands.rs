@@ -6,7 +6,7 @@ use std::time::Duration;
 use graphbroker_client::{Client, Error, PROTOCOL_VERSION, SignInState, TokenQuery};
 
 use crate::autostart::ensure_daemon;
-use crate::cli::{Cli, Command, ConfigAction, HeaderFormat, TokenFormat, TokenRequest};
+use crate::cli::{Cli, Command, ConfigAction, HeaderFormat, TokenArgs, TokenFormat};
 use crate::config_command;
 use crate::exit_status::{ExitStatus, Failure};
 use crate::format;
@@ -38,7 +38,7 @@ pub async fn run(cli: &Cli, ui: &Ui) -> Result<(), Failure> {
     if let Command::GitCredential(args) = &cli.command {
         let client = async || {
             let client = make_client(cli)?;
-            if !cli.no_autostart && args.action != crate::git_credential::GitAction::Erase {
+            if !cli.no_autostart && args.action != crate::cli::GitAction::Erase {
                 ensure_daemon(&client, cli.socket.as_deref(), ui).await?;
             }
             Ok(client)
@@ -115,7 +115,7 @@ pub async fn continue_after(cli: &Cli, first: Error, ui: &Ui) -> Result<(), Fail
 async fn token(
     client: &Client,
     first: Option<Error>,
-    request: &TokenRequest,
+    request: &TokenArgs,
     format: TokenFormat,
     ui: &Ui,
 ) -> Result<(), Failure> {
@@ -146,7 +146,7 @@ pub enum HeaderShape {
 async fn header(
     client: &Client,
     first: Option<Error>,
-    request: &TokenRequest,
+    request: &TokenArgs,
     format: HeaderShape,
     ui: &Ui,
 ) -> Result<(), Failure> {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use graphbroker_client::{Error, TokenQuery};
 
-use crate::cli::{Cli, Command, DEFAULT_TIMEOUT_SECS, HeaderFormat, TokenFormat, TokenRequest};
+use crate::cli::{Cli, Command, DEFAULT_TIMEOUT_SECS, HeaderFormat, TokenArgs, TokenFormat};
 use crate::commands::{self, HeaderShape};
 use crate::exit_status::Failure;
 
@@ -37,7 +37,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Option<Cli> {
     let args: Vec<String> = args.into_iter().map(OsString::into_string).collect::<Result<_, _>>().ok()?;
     let mut args = args.into_iter();
     let (mut socket, mut no_autostart, mut command) = (None, false, None::<String>);
-    let mut request = TokenRequest {
+    let mut request = TokenArgs {
         scopes: Vec::new(),
         profile: None,
         min_valid: None,
@@ -154,7 +154,7 @@ pub fn answer(cli: &Cli) -> Outcome {
 }
 
 /// The first request the full path would send: `wait=0`, so that a prompt reaches the user at once.
-fn first_query(request: &TokenRequest) -> TokenQuery {
+fn first_query(request: &TokenArgs) -> TokenQuery {
     TokenQuery { wait: Some(0), ..request.query() }
 }
 

@@ -9,10 +9,10 @@
 
 use std::io::{BufRead, Write};
 
-use clap::{Args, ValueEnum};
 use graphbroker_client::protocol::DropTokenQuery;
 use graphbroker_client::{Client, TokenQuery};
 
+use crate::cli::{GitAction, GitCredentialArgs};
 use crate::exit_status::{ExitStatus, Failure};
 use crate::ui::Ui;
 
@@ -25,27 +25,6 @@ pub const TEST_HOSTS_ENV: &str = "GRAPHBROKER_TEST_GIT_HOSTS";
 
 /// The most input read from git: its description of one credential is a few short lines.
 const MAX_INPUT: u64 = 64 * 1024;
-
-#[derive(Debug, Args)]
-pub struct GitCredentialArgs {
-    /// What git asks: `get` a credential, `store` one that worked, `erase` one that was refused
-    #[arg(value_enum)]
-    pub action: GitAction,
-    /// The profile [default: the daemon's default profile]; map URLs to profiles with git's URL-scoped config
-    /// (`credential.https://dev.azure.com/contoso.helper`)
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Seconds to wait for a sign-in when one is needed
-    #[arg(long, value_name = "SECS", default_value_t = crate::cli::DEFAULT_TIMEOUT_SECS)]
-    pub timeout: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GitAction {
-    Get,
-    Store,
-    Erase,
-}
 
 /// What git described: the attributes this helper looks at.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Profile};
+use super::{ConfigError, Profile};
 
 /// How long an `ask` waits for the user's answer by default, and at most.
 pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(120);
