@@ -29,6 +29,12 @@ pub struct AuditEntry {
     /// What decided: `default` or the rule's line in the config file (`rule:12`), or `approved:ID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// A folded line: this many more decisions, each the same as the line before it for this connection (same
+    /// program, profile, account, scopes, route and rule, served from the cache), the last at `time`. The first
+    /// decision of a connection is always a line of its own; repeats are folded so that a program asking in a
+    /// loop neither costs the request path a line each nor pushes other programs' lines out of the capped log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<u64>,
 }
 
 /// Which route asked: `/v1/token`, `/v1/header`, or the Graph proxy with its method and path template.

@@ -57,6 +57,9 @@ struct Args {
     /// How many connections waiting on a sign-in are held besides those served (tests lower it).
     #[arg(long, hide = true, value_name = "COUNT")]
     max_waiting: Option<usize>,
+    /// Keep no audit log (benchmarks compare the request path with and without it: scripts/bench-audit).
+    #[arg(long, hide = true)]
+    no_audit: bool,
     /// Write the man page graphbrokerd.1, generated from these flags, into DIR and exit (for packaging).
     #[arg(long, hide = true, value_name = "DIR")]
     generate_man: Option<PathBuf>,
@@ -155,13 +158,14 @@ async fn run(args: Args, inherited: Option<(std::os::unix::net::UnixListener, Ac
         .context("failed to build the HTTP client")?
         .with_latency(metrics.idp_latency());
     let broker = Broker::with_metrics(&config, Arc::new(platform), Arc::new(SystemStores::default()), metrics);
-    match graphbroker_protocol::default_audit_path() {
+    match graphbroker_protocol::default_audit_path().filter(|_| !args.no_audit) {
         Some(path) => match graphbrokerd::audit::AuditLog::start(path.clone(), graphbrokerd::audit::MAX_BYTES) {
             Ok(log) => broker.guard().start_audit(log),
             Err(e) => {
                 tracing::warn!("the audit log {} could not be opened ({e}); decisions are not recorded", path.display())
             }
         },
+        None if args.no_audit => {}
         None => tracing::warn!("no home directory for the audit log; decisions are not recorded"),
     }
     broker.load_accounts().await;

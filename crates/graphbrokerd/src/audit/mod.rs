@@ -1,7 +1,11 @@
 //! The audit log: one JSON line per token decision (`graphbroker_protocol::AuditEntry`), never a token or a code.
 //!
 //! Off the hot path: a request hands its entry to a bounded channel ([`AuditLog::record`] never blocks) and one
-//! writer thread appends it. The file is created 0600 in a 0700 directory; past [`MAX_BYTES`] it is rotated to
+//! writer thread appends what has queued up, in one write, keeping the file's size in memory. A connection's
+//! repeated cache hits are folded ([`Fold`]): the first is a line of its own, the ones like it that follow on
+//! the same connection are counted and written as one line with `repeats` (when a different decision comes,
+//! the run is a minute old, or the connection closes). So a program asking in a loop costs the request path a
+//! compare and an add, not a line, and cannot push other programs' lines out of the capped log. The file is created 0600 in a 0700 directory; past [`MAX_BYTES`] it is rotated to
 //! `audit.jsonl.1` (and `.1` to `.2`, the oldest dropped), so the log never grows without bound. When the
 //! channel is full (the disk stalls) lines are dropped and counted, and the count is logged: a request is never
 //! held for the log.
@@ -10,11 +14,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 
-use graphbroker_protocol::AuditEntry;
+use graphbroker_protocol::{AuditEntry, AuditRoute, EpochSeconds};
 
 /// The size past which the log is rotated.
 pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
@@ -22,6 +26,10 @@ pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
 pub const KEEP: u32 = 2;
 /// Lines that may wait for the writer.
 const QUEUE: usize = 4096;
+/// The most the writer gathers into one write.
+const BATCH_BYTES: usize = 64 * 1024;
+/// The longest a run of folded repeats is held before its count is written (see [`Fold`]).
+pub const FOLD_SECONDS: u64 = 60;
 
 /// The sending side; cheap to clone.
 #[derive(Debug, Clone)]
@@ -36,14 +44,28 @@ impl AuditLog {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let mut writer = Writer { file: open(&path)?, path, max_bytes };
+        let file = open(&path)?;
+        let size = file.metadata()?.len();
+        let mut writer = Writer { file, path, max_bytes, size };
         let (tx, rx) = sync_channel::<AuditEntry>(QUEUE);
         std::thread::Builder::new().name("audit".into()).spawn(move || {
+            let mut batch = Vec::new();
             while let Ok(entry) = rx.recv() {
                 // Serialized here, on the writer's thread: the request only moved the entry into the channel.
-                let Ok(mut line) = serde_json::to_string(&entry) else { continue };
-                line.push('\n');
-                if let Err(e) = writer.append(&line) {
+                // Whatever queued up meanwhile goes in the same write.
+                batch.clear();
+                let mut next = Some(entry);
+                while let Some(entry) = next.take() {
+                    let start = batch.len();
+                    match serde_json::to_writer(&mut batch, &entry) {
+                        Ok(()) => batch.push(b'\n'),
+                        Err(_) => batch.truncate(start),
+                    }
+                    if batch.len() < BATCH_BYTES {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if let Err(e) = writer.append(&batch) {
                     tracing::warn!("could not write the audit log {}: {e}", writer.path.display());
                 }
             }
@@ -66,19 +88,101 @@ impl AuditLog {
     }
 }
 
+/// What makes a cache hit the same decision as the last one of its connection (the program is the connection's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoldKey {
+    pub profile: String,
+    pub account: String,
+    pub scopes: Vec<String>,
+    pub route: AuditRoute,
+    pub decided_by: Option<String>,
+}
+
+/// A connection's run of identical cache hits (see the module docs). Held by the connection; dropping it writes
+/// the count still owed.
+#[derive(Debug, Default)]
+pub struct Fold(Mutex<Option<Run>>);
+
+#[derive(Debug)]
+struct Run {
+    log: AuditLog,
+    key: FoldKey,
+    /// The run's first line, already written; the folded line repeats it with `repeats` and the last time.
+    line: AuditEntry,
+    repeats: u64,
+    since: EpochSeconds,
+    last: EpochSeconds,
+}
+
+impl Run {
+    fn write_repeats(&mut self) {
+        if self.repeats > 0 {
+            let mut line = self.line.clone();
+            line.time = self.last;
+            line.repeats = Some(self.repeats);
+            self.log.record(line);
+            self.repeats = 0;
+        }
+    }
+}
+
+impl Fold {
+    /// Counts a decision at `now` into the run when `same` says it is the run's; `false` (nothing counted) when
+    /// there is no run or it is another decision, which then needs a line of its own. A run a minute old writes
+    /// its count and goes on.
+    pub fn repeat(&self, now: EpochSeconds, same: impl FnOnce(&FoldKey) -> bool) -> bool {
+        let mut run = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(run) = run.as_mut().filter(|run| same(&run.key)) else { return false };
+        run.repeats += 1;
+        run.last = now;
+        if now.0.saturating_sub(run.since.0) >= FOLD_SECONDS {
+            run.write_repeats();
+            run.since = now;
+        }
+        true
+    }
+
+    /// Ends the run, writing the count it owes: call before writing another decision's line, so the log stays
+    /// in order.
+    pub fn end(&self) {
+        if let Some(mut run) = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            run.write_repeats();
+        }
+    }
+
+    /// Starts a run after `line` (just written to `log`) for decisions like `key`.
+    pub fn start(&self, log: &AuditLog, key: FoldKey, line: AuditEntry) {
+        let since = line.time;
+        let mut run = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = run.as_mut() {
+            old.write_repeats();
+        }
+        *run = Some(Run { log: log.clone(), key, line, repeats: 0, since, last: since });
+    }
+}
+
+impl Drop for Fold {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 struct Writer {
     file: File,
     path: PathBuf,
     max_bytes: u64,
+    /// The file's size, kept here rather than asked of the file system for each write.
+    size: u64,
 }
 
 impl Writer {
-    fn append(&mut self, line: &str) -> std::io::Result<()> {
-        let size = self.file.metadata()?.len();
-        if size > 0 && size + line.len() as u64 > self.max_bytes {
+    fn append(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + lines.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
-        self.file.write_all(line.as_bytes())
+        self.file.write_all(lines)?;
+        self.size += lines.len() as u64;
+        Ok(())
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -88,6 +192,7 @@ impl Writer {
         }
         fs::rename(&self.path, numbered(1))?;
         self.file = open(&self.path)?;
+        self.size = 0;
         Ok(())
     }
 }
@@ -116,6 +221,7 @@ mod tests {
             outcome: AuditOutcome::Cache,
             error: None,
             decided_by: None,
+            repeats: None,
         }
     }
 
@@ -131,9 +237,10 @@ mod tests {
             .unwrap(),
             path: path.clone(),
             max_bytes: 400,
+            size: 0,
         };
         for n in 0..20 {
-            writer.append(&(serde_json::to_string(&entry(n)).unwrap() + "\n")).unwrap();
+            writer.append((serde_json::to_string(&entry(n)).unwrap() + "\n").as_bytes()).unwrap();
         }
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -114,6 +114,8 @@ pub struct PeerProcess {
     #[cfg(target_os = "linux")]
     pidfd: Option<std::os::fd::OwnedFd>,
     identified: OnceLock<Arc<Caller>>,
+    /// The connection's run of repeated cache hits, for the audit log.
+    pub audit_fold: crate::audit::Fold,
 }
 
 impl PeerProcess {
@@ -122,12 +124,17 @@ impl PeerProcess {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd as _;
-            Self { pid, pidfd: linux::peer_pidfd(stream.as_raw_fd(), pid), identified: OnceLock::new() }
+            Self {
+                pid,
+                pidfd: linux::peer_pidfd(stream.as_raw_fd(), pid),
+                identified: OnceLock::new(),
+                audit_fold: Default::default(),
+            }
         }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = stream;
-            Self { pid, identified: OnceLock::new() }
+            Self { pid, identified: OnceLock::new(), audit_fold: Default::default() }
         }
     }
 
@@ -138,6 +145,7 @@ impl PeerProcess {
             #[cfg(target_os = "linux")]
             pidfd: None,
             identified: OnceLock::new(),
+            audit_fold: Default::default(),
         };
         let _ = this.identified.set(Arc::new(Caller::unknown(None, why)));
         this

@@ -27,6 +27,7 @@ use graphbroker_protocol::{AuditEntry, AuditOutcome, AuditRoute, EpochSeconds, E
 pub use self::edit::NewRule;
 pub use self::guard::{Answer, Approvals, Guard};
 pub(crate) use self::routes::policy_routes;
+use crate::audit::FoldKey;
 use crate::broker::{Broker, IssuedToken, TokenRequest};
 use crate::caller::Caller;
 use crate::config::Profile;
@@ -132,20 +133,41 @@ impl Broker {
         outcome.map(drop).map_err(|(_, error)| error)
     }
 
-    /// Writes the audit line of a token request that came to `result`.
+    /// Writes the audit line of a token request that came to `result`; a cache hit like the last one of its
+    /// connection is only counted (`crate::audit::Fold`).
     pub(crate) fn audit(&self, request: &TokenRequest, result: &Result<IssuedToken, ApiError>) {
         let Some(log) = self.guard.audit.get() else { return };
         let context = context::current();
-        let (caller, route, source, decided_by) = match &context {
+        let now = EpochSeconds::from_system_time(self.clock.now());
+        let (source, decided_by) = match &context {
             Some(context) => {
                 let mut draft = context.draft.lock().expect("draft lock");
-                let (source, by) = (draft.source.take(), draft.decided_by.take());
-                (context.peer.caller().info(), context.route.clone(), source, by)
+                (draft.source.take(), draft.decided_by.take())
             }
-            None => (Caller::unknown(None, "not asked over the socket").info(), AuditRoute::Other, None, None),
+            None => (None, None),
+        };
+        let cache_hit = match (&context, result, source) {
+            (Some(context), Ok(issued), None | Some(AuditOutcome::Cache)) => Some((context, issued)),
+            _ => None,
+        };
+        if let Some((context, issued)) = cache_hit {
+            let same = |key: &FoldKey| {
+                key.profile == issued.profile.name
+                    && key.account == issued.account.username
+                    && key.scopes == issued.scopes
+                    && key.route == context.route
+                    && key.decided_by == decided_by
+            };
+            if context.peer.audit_fold.repeat(now, same) {
+                return;
+            }
+        }
+        let (caller, route) = match &context {
+            Some(context) => (context.peer.caller().info(), context.route.clone()),
+            None => (Caller::unknown(None, "not asked over the socket").info(), AuditRoute::Other),
         };
         let mut entry = AuditEntry {
-            time: EpochSeconds::from_system_time(self.clock.now()),
+            time: now,
             profile: request.profile.clone(),
             account: None,
             resource: None,
@@ -154,7 +176,8 @@ impl Broker {
             program: caller,
             outcome: AuditOutcome::Error,
             error: None,
-            decided_by,
+            decided_by: decided_by.clone(),
+            repeats: None,
         };
         if let Some(profile) = self.config().profile(request.profile.as_deref()) {
             entry.profile = Some(profile.name.clone());
@@ -178,7 +201,24 @@ impl Broker {
                 entry.error = Some(error.0.code.as_str().to_owned());
             }
         }
-        log.record(entry);
+        // The run this connection had is written before the new line, so the log stays in order.
+        if let Some(context) = &context {
+            context.peer.audit_fold.end();
+        }
+        match cache_hit {
+            Some((context, issued)) => {
+                let key = FoldKey {
+                    profile: issued.profile.name.clone(),
+                    account: issued.account.username.clone(),
+                    scopes: issued.scopes.clone(),
+                    route: entry.route.clone(),
+                    decided_by,
+                };
+                log.record(entry.clone());
+                context.peer.audit_fold.start(log, key, entry);
+            }
+            None => log.record(entry),
+        }
     }
 }
 

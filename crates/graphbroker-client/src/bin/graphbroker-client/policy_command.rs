@@ -164,10 +164,14 @@ fn describe(entry: &AuditEntry) -> String {
         AuditRoute::Proxy { method, path } => format!("{method} {path}"),
         AuditRoute::Other => "other".to_owned(),
     };
-    let outcome = match &entry.error {
+    let mut outcome = match &entry.error {
         Some(code) if entry.outcome.as_str() != code => format!("{} {code}", entry.outcome.as_str()),
         _ => entry.outcome.as_str().to_owned(),
     };
+    if let Some(n) = entry.repeats {
+        // A folded line: n more of the same on one connection, the last at `time`.
+        outcome = format!("{outcome} ×{n}");
+    }
     let pid = entry.program.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
     format!(
         "{time} {outcome} {}{pid} {} {} {route}",
