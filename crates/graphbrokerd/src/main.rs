@@ -94,7 +94,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One worker thread (and tokio's blocking pool beside it, for the keychain and the file system). Requests are
+    // short and the callers run on the same few cores: with a worker per core, the two workers woke and stole
+    // each other's connections, which cost about a quarter of a cached request's CPU (16-18 µs against 12-13.5
+    // µs with one, http_bench at 8 connections; docs/performance.md, "One worker thread").
+    // `TOKIO_WORKER_THREADS` still sets another count, for comparing (scripts/bench's
+    // GRAPHBROKER_BENCH_DAEMON_WORKERS).
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(1);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("graphbrokerd: failed to start the async runtime: {e}");
