@@ -41,8 +41,8 @@ pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, M
 pub use self::activity::Activity;
 use self::activity::CountedRequest;
 use self::answer::{bearer, secret_answer, secret_bytes};
+use self::peer::PeerCheck;
 pub use self::peer::{Peer, PeerPolicy};
-use self::peer::{PeerCheck, peer_check};
 use self::request::{attended, parse_query, token_request};
 use crate::broker::{Broker, IssuedToken, TokenRequest};
 use crate::error::ApiError;
@@ -53,23 +53,34 @@ struct AppState {
     broker: Arc<Broker>,
 }
 
-/// What the tracking layer counts into: activity for idle exit, and the metrics.
+/// What the gate checks and counts into: who may talk, activity for idle exit, and the metrics.
 #[derive(Debug, Clone)]
-struct Counters {
+struct Gate {
+    peers: PeerCheck,
     activity: Arc<Activity>,
     metrics: Arc<Metrics>,
 }
 
-/// Counts a request in and out (activity), and its answer by route, outcome and error code (metrics). One layer
-/// for both, so the cached-token path pays for no extra middleware; counting is atomic adds on series looked up
-/// by index (see `crate::metrics`).
-async fn track(State(counters): State<Counters>, request: Request, next: Next) -> Response {
-    let route = Route::of_request(request.method(), request.uri().path());
-    let _guard = CountedRequest::start(&counters.activity);
-    let response = next.run(request).await;
-    let status = response.status();
-    let failed = status.is_client_error() || status.is_server_error();
-    counters.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
+/// The one middleware every request goes through, so the cached-token path pays for one layer, not three:
+/// - the peer check (the accept loop's second line, `peer.rs`): another user's request is refused before any
+///   route runs, and is neither activity nor a route's answer in the metrics;
+/// - counting a request in and out (activity) and its answer by route, outcome and error code (metrics; atomic
+///   adds on series looked up by index, see `crate::metrics`);
+/// - [`PROTOCOL_HEADER`] on every answer, a refusal included, which clients check.
+async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let mut response = match gate.peers.refusal(&request) {
+        Some(refusal) => refusal,
+        None => {
+            let route = Route::of_request(request.method(), request.uri().path());
+            let _guard = CountedRequest::start(&gate.activity);
+            let response = next.run(request).await;
+            let status = response.status();
+            let failed = status.is_client_error() || status.is_server_error();
+            gate.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
+            response
+        }
+    };
+    response.headers_mut().insert(PROTOCOL_HEADER, axum::http::HeaderValue::from(PROTOCOL_VERSION));
     response
 }
 
@@ -81,8 +92,8 @@ pub fn router(broker: Arc<Broker>, policy: PeerPolicy) -> Router {
 
 /// [`router`], counting requests in `activity`.
 pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: Arc<Activity>) -> Router {
-    let counters = Counters { activity: activity.clone(), metrics: broker.metrics().clone() };
     let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
+    let gate_state = Gate { peers, activity: activity.clone(), metrics: broker.metrics().clone() };
     Router::new()
         .route(routes::VERSION, get(version))
         .route(routes::TOKEN, get(token).delete(drop_token::drop_token))
@@ -100,18 +111,8 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")
         })
-        // Inner layer: only requests that passed the peer check count as activity.
-        .layer(middleware::from_fn_with_state(counters, track))
-        .layer(middleware::from_fn_with_state(peers, peer_check))
-        // Outermost: every answer, a refusal by the peer check included, says which protocol the daemon speaks.
-        .layer(middleware::map_response(protocol_header))
+        .layer(middleware::from_fn_with_state(gate_state, gate))
         .with_state(AppState { broker })
-}
-
-/// Sets [`graphbroker_protocol::PROTOCOL_HEADER`], which clients check on each answer.
-async fn protocol_header(mut response: Response) -> Response {
-    response.headers_mut().insert(PROTOCOL_HEADER, axum::http::HeaderValue::from(PROTOCOL_VERSION));
-    response
 }
 
 /// Runs the API on `listener` with the default [`ConnectionLimits`] until `shutdown` completes, then lets

@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 use graphbroker_protocol::ErrorCode;
@@ -68,14 +67,17 @@ pub(super) struct PeerCheck {
     pub metrics: Arc<Metrics>,
 }
 
-pub(super) async fn peer_check(State(check): State<PeerCheck>, request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
-    match peer {
-        Some(peer) if check.policy.allows(&peer) => next.run(request).await,
-        other => {
-            tracing::warn!(peer = ?other, "refused a connection from another user");
-            check.metrics.peer_refused();
-            ApiError::new(ErrorCode::Forbidden, FORBIDDEN_MESSAGE).into_response()
+impl PeerCheck {
+    /// The answer to `request` when its peer may not talk to the daemon (counted and logged); `None` to serve it.
+    pub(super) fn refusal(&self, request: &Request) -> Option<Response> {
+        let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
+        match peer {
+            Some(peer) if self.policy.allows(&peer) => None,
+            other => {
+                tracing::warn!(peer = ?other, "refused a connection from another user");
+                self.metrics.peer_refused();
+                Some(ApiError::new(ErrorCode::Forbidden, FORBIDDEN_MESSAGE).into_response())
+            }
         }
     }
 }
