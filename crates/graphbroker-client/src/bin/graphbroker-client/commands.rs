@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use graphbroker_client::{Client, Error, PROTOCOL_VERSION, SignInState, TokenQuery};
+use graphbroker_client::{
+    Client, Error, HeaderResponse, PROTOCOL_VERSION, SignInPrompt, SignInReason, SignInState, TokenQuery, TokenResponse,
+};
 
 use crate::autostart::ensure_daemon;
 use crate::cli::{Cli, Command, ConfigAction, HeaderFormat, TokenArgs, TokenFormat};
@@ -119,15 +121,58 @@ async fn token(
     format: TokenFormat,
     ui: &Ui,
 ) -> Result<(), Failure> {
+    print_token(&ask::<TokenResponse>(client, first, request, ui).await?, format)
+}
+
+/// What `token` and `header` ask the daemon for: a token answer or a header answer, asked the same way.
+trait Answer: Sized {
+    /// Asks for it, signing in when needed; from the daemon's `first` answer when the fast path had one.
+    async fn ask(
+        client: &Client,
+        first: Option<Error>,
+        query: &TokenQuery,
+        limit: Duration,
+        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<Self, Error>;
+}
+
+impl Answer for TokenResponse {
+    async fn ask(
+        client: &Client,
+        first: Option<Error>,
+        query: &TokenQuery,
+        limit: Duration,
+        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<Self, Error> {
+        match first {
+            Some(first) => client.token_with_signin_after(first, query, limit, on_prompt).await,
+            None => client.token_with_signin(query, limit, on_prompt).await,
+        }
+    }
+}
+
+impl Answer for HeaderResponse {
+    async fn ask(
+        client: &Client,
+        first: Option<Error>,
+        query: &TokenQuery,
+        limit: Duration,
+        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<Self, Error> {
+        match first {
+            Some(first) => client.header_with_signin_after(first, query, limit, on_prompt).await,
+            None => client.header_with_signin(query, limit, on_prompt).await,
+        }
+    }
+}
+
+/// The one way `token` and `header` ask: within `--timeout`, showing a sign-in's prompt, with a spinner while
+/// waiting, and the failure worded for how long it waited.
+async fn ask<T: Answer>(client: &Client, first: Option<Error>, request: &TokenArgs, ui: &Ui) -> Result<T, Failure> {
     let limit = request.wait_limit();
     let on_prompt = |prompt: &_, reason| ui.show_prompt(prompt, reason);
-    let query = request.query();
-    let answer = match first {
-        Some(first) => ui.while_waiting(client.token_with_signin_after(first, &query, limit, on_prompt)).await,
-        None => ui.while_waiting(client.token_with_signin(&query, limit, on_prompt)).await,
-    };
-    let token = answer.map_err(|error| Failure::after_wait(&error, limit))?;
-    print_token(&token, format)
+    let answer = ui.while_waiting(T::ask(client, first, &request.query(), limit, on_prompt)).await;
+    answer.map_err(|error| Failure::after_wait(&error, limit))
 }
 
 /// Prints `token` as `--format` asks.
@@ -150,15 +195,7 @@ async fn header(
     format: HeaderShape,
     ui: &Ui,
 ) -> Result<(), Failure> {
-    let limit = request.wait_limit();
-    let on_prompt = |prompt: &_, reason| ui.show_prompt(prompt, reason);
-    let query = request.query();
-    let answer = match first {
-        Some(first) => ui.while_waiting(client.header_with_signin_after(first, &query, limit, on_prompt)).await,
-        None => ui.while_waiting(client.header_with_signin(&query, limit, on_prompt)).await,
-    };
-    let headers = answer.map_err(|error| Failure::after_wait(&error, limit))?;
-    print_headers(&headers, format)
+    print_headers(&ask::<HeaderResponse>(client, first, request, ui).await?, format)
 }
 
 /// Prints `headers` in `shape`.
