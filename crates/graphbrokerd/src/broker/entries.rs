@@ -360,5 +360,4 @@ impl ScopeEntries {
 }
 
 #[cfg(test)]
-#[path = "entries_tests.rs"]
 mod tests;

@@ -416,5 +416,4 @@ impl ProfileState {
 }
 
 #[cfg(test)]
-#[path = "lifecycle_tests.rs"]
 mod tests;

@@ -8,8 +8,6 @@
 //! with the public client id of Microsoft Graph Command Line Tools. `docs/configuration.md` documents every key.
 
 mod cloud;
-#[cfg(test)]
-mod graph_url_tests;
 mod origin;
 pub mod policy;
 mod report;

@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod graph_url;
+
 const FILE: &str = "/etc/graphbroker-test/config.toml";
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
