@@ -44,7 +44,7 @@ mod wait;
 pub use client::{Client, DEFAULT_ANSWER_MARGIN};
 pub use error::Error;
 pub use graph::{GraphBody, GraphRequest, empty_body, graph_path, reader_body};
-pub use wait::MAX_WAIT_PER_REQUEST;
+pub use wait::{MAX_WAIT_PER_REQUEST, TokenAnswer};
 
 /// The wire types, re-exported so that a program needs only this crate.
 pub use graphbroker_protocol::{

@@ -32,6 +32,20 @@ const PAUSE_WHILE_PREPARING: Duration = Duration::from_millis(200);
 /// getting the prompt is not waiting for the user. The daemon gives a device-code call 30 s of retries.
 const PROMPT_PATIENCE: Duration = Duration::from_secs(45);
 
+/// What `GET /v1/token` and `GET /v1/header` answer: the two answers a token request can be asked for.
+pub trait TokenAnswer: DeserializeOwned {
+    /// The route that answers it.
+    const ROUTE: &'static str;
+}
+
+impl TokenAnswer for TokenResponse {
+    const ROUTE: &'static str = routes::TOKEN;
+}
+
+impl TokenAnswer for HeaderResponse {
+    const ROUTE: &'static str = routes::HEADER;
+}
+
 impl Client {
     /// An access token, waiting up to `timeout` for the user to sign in when one is needed.
     ///
@@ -79,6 +93,18 @@ impl Client {
         on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
     ) -> Result<HeaderResponse, Error> {
         self.ask_with_signin_from(Some(first), routes::HEADER, query, timeout, on_prompt).await
+    }
+
+    /// A token answer or a header answer ([`TokenAnswer`]), as [`Client::token_with_signin`] asks, or carrying
+    /// on from the daemon's `first` answer (`signin_required`) when the caller already has one.
+    pub async fn answer_with_signin<T: TokenAnswer>(
+        &self,
+        first: Option<Error>,
+        query: &TokenQuery,
+        timeout: Duration,
+        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
+    ) -> Result<T, Error> {
+        self.ask_with_signin_from(first, T::ROUTE, query, timeout, on_prompt).await
     }
 
     async fn ask_with_signin<T: DeserializeOwned>(

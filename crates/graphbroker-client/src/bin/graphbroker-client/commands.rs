@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use graphbroker_client::{
-    Client, Error, HeaderResponse, PROTOCOL_VERSION, SignInPrompt, SignInReason, SignInState, TokenQuery, TokenResponse,
+    Client, Error, HeaderResponse, PROTOCOL_VERSION, SignInState, TokenAnswer, TokenQuery, TokenResponse,
 };
 
 use crate::autostart::ensure_daemon;
@@ -124,54 +124,17 @@ async fn token(
     print_token(&ask::<TokenResponse>(client, first, request, ui).await?, format)
 }
 
-/// What `token` and `header` ask the daemon for: a token answer or a header answer, asked the same way.
-trait Answer: Sized {
-    /// Asks for it, signing in when needed; from the daemon's `first` answer when the fast path had one.
-    async fn ask(
-        client: &Client,
-        first: Option<Error>,
-        query: &TokenQuery,
-        limit: Duration,
-        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
-    ) -> Result<Self, Error>;
-}
-
-impl Answer for TokenResponse {
-    async fn ask(
-        client: &Client,
-        first: Option<Error>,
-        query: &TokenQuery,
-        limit: Duration,
-        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
-    ) -> Result<Self, Error> {
-        match first {
-            Some(first) => client.token_with_signin_after(first, query, limit, on_prompt).await,
-            None => client.token_with_signin(query, limit, on_prompt).await,
-        }
-    }
-}
-
-impl Answer for HeaderResponse {
-    async fn ask(
-        client: &Client,
-        first: Option<Error>,
-        query: &TokenQuery,
-        limit: Duration,
-        on_prompt: impl FnMut(&SignInPrompt, Option<SignInReason>),
-    ) -> Result<Self, Error> {
-        match first {
-            Some(first) => client.header_with_signin_after(first, query, limit, on_prompt).await,
-            None => client.header_with_signin(query, limit, on_prompt).await,
-        }
-    }
-}
-
 /// The one way `token` and `header` ask: within `--timeout`, showing a sign-in's prompt, with a spinner while
 /// waiting, and the failure worded for how long it waited.
-async fn ask<T: Answer>(client: &Client, first: Option<Error>, request: &TokenArgs, ui: &Ui) -> Result<T, Failure> {
+async fn ask<T: TokenAnswer>(
+    client: &Client,
+    first: Option<Error>,
+    request: &TokenArgs,
+    ui: &Ui,
+) -> Result<T, Failure> {
     let limit = request.wait_limit();
     let on_prompt = |prompt: &_, reason| ui.show_prompt(prompt, reason);
-    let answer = ui.while_waiting(T::ask(client, first, &request.query(), limit, on_prompt)).await;
+    let answer = ui.while_waiting(client.answer_with_signin::<T>(first, &request.query(), limit, on_prompt)).await;
     answer.map_err(|error| Failure::after_wait(&error, limit))
 }
 
