@@ -16,7 +16,7 @@ impl Report {
         println!("daemon: {}", settings.daemon_bin.display());
         match settings.daemon_workers {
             Some(workers) => println!("daemon runtime: TOKIO_WORKER_THREADS={workers} (experiment)"),
-            None => println!("daemon runtime: as built (Tokio's default is one worker per core)"),
+            None => println!("daemon runtime: as built (one worker thread; TOKIO_WORKER_THREADS unset)"),
         }
         println!(
             "token exchange: {} B request, {} B answer (headers + body); the echo moves the same sizes",
