@@ -21,8 +21,9 @@ use crate::clock::{Clock, Deadline, Now, SystemClock};
 /// background, so that a client asking often never waits on the network.
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(120);
 
-/// One access token and what it is good for.
-#[derive(Debug, Clone)]
+/// One access token and what it is good for. The cache keeps it in an [`Arc`] that every hit shares: a hit copies
+/// neither the token nor its scopes.
+#[derive(Debug)]
 pub struct CachedToken {
     pub access_token: SecretString,
     /// Resource-qualified scopes the token carries.
@@ -31,8 +32,8 @@ pub struct CachedToken {
     pub expires: Deadline,
     /// From when a cache hit also refreshes the token in the background, on both clocks too.
     pub refresh_from: Deadline,
-    /// The answers serialized for this token, shared by every clone of it: they go when the token goes.
-    pub answers: Arc<SharedAnswers>,
+    /// The answers serialized for this token, made by the first hit that needs them: they go when the token goes.
+    pub answers: SharedAnswers,
 }
 
 impl CachedToken {
@@ -59,7 +60,7 @@ impl CachedToken {
             scopes,
             expires: now.deadline(lifetime),
             refresh_from: now.deadline(refresh_after),
-            answers: Arc::default(),
+            answers: SharedAnswers::default(),
         }
     }
 
@@ -143,7 +144,7 @@ pub const MAX_SCOPE_SETS: usize = 256;
 #[derive(Debug)]
 struct ScopeEntry {
     /// The access token served for this scope set, if one is cached.
-    token: Option<CachedToken>,
+    token: Option<Arc<CachedToken>>,
     /// Held while a refresh for this scope set is under way: concurrent misses queue on it and then find the token
     /// it cached, so one refresh answers them all.
     flight: Arc<tokio::sync::Mutex<()>>,
@@ -206,7 +207,7 @@ impl ScopeEntries {
     }
 
     /// The token for `key` if at least `min_valid` of its life remains. An expired token is dropped on the way.
-    pub fn token(&mut self, key: &str, min_valid: Duration) -> Option<CachedToken> {
+    pub fn token(&mut self, key: &str, min_valid: Duration) -> Option<Arc<CachedToken>> {
         let now = self.clock.read();
         let entry = self.map.get_mut(key)?;
         entry.last_used = Instant::now();
@@ -242,9 +243,9 @@ impl ScopeEntries {
         self.entry(key).flight.clone()
     }
 
-    pub fn insert_token(&mut self, key: &str, token: CachedToken) {
+    pub fn insert_token(&mut self, key: &str, token: impl Into<Arc<CachedToken>>) {
         let entry = self.entry(key);
-        entry.token = Some(token);
+        entry.token = Some(token.into());
         entry.answered = None;
     }
 
@@ -272,7 +273,7 @@ impl ScopeEntries {
         seen: u64,
         challenged: Option<&str>,
         min_valid: Duration,
-    ) -> Option<CachedToken> {
+    ) -> Option<Arc<CachedToken>> {
         let (answered, serial) = self.map.get(key)?.answered.as_ref()?;
         if answered != claims {
             return None;
@@ -305,7 +306,7 @@ impl ScopeEntries {
 
     /// Unexpired tokens as of `now`, for status (callers print scopes and expiry, never the value).
     pub fn live_tokens(&self, now: Now) -> impl Iterator<Item = &CachedToken> {
-        self.map.values().filter_map(|e| e.token.as_ref()).filter(move |t| !t.remaining(now).is_zero())
+        self.map.values().filter_map(|e| e.token.as_deref()).filter(move |t| !t.remaining(now).is_zero())
     }
 
     /// The keys of the tokens due for a background refresh at `now` that nobody has claimed (after a wake-up).

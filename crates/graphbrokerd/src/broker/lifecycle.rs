@@ -273,7 +273,7 @@ impl ProfileState {
     }
 
     /// Caches `token` for `key` if the account is still the one of `generation`; `false` if not (dropped).
-    pub fn cache(&mut self, generation: u64, key: &str, token: super::entries::CachedToken) -> bool {
+    pub fn cache(&mut self, generation: u64, key: &str, token: impl Into<Arc<super::entries::CachedToken>>) -> bool {
         if self.generation != generation || !matches!(self.account, AccountState::Active { .. }) {
             return false;
         }

@@ -48,19 +48,29 @@ pub struct TokenRequest {
     pub attended: bool,
 }
 
-/// A token ready to hand out.
+/// A token ready to hand out: the cached token itself, shared with the cache and every other hit (never
+/// copied), with its time left as of the request.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
-    pub access_token: SecretString,
-    pub scopes: Vec<String>,
+    /// The token, its scopes, and its serialized answers (`SharedAnswers`, made by the server's first hit).
+    pub token: Arc<CachedToken>,
     pub expires_at: SystemTime,
     pub expires_in: Duration,
     /// The profile as configured when the token was issued: its name, and its `graph_url` for the proxy, from the
     /// same configuration as the token (a reload meanwhile does not pair one config's Graph with another's token).
     pub profile: Arc<Profile>,
     pub account: AccountInfo,
-    /// The cached token's serialized answers, shared by every hit (see `entries.rs`).
-    pub answers: Arc<super::entries::SharedAnswers>,
+}
+
+impl IssuedToken {
+    pub fn access_token(&self) -> &SecretString {
+        &self.token.access_token
+    }
+
+    /// The resource-qualified scopes the token carries.
+    pub fn scopes(&self) -> &[String] {
+        &self.token.scopes
+    }
 }
 
 /// What the silent path (cache, then refresh token) came to.
@@ -112,6 +122,9 @@ struct Resolved {
     min_valid: Duration,
     /// The `claims` parameter for the platform (the challenge merged with `cp1`).
     platform_claims: Option<String>,
+    /// With a claims challenge, how many challenges this slot had answered when the request resolved to it
+    /// (`Wanted::Challenge`): read from the same slot it is later compared on, a reloaded one included.
+    challenges_seen: u64,
 }
 
 impl Broker {
@@ -133,22 +146,50 @@ impl Broker {
             .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
         let min_valid = request.min_valid.unwrap_or(profile.min_valid);
         let platform_claims = request_claims(request.claims.as_ref(), profile.cae);
-        Ok(Resolved { slot, scopes, min_valid, platform_claims })
+        let challenges_seen = match request.claims {
+            Some(_) => slot.state.lock().expect("state lock").entries.challenges_answered(),
+            None => 0,
+        };
+        Ok(Resolved { slot, scopes, min_valid, platform_claims, challenges_seen })
     }
 
+    /// The request, top to bottom: the profile's slot and the scopes, the policy, then the cache; only a miss (or
+    /// a claims challenge, which bypasses the cache) goes on to [`Broker::fetch`].
     async fn token_inner(self: &Arc<Self>, request: &TokenRequest) -> Result<IssuedToken, ApiError> {
         let started = Instant::now();
-        let mut resolved = self.resolve(request)?;
+        let resolved = self.resolve(request)?;
         self.authorize(&resolved.slot.profile, &resolved.scopes).await?;
-        let mut wanted = match request.claims {
-            Some(_) => {
-                let seen = resolved.slot.state.lock().expect("state lock").entries.challenges_answered();
-                Wanted::Challenge { seen, challenged: request.challenged.as_ref().map(|t| t.expose_secret()) }
+        if request.claims.is_none() {
+            let Resolved { slot, scopes, min_valid, .. } = &resolved;
+            self.ensure_loaded(slot).await?;
+            self.ensure_saved(slot).await?;
+            if let Some((token, refresh_ahead)) = self.cached(slot, scopes, *min_valid) {
+                if refresh_ahead {
+                    self.refresh_ahead(slot.clone(), scopes.clone());
+                }
+                return Ok(token);
             }
-            None => Wanted::Cached,
-        };
+        }
+        self.fetch(request, resolved, started).await
+    }
+
+    /// A miss: the single flight, the refresh, and the sign-in when the refresh cannot do, each round against the
+    /// profile's current slot.
+    async fn fetch(
+        self: &Arc<Self>,
+        request: &TokenRequest,
+        mut resolved: Resolved,
+        started: Instant,
+    ) -> Result<IssuedToken, ApiError> {
+        let challenged = request.challenged.as_ref().map(|t| t.expose_secret());
+        // After a sign-in, the token it cached answers the request (and the challenge's claims, which it sent).
+        let mut signed_in = false;
         for _ in 0..MAX_ROUNDS {
-            let Resolved { slot, scopes, min_valid, platform_claims } = &resolved;
+            let Resolved { slot, scopes, min_valid, platform_claims, challenges_seen } = &resolved;
+            let wanted = match request.claims {
+                Some(_) if !signed_in => Wanted::Challenge { seen: *challenges_seen, challenged },
+                _ => Wanted::Cached,
+            };
             match self.silent(slot, scopes, *min_valid, platform_claims.as_deref(), wanted).await? {
                 SilentOutcome::Token { token, refresh_ahead } => {
                     if refresh_ahead {
@@ -179,8 +220,7 @@ impl Broker {
                             let remaining = request.wait.saturating_sub(started.elapsed());
                             signin.wait(remaining, self.shutdown.subscribe()).await?;
                             crate::policy::context::note(AuditOutcome::SignedIn);
-                            // The sign-in sent the challenge's claims: the token it cached answers them.
-                            wanted = Wanted::Cached;
+                            signed_in = true;
                         }
                         None => resolved = self.resolve(request)?,
                     }
@@ -342,14 +382,14 @@ impl Broker {
         let profile = &slot.profile;
         let granted = scopes.granted_from_response(&tokens.granted, &profile.graph_resource);
         let now = self.clock.read();
-        let token = CachedToken::issued(
+        let token = Arc::new(CachedToken::issued(
             tokens.access_token,
             granted,
             tokens.expires_in,
             tokens.refresh_in,
             profile.min_valid,
             now,
-        );
+        ));
         let queued = {
             let mut state = slot.state.lock().expect("state lock");
             match state.accept_refresh(generation, tokens.refresh_token, self.clock.now()) {
@@ -390,13 +430,11 @@ impl Drop for RefreshAheadClaim {
 }
 
 /// The token as handed out at `now`: its time left and expiry as of then (`CachedToken::expires_at`).
-fn issued(profile: &Arc<Profile>, record: &AccountRecord, token: CachedToken, now: Now) -> IssuedToken {
+fn issued(profile: &Arc<Profile>, record: &AccountRecord, token: Arc<CachedToken>, now: Now) -> IssuedToken {
     IssuedToken {
         expires_in: token.remaining(now),
         expires_at: token.expires_at(now),
-        access_token: token.access_token,
-        scopes: token.scopes,
-        answers: token.answers,
+        token,
         profile: profile.clone(),
         account: account_info(record),
     }

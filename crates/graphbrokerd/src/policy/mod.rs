@@ -154,7 +154,7 @@ impl Broker {
             let same = |key: &FoldKey| {
                 key.profile == issued.profile.name
                     && key.account == issued.account.username
-                    && key.scopes == issued.scopes
+                    && key.scopes == issued.scopes()
                     && key.route == context.route
                     && key.decided_by == decided_by
             };
@@ -210,7 +210,7 @@ impl Broker {
                 let key = FoldKey {
                     profile: issued.profile.name.clone(),
                     account: issued.account.username.clone(),
-                    scopes: issued.scopes.clone(),
+                    scopes: issued.scopes().to_vec(),
                     route: entry.route.clone(),
                     decided_by,
                 };

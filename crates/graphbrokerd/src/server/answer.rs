@@ -9,11 +9,50 @@ use bytes::Bytes;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use graphbroker_protocol::{EpochSeconds, HeaderResponse, TokenResponse};
+use secrecy::ExposeSecret;
+use zeroize::Zeroize;
+
+use crate::broker::IssuedToken;
 use crate::error::ApiError;
+
+/// The `/v1/token` answer of `issued`: the bytes its cached token keeps for the same `expires_in` and `expires_at`
+/// (one serialization per second of a token's life, shared by every hit in it), else made now and kept.
+pub(super) fn token_json(issued: &IssuedToken) -> Result<Bytes, ApiError> {
+    let times = (issued.expires_in.as_secs(), EpochSeconds::from_system_time(issued.expires_at).0);
+    issued.token.answers.token_answer(times, || {
+        let mut body = TokenResponse {
+            token_type: "Bearer".into(),
+            access_token: issued.access_token().expose_secret().to_owned(),
+            expires_at: EpochSeconds::from_system_time(issued.expires_at),
+            expires_in: issued.expires_in.as_secs(),
+            scopes: issued.scopes().to_vec(),
+            profile: issued.profile.name.clone(),
+            account: issued.account.clone(),
+        };
+        let json = secret_bytes(&body);
+        body.access_token.zeroize();
+        json
+    })
+}
+
+/// The `/v1/header` answer of `issued`: made once per cached token, which keeps it.
+pub(super) fn header_json(issued: &IssuedToken) -> Result<Bytes, ApiError> {
+    issued.token.answers.header_answer(|| {
+        let mut body = HeaderResponse {
+            // Moved out of its wiping buffer whole (no copy); it is wiped below, after serializing.
+            authorization: std::mem::take(&mut *bearer(issued.access_token().expose_secret())),
+            content_type: "application/json".into(),
+        };
+        let json = secret_bytes(&body);
+        body.authorization.zeroize();
+        json
+    })
+}
 
 /// `value` as JSON in shared bytes that are wiped when the last clone goes (the cache keeps one clone while
 /// the token is cached, see `broker/entries.rs`; each answer in flight holds another).
-pub(super) fn secret_bytes(value: &impl Serialize) -> Result<Bytes, ApiError> {
+fn secret_bytes(value: &impl Serialize) -> Result<Bytes, ApiError> {
     // Measured first, so the buffer never grows: a reallocation would leave a copy behind in the old block.
     let mut counter = Counter(0);
     serde_json::to_writer(&mut counter, value).map_err(serialize_failure)?;

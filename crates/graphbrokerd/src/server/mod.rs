@@ -30,21 +30,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use graphbroker_protocol::{
-    EpochSeconds, ErrorCode, HeaderResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInQuery,
-    TokenResponse, VersionResponse, routes,
+    ErrorCode, PROTOCOL_HEADER, PROTOCOL_VERSION, ProfileQuery, SignInQuery, VersionResponse, routes,
 };
-use secrecy::ExposeSecret;
 use tokio::net::UnixListener;
-use zeroize::Zeroize;
 
 pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_WAITING, WRITE_IDLE_TIMEOUT};
 pub use self::activity::Activity;
 use self::activity::CountedRequest;
-use self::answer::{bearer, secret_answer, secret_bytes};
+use self::answer::{header_json, secret_answer, token_json};
 use self::peer::PeerCheck;
 pub use self::peer::{Peer, PeerPolicy};
 use self::request::{attended, parse_query, token_request};
-use crate::broker::{Broker, IssuedToken, TokenRequest};
+use crate::broker::{Broker, TokenRequest};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics, Route};
 
@@ -145,23 +142,15 @@ async fn version() -> Json<VersionResponse> {
     Json(VersionResponse { protocol: PROTOCOL_VERSION, daemon: env!("CARGO_PKG_VERSION").into() })
 }
 
-/// The token answer, serialized once per second of `expires_in` (and `expires_at`) and shared while the token is
-/// cached.
+/// `GET /v1/token`: the broker's token, as JSON made once per second of `expires_in` and shared while the token
+/// is cached (`answer::token_json`).
 async fn token(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let request = TokenRequest { attended: attended(&headers), ..token_request(parse_query(raw)?)? };
     let issued = app.broker.token(&request).await?;
-    let answers = issued.answers.clone();
-    let times = (issued.expires_in.as_secs(), EpochSeconds::from_system_time(issued.expires_at).0);
-    let json = answers.token_answer(times, || {
-        let mut body = token_response(issued);
-        let json = secret_bytes(&body);
-        body.access_token.zeroize();
-        json
-    })?;
-    Ok(secret_answer(json))
+    Ok(secret_answer(token_json(&issued)?))
 }
 
-/// The header answer, serialized once and shared while the token is cached.
+/// `GET /v1/header`: the broker's token as ready-made headers, made once and shared while the token is cached.
 async fn header(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -169,29 +158,7 @@ async fn header(
 ) -> Result<Response, ApiError> {
     let request = TokenRequest { attended: attended(&headers), ..token_request(parse_query(raw)?)? };
     let issued = app.broker.token(&request).await?;
-    let json = issued.answers.header_answer(|| {
-        let mut body = HeaderResponse {
-            // Moved out of its wiping buffer whole (no copy); it is wiped below, after serializing.
-            authorization: std::mem::take(&mut *bearer(issued.access_token.expose_secret())),
-            content_type: "application/json".into(),
-        };
-        let json = secret_bytes(&body);
-        body.authorization.zeroize();
-        json
-    })?;
-    Ok(secret_answer(json))
-}
-
-fn token_response(issued: IssuedToken) -> TokenResponse {
-    TokenResponse {
-        token_type: "Bearer".into(),
-        access_token: issued.access_token.expose_secret().to_owned(),
-        expires_at: EpochSeconds::from_system_time(issued.expires_at),
-        expires_in: issued.expires_in.as_secs(),
-        scopes: issued.scopes,
-        profile: issued.profile.name.clone(),
-        account: issued.account,
-    }
+    Ok(secret_answer(header_json(&issued)?))
 }
 
 async fn signin(

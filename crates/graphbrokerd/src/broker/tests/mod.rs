@@ -150,5 +150,5 @@ async fn racing_store_call(gate: &mut StoreScript) -> Option<crate::testing::Sto
 }
 
 fn token_value(result: Result<IssuedToken, ApiError>) -> String {
-    result.unwrap().access_token.expose_secret().to_owned()
+    result.unwrap().access_token().expose_secret().to_owned()
 }

@@ -29,7 +29,7 @@ async fn after_a_sleep_longer_than_the_tokens_life_a_fresh_token_is_served() {
     assert_eq!(refresh.refresh_token(), "rt-1", "the expired token was not refreshed");
     refresh.tokens(Ok(tokens("at-2", Some("rt-2"), USER)));
     let served = request.await.unwrap().unwrap();
-    assert_eq!(served.access_token.expose_secret(), "at-2");
+    assert_eq!(served.access_token().expose_secret(), "at-2");
     let min_valid = Duration::from_secs(300);
     assert!(served.expires_at >= h.clock.now() + min_valid, "served a token not valid for min_valid by the wall clock");
 }

@@ -136,7 +136,7 @@ async fn forward_inner(app: &Proxy, request: Request) -> Result<Response, ApiErr
             .request(method.clone(), target.clone())
             .headers(links::uncompressed(forwarded(&parts.headers)))
             .body(body)
-            .header(header::AUTHORIZATION, bearer_header(token.access_token.expose_secret())?);
+            .header(header::AUTHORIZATION, bearer_header(token.access_token().expose_secret())?);
         let answer = upstream.send().await.map_err(|e| unreachable(&target, e, replayable))?;
         let challenge = claims_challenge(&answer);
         let Some(challenge) = challenge.filter(|_| !retried) else {
@@ -149,7 +149,7 @@ async fn forward_inner(app: &Proxy, request: Request) -> Result<Response, ApiErr
                 "Graph sent a claims challenge that is not base64 JSON; the call was not retried",
             )
         })?;
-        let challenged = Some(token.access_token.clone());
+        let challenged = Some(token.access_token().clone());
         let renewal = TokenRequest { claims: Some(challenge), challenged, ..token_request.clone() };
         token = app.broker.token(&renewal).await?;
         if !replayable {
