@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/bench-check and `scripts/bench proxy` after scripts/lib/bench-daemon.sh: the Graph proxy's
 # cost (issue 23 part 4), each side measured by the same tool in the same way, curl 7.63 or later (not the
 # project's own code), alternating:
@@ -21,7 +22,7 @@
 #   UNIX-LISTEN:… TCP:…` (C, one copy loop, no HTTP), the floor of any extra hop over a Unix socket on the machine.
 #   Reported beside the proxy's figures, never a verdict.
 #
-# Needs WORK, FAKE, and SOCK and DPID (the signed-in daemon, from start_daemon); sets the PROXY_* results.
+# Needs WORK, FAKE, FAKE_PID, and SOCK and DPID (the signed-in daemon, from start_daemon); sets the PROXY_* results.
 PROXY_SMALL_N=${PROXY_SMALL_N:-2000}
 PROXY_SMALL_WARM=${PROXY_SMALL_WARM:-50}
 PROXY_SMALL_ROUNDS=${PROXY_SMALL_ROUNDS:-5}
@@ -35,7 +36,9 @@ BULK_SCOPES="Files.ReadWrite Mail.Read"
 # once from the daemon, go into curl config files only (0600, never on a command line).
 proxy_setup() {
   local scopes_json client_id
-  scopes_json=$(printf '"%s",' $PROXY_SCOPES)
+  local -a scopes
+  read -ra scopes <<<"$PROXY_SCOPES"
+  scopes_json=$(printf '"%s",' "${scopes[@]}")
   client_id=$(curl -fsS --unix-socket "$SOCK" http://localhost/v1/config \
     | grep -o '"key":"profiles.demo.client_id","value":"[^"]*"' | cut -d'"' -f8)
   curl -fsS -X POST -H 'Content-Type: application/json' \
@@ -57,7 +60,8 @@ proxy_setup() {
 
 # The sides of round R: each round starts one further along, so that no side always follows the same one.
 sides_of() {
-  local -a s=($PROXY_SIDES)
+  local -a s
+  read -ra s <<<"$PROXY_SIDES"
   local n=${#s[@]} i out=""
   for i in $(seq 0 $((n - 1))); do out+=" ${s[$(((i + $1) % n))]}"; done
   echo "$out"
@@ -237,5 +241,6 @@ proxy_bulk() {
     PROXY_BULK_DETAIL+=" proxy / direct each round: $(paste -sd' ' "$WORK/bulk-ratio-$dir") %
 "
   done
-  PROXY_BULK_DETAIL+="daemon VmRSS: $((RSS_BASE / 1024)) MiB before, peak $((RSS_PEAK / 1024)) MiB while streaming ($(cat "$WORK"/rss-*-proxy.* | wc -l) samples); VmHWM $((RSS_HWM / 1024)) MiB"
+  PROXY_BULK_DETAIL+="daemon VmRSS: $((RSS_BASE / 1024)) MiB before, peak $((RSS_PEAK / 1024)) MiB while streaming ($(cat "$WORK"/rss-*-proxy.* | wc -l) samples); VmHWM $((RSS_HWM / 1024)) MiB
+stand-in VmHWM after every transfer: $(($(awk '/^VmHWM:/ {print $2}' "/proc/$FAKE_PID/status") / 1024)) MiB (it streams both ways too)"
 }
