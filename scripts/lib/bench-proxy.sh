@@ -14,10 +14,11 @@
 #   attachment's `$value` (Mail.Read), which Graph serves as a 200 body, so it streams through the daemon (a drive
 #   item's `/content` answers a 302 the proxy passes back: its bytes never cross the daemon). The upload is a
 #   drive item's `PUT …/root:/{name}:/content` (Files.ReadWrite) of a file in /dev/shm (`curl -T FILE`, with
-#   Content-Length), as a program uploads a file; PROXY_UPLOAD_FROM=pipe sends `head -c … /dev/zero` through a pipe
-#   instead (`curl -T -`, chunked), which puts a fourth busy process on the machine. The stand-in generates the download and hashes the upload as they
-#   stream, on its one thread, for both sides alike. During each proxied transfer VmRSS of the daemon is read from
-#   /proc/PID/status every 20 ms; the peak and the daemon's VmHWM afterwards are reported.
+#   Content-Length), as a program uploads a file; PROXY_UPLOAD_FROM=pipe sends `head -c … /dev/zero` through a
+#   pipe instead (`curl -T -`, chunked), which puts a fourth busy process on the machine. The stand-in generates
+#   the download and hashes the upload as they stream, on its one thread, for both sides alike. During each
+#   proxied transfer VmRSS of the daemon is read from /proc/PID/status every 20 ms; the peak and the daemon's
+#   VmHWM afterwards are reported.
 # - When socat is installed, a third side in both: the direct call's curl through a bare relay, `socat -b 262144
 #   UNIX-LISTEN:… TCP:…` (C, one copy loop, no HTTP), the floor of any extra hop over a Unix socket on the machine.
 #   Reported beside the proxy's figures, never a verdict.
@@ -31,7 +32,7 @@ PROXY_BULK_ROUNDS=${PROXY_BULK_ROUNDS:-5}
 PROXY_SCOPES="User.Read Files.ReadWrite Mail.Read"
 BULK_SCOPES="Files.ReadWrite Mail.Read"
 
-# The stand-in's user consents to the scopes the proxied calls ask for (as an admin would grant them), so the
+# The stand-in's user consents to the scopes the proxied calls ask for (the consent given at a sign-in), so the
 # daemon redeems its refresh token for them without a second sign-in; then the tokens for the direct side, taken
 # once from the daemon, go into curl config files only (0600, never on a command line).
 proxy_setup() {
@@ -44,9 +45,12 @@ proxy_setup() {
   curl -fsS -X POST -H 'Content-Type: application/json' \
     -d "{\"user\":\"adele@contoso.com\",\"client_id\":\"$client_id\",\"scopes\":[${scopes_json%,}]}" \
     "$FAKE/_control/consent" >/dev/null
+  local mask
+  mask=$(umask)
   umask 077
   proxy_token_config User.Read "$WORK/direct-me.curl"
   proxy_token_config "$BULK_SCOPES" "$WORK/direct-bulk.curl"
+  umask "$mask"
   PROXY_SIDES="proxy direct"
   RELAY_SOCK=""
   if command -v socat >/dev/null 2>&1; then
@@ -77,9 +81,13 @@ proxy_token_config() {
 }
 
 # p50 of the numbers in FILE (one a line).
-median() { sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+median() {
+  sort -n "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
 # pct P FILE: the P-th percentile (nearest rank).
-pct() { sort -n "$2" | awk -v p="$1" '{a[NR] = $1} END {i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; print a[i]}'; }
+pct() {
+  sort -n "$2" | awk -v p="$1" '{a[NR] = $1} END {i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; print a[i]}'
+}
 
 # urls URL: PROXY_SMALL_N `url =` lines of URL, for a curl config.
 urls() { seq "$PROXY_SMALL_N" | awk -v u="$1" '{printf "url = \"%s\"\n", u}'; }
@@ -241,6 +249,10 @@ proxy_bulk() {
     PROXY_BULK_DETAIL+=" proxy / direct each round: $(paste -sd' ' "$WORK/bulk-ratio-$dir") %
 "
   done
-  PROXY_BULK_DETAIL+="daemon VmRSS: $((RSS_BASE / 1024)) MiB before, peak $((RSS_PEAK / 1024)) MiB while streaming ($(cat "$WORK"/rss-*-proxy.* | wc -l) samples); VmHWM $((RSS_HWM / 1024)) MiB
-stand-in VmHWM after every transfer: $(($(awk '/^VmHWM:/ {print $2}' "/proc/$FAKE_PID/status") / 1024)) MiB (it streams both ways too)"
+  local samples fake_hwm
+  samples=$(cat "$WORK"/rss-*-proxy.* | wc -l)
+  fake_hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$FAKE_PID/status")
+  PROXY_BULK_DETAIL+="daemon VmRSS: $((RSS_BASE / 1024)) MiB before, peak $((RSS_PEAK / 1024)) MiB while streaming \
+($samples samples); VmHWM $((RSS_HWM / 1024)) MiB
+stand-in VmHWM after every transfer: $((fake_hwm / 1024)) MiB (it streams both ways too)"
 }
