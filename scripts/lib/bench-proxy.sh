@@ -12,7 +12,9 @@
 #   rounds; each side's median of curl's `%{speed_download}` / `%{speed_upload}`, and the ratio as the median
 #   of the rounds' proxy / direct ratios (the two sides of a round run back to back). The download is a mail
 #   attachment's `$value` (Mail.Read), which Graph serves as a 200 body, so it streams through the daemon (a drive
-#   item's `/content` answers a 302 the proxy passes back: its bytes never cross the daemon). The upload is a
+#   item's `/content` answers a 302 the proxy passes back: its bytes never cross the daemon; that download, the
+#   302 then the pre-authenticated URL fetched without a token, is a third transfer, "drive", reported beside
+#   the others with the bytes over both calls' time, never a verdict). The upload is a
 #   drive item's `PUT …/root:/{name}:/content` (Files.ReadWrite) of a file in /dev/shm (`curl -T FILE`, with
 #   Content-Length), as a program uploads a file; PROXY_UPLOAD_FROM=pipe sends `head -c … /dev/zero` through a
 #   pipe instead (`curl -T -`, chunked), which puts a fourth busy process on the machine. The stand-in generates
@@ -170,6 +172,19 @@ bulk_once() {
   if [ "$dir" = down ]; then
     curl -sS "${curl_side[@]}" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}\n' \
       "$base/v1.0/me/messages/$ATT_MESSAGE/attachments/$ATT_ID/\$value" >"$out"
+  elif [ "$dir" = drive ]; then
+    # A drive item as a program downloads it: Graph's 302 (through the proxy on that side), then the
+    # pre-authenticated URL fetched without any token, on no socket of the daemon's. Bytes over both times.
+    local item code1 time1 location
+    item=$(grep -o '"id":"[^"]*"' "$WORK/item.json" | head -n1 | cut -d'"' -f4)
+    read -r code1 time1 location < <(curl -sS "${curl_side[@]}" -o /dev/null \
+      -w '%{http_code} %{time_total} %{redirect_url}\n' "$base/v1.0/me/drive/items/$item/content")
+    if [ "$code1" != 302 ] || [ -z "$location" ]; then
+      echo "bench-proxy: $side drive item answered $code1, not a redirect" >&2
+      return 1
+    fi
+    curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}\n' "$location" \
+      | awk -v t="$time1" '{printf "%s %s %.0f\n", $1, $2, $2 / ($3 + t)}' >"$out"
   else
     local put=(-H 'Content-Type: application/octet-stream' -o "$WORK/item.json"
       -w '%{http_code} %{size_upload} %{speed_upload}\n' "$base/v1.0/me/drive/root:/bench-$side.bin:/content")
@@ -181,10 +196,10 @@ bulk_once() {
   fi
   [ -z "$sampler" ] || { kill "$sampler"; wait "$sampler" 2>/dev/null || true; }
   local want=200
-  [ "$dir" = up ] && want=201
+  [ "$dir" != up ] || want=201
   read -r code bytes speed <"$out"
   # A chunked upload's count includes the framing: the size checked is the one the stand-in received.
-  [ "$dir" = down ] || bytes=$(grep -o '"size":[0-9]*' "$WORK/item.json" | cut -d: -f2)
+  [ "$dir" != up ] || bytes=$(grep -o '"size":[0-9]*' "$WORK/item.json" | cut -d: -f2)
   if [ "$code" != "$want" ] || [ "$bytes" != "$size" ]; then
     echo "bench-proxy: $side $dir answered $code after $bytes of $size bytes" >&2
     return 1
@@ -192,8 +207,8 @@ bulk_once() {
   echo "$speed"
 }
 
-# proxy_bulk: sets PROXY_DOWN, DIRECT_DOWN, PROXY_UP, DIRECT_UP (MiB/s, medians), DOWN_PCT and UP_PCT (the
-# medians of the rounds' ratios), RSS_BASE, RSS_PEAK, RSS_HWM (KiB)
+# proxy_bulk: sets PROXY_DOWN, DIRECT_DOWN, PROXY_UP, DIRECT_UP (MiB/s, medians), DOWN_PCT, UP_PCT and
+# DRIVE_PCT (the medians of the rounds' ratios), RSS_BASE, RSS_PEAK, RSS_HWM (KiB)
 # and PROXY_BULK_DETAIL.
 proxy_bulk() {
   local size=$((PROXY_BULK_MIB * 1024 * 1024)) att
@@ -201,18 +216,22 @@ proxy_bulk() {
     "$FAKE/_control/attachment")
   ATT_MESSAGE=$(echo "$att" | grep -o '"message_id":"[^"]*"' | cut -d'"' -f4)
   ATT_ID=$(echo "$att" | grep -o '"attachment_id":"[^"]*"' | cut -d'"' -f4)
-  # Warm the proxy's pool and token for these scopes before the baseline.
-  curl -fsS --unix-socket "$SOCK" -H "X-Graphbroker-Scopes: $BULK_SCOPES" -o /dev/null -r 0-0 \
-    "http://localhost/graph/v1.0/me/messages/$ATT_MESSAGE/attachments/$ATT_ID/\$value" || true
+  # Warm the proxy's pool and token for these scopes before the baseline, with a small attachment.
+  att=$(curl -fsS -X POST -H 'Content-Type: application/json' -d '{"user":"adele@contoso.com","size":1024}' \
+    "$FAKE/_control/attachment")
+  curl -fsS --unix-socket "$SOCK" -H "X-Graphbroker-Scopes: $BULK_SCOPES" -o /dev/null \
+    "http://localhost/graph/v1.0/me/messages/$(echo "$att" | grep -o '"message_id":"[^"]*"' | cut -d'"' -f4)\
+/attachments/$(echo "$att" | grep -o '"attachment_id":"[^"]*"' | cut -d'"' -f4)/\$value"
   # The file to upload: in memory (/dev/shm) where there is one, so that no disk writeback runs meanwhile.
   UPLOAD_FILE=$(mktemp /dev/shm/graphbroker-bench.XXXXXX 2>/dev/null || mktemp "$WORK/upload.XXXXXX")
   CLEANUP+=("$UPLOAD_FILE")
   head -c "$size" /dev/zero >"$UPLOAD_FILE"
   RSS_BASE=$(awk '/^VmRSS:/ {print $2}' "/proc/$DPID/status")
   local r dir side
-  for dir in down up; do for side in $PROXY_SIDES; do : >"$WORK/bulk-$side-$dir"; done; done
+  for dir in down up drive; do for side in $PROXY_SIDES; do : >"$WORK/bulk-$side-$dir"; done; done
   for r in $(seq "$PROXY_BULK_ROUNDS"); do
-    for dir in down up; do
+    # drive after up: it downloads the item the last upload made.
+    for dir in down up drive; do
       for side in $(sides_of "$r"); do
         bulk_once "$side" "$dir" | awk '{printf "%.1f\n", $1 / 1048576}' >>"$WORK/bulk-$side-$dir"
         [ "${PIPESTATUS[0]}" = 0 ] || return 1
@@ -224,12 +243,13 @@ proxy_bulk() {
   PROXY_UP=$(median "$WORK/bulk-proxy-up")
   DIRECT_UP=$(median "$WORK/bulk-direct-up")
   # Each round's proxy / direct, in per cent; the median of those is the verdict's figure.
-  for dir in down up; do
+  for dir in down up drive; do
     paste -d' ' "$WORK/bulk-proxy-$dir" "$WORK/bulk-direct-$dir" | awk '{printf "%.1f\n", 100 * $1 / $2}' \
       >"$WORK/bulk-ratio-$dir"
   done
   DOWN_PCT=$(median "$WORK/bulk-ratio-down")
   UP_PCT=$(median "$WORK/bulk-ratio-up")
+  DRIVE_PCT=$(median "$WORK/bulk-ratio-drive")
   RELAY_DOWN_PCT="" RELAY_UP_PCT=""
   if [ -n "$RELAY_SOCK" ]; then
     for dir in down up; do
@@ -243,7 +263,7 @@ proxy_bulk() {
   RSS_PEAK=$(cat "$WORK"/rss-*-proxy.* | sort -n | tail -n1)
   RSS_HWM=$(awk '/^VmHWM:/ {print $2}' "/proc/$DPID/status")
   PROXY_BULK_DETAIL=""
-  for dir in down up; do
+  for dir in down up drive; do
     PROXY_BULK_DETAIL+="$PROXY_BULK_MIB MiB $dir, MiB/s each round:"
     for side in $PROXY_SIDES; do PROXY_BULK_DETAIL+=" $side $(paste -sd' ' "$WORK/bulk-$side-$dir");"; done
     PROXY_BULK_DETAIL+=" proxy / direct each round: $(paste -sd' ' "$WORK/bulk-ratio-$dir") %
