@@ -1,6 +1,6 @@
 # Sourced by scripts/bench-audit and scripts/bench-check: the stand-in on loopback and signed-in daemons with a
-# cached token, in a scratch folder removed on exit. Needs FAKE_BIN and CLIENT_BIN; sets WORK, FAKE, FAKE_PID and PIDS (the
-# processes killed on exit) and CLEANUP (files elsewhere removed on exit).
+# cached token, in a scratch folder removed on exit. Needs FAKE_BIN and CLIENT_BIN; sets WORK, FAKE, FAKE_PID, PIDS
+# (the processes killed on exit) and CLEANUP (files elsewhere removed on exit).
 WORK=$(mktemp -d)
 PIDS=()
 CLEANUP=()
