@@ -1,12 +1,19 @@
 # Sourced by scripts/bench-audit and scripts/bench-check: the stand-in on loopback and signed-in daemons with a
-# cached token, in a scratch folder removed on exit. Needs FAKE_BIN and CLIENT_BIN; sets WORK, FAKE and PIDS.
+# cached token, in a scratch folder removed on exit. Needs FAKE_BIN and CLIENT_BIN; sets WORK, FAKE, FAKE_PID, PIDS
+# (the processes killed on exit) and CLEANUP (files elsewhere removed on exit).
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+CLEANUP=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK" "${CLEANUP[@]}"
+}
 trap cleanup EXIT
 
 "$FAKE_BIN" --listen 127.0.0.1:0 --device-interval 1 --user adele@contoso.com >"$WORK/fake.out" 2>"$WORK/fake.log" &
-PIDS+=($!)
+FAKE_PID=$!
+PIDS+=("$FAKE_PID")
 for _ in $(seq 200); do grep -q '^listening on ' "$WORK/fake.out" 2>/dev/null && break; sleep 0.05; done
 FAKE=$(sed -n 's/^listening on //p' "$WORK/fake.out" | head -n1)
 
