@@ -162,6 +162,13 @@ impl ScopeEntry {
         Self { token: None, flight: Arc::default(), refreshing_ahead: false, last_used: Instant::now(), answered: None }
     }
 
+    /// Claims the background refresh of this entry's token if it is due at `now` and nobody has claimed it yet.
+    fn claim_refresh_ahead(&mut self, now: Now) -> bool {
+        let claimed = !self.refreshing_ahead && self.token.as_ref().is_some_and(|t| t.refresh_due(now));
+        self.refreshing_ahead |= claimed;
+        claimed
+    }
+
     /// Nothing depends on this entry but its token: no refresh holds or waits on its lock.
     fn idle(&self) -> bool {
         Arc::strong_count(&self.flight) == 1 && !self.refreshing_ahead
@@ -219,16 +226,35 @@ impl ScopeEntries {
         entry.token.as_ref().filter(|_| remaining >= min_valid).cloned()
     }
 
-    /// Claims the background refresh of `key`'s token if it is due and nobody has claimed it yet.
+    /// A cache hit, on one reading of the clocks: the token for `key` if at least `min_valid` of its life remains,
+    /// the clocks' reading it was judged on, and whether this hit claimed the token's background refresh (it was
+    /// due and nobody had claimed it). [`ScopeEntries::token`] and [`ScopeEntries::claim_refresh_ahead`] in one.
+    pub fn hit(&mut self, key: &str, min_valid: Duration) -> Option<(Arc<CachedToken>, Now, bool)> {
+        let now = self.clock.read();
+        let entry = self.map.get_mut(key)?;
+        entry.last_used = Instant::now();
+        let token = entry.token.as_ref()?;
+        let remaining = token.remaining(now);
+        if remaining.is_zero() {
+            entry.token = None;
+            return None;
+        }
+        if remaining < min_valid {
+            return None;
+        }
+        let token = token.clone();
+        let refresh_ahead = entry.claim_refresh_ahead(now);
+        Some((token, now, refresh_ahead))
+    }
+
+    /// Claims the background refresh of `key`'s token if it is due and nobody has claimed it yet (what a [hit]
+    /// does on its way).
+    ///
+    /// [hit]: ScopeEntries::hit
+    #[cfg(test)]
     pub fn claim_refresh_ahead(&mut self, key: &str) -> bool {
         let now = self.clock.read();
-        match self.map.get_mut(key) {
-            Some(entry) if !entry.refreshing_ahead && entry.token.as_ref().is_some_and(|t| t.refresh_due(now)) => {
-                entry.refreshing_ahead = true;
-                true
-            }
-            _ => false,
-        }
+        self.map.get_mut(key).is_some_and(|entry| entry.claim_refresh_ahead(now))
     }
 
     /// The background refresh of `key` is over, however it went.

@@ -170,7 +170,8 @@ impl Broker {
                 return Ok(token);
             }
         }
-        self.fetch(request, resolved, started).await
+        // Boxed: the slow path's state (the refresh, the sign-in's wait) is large, and a hit should not move it.
+        Box::pin(self.fetch(request, resolved, started)).await
     }
 
     /// A miss: the single flight, the refresh, and the sign-in when the refresh cannot do, each round against the
@@ -339,12 +340,11 @@ impl Broker {
     /// A cache hit, and whether this caller should start the token's background refresh.
     fn cached(&self, slot: &ProfileSlot, scopes: &ScopeSet, min_valid: Duration) -> Option<(IssuedToken, bool)> {
         let mut state = slot.state.lock().expect("state lock");
-        let token = state.entries.token(scopes.key(), min_valid)?;
-        let now = state.entries.now();
+        let (token, now, refresh_ahead) = state.entries.hit(scopes.key(), min_valid)?;
         // The account is read in place under the lock: a hit copies only what the answer says of it.
         let issued = issued(&slot.profile, state.record()?, token, now);
+        drop(state);
         self.metrics.cache_hit();
-        let refresh_ahead = state.entries.claim_refresh_ahead(scopes.key());
         crate::policy::context::note(AuditOutcome::Cache);
         Some((issued, refresh_ahead))
     }

@@ -118,7 +118,8 @@ impl Broker {
         let outcome = match decision {
             Decision::Allow { by } => Ok(by),
             Decision::Deny { by } => Err((by, denied(&caller, profile, scopes, None))),
-            Decision::Ask => self.ask(&caller, profile, scopes).await,
+            // Boxed: the ask's state (the prompt, its wait) is large, and every allowed request would move it.
+            Decision::Ask => Box::pin(self.ask(&caller, profile, scopes)).await,
         };
         let by = match &outcome {
             Ok(by) | Err((by, _)) => by.clone(),

@@ -166,6 +166,28 @@ async fn one_background_refresh_is_claimed_per_due_token() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_hit_claims_the_due_refresh_once_and_judges_on_one_reading() {
+    let clock = ManualClock::new();
+    let mut entries = ScopeEntries::new(clock.clone());
+    entries.insert_token("k", token_on(&clock, 400));
+    let (token, now, claimed) = entries.hit("k", Duration::ZERO).unwrap();
+    assert!(!claimed, "not due yet");
+    assert_eq!(token.remaining(now), Duration::from_secs(400));
+    tokio::time::advance(Duration::from_secs(200)).await;
+    let (_, now, claimed) = entries.hit("k", Duration::ZERO).unwrap();
+    assert!(claimed);
+    assert_eq!(now, clock.read());
+    assert!(!entries.hit("k", Duration::ZERO).unwrap().2, "claimed once");
+    assert!(entries.hit("k", Duration::from_secs(300)).is_none(), "200 s left is less than 300");
+    entries.release_refresh_ahead("k");
+    assert!(entries.hit("k", Duration::ZERO).unwrap().2, "claimable again once released");
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    assert!(entries.hit("k", Duration::ZERO).is_none(), "expired while asleep");
+    assert!(entries.live_tokens(clock.read()).next().is_none(), "and dropped");
+    assert!(entries.hit("missing", Duration::ZERO).is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_token_is_not_served_after_the_machine_slept_past_its_life() {
     let clock = ManualClock::new();
     let mut entries = ScopeEntries::new(clock.clone());
