@@ -31,10 +31,10 @@ impl Activity {
         *self.last.lock().expect("activity lock") = tokio::time::Instant::now();
     }
 
-    /// One more request (or streaming answer) in flight.
+    /// One more request (or streaming answer) in flight. The time is kept when it ends: while one is in flight,
+    /// [`Activity::idle_for`] is zero whatever the time says, so a request pays for one clock reading, not two.
     fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.touch();
     }
 
     /// One fewer, as of now.
