@@ -27,8 +27,8 @@ pub struct RequestContext {
 pub(super) struct Draft {
     /// Where the token came from, the most telling so far (a sign-in over a refresh over the cache).
     pub source: Option<AuditOutcome>,
-    /// The profile and scope-set key this request was allowed for, and what allowed it: a second token request of
-    /// the same request (the proxy's renewal after a claims challenge) is not asked again.
+    /// The profile and scope-set key the user allowed this request (an `ask` rule), and the answer: a second token
+    /// request of the same request (the proxy's renewal after a claims challenge) is not asked again.
     pub allowed: Option<(String, String, String)>,
     /// What decided the last token request of this request.
     pub decided_by: Option<String>,

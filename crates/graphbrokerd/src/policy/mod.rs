@@ -115,23 +115,26 @@ impl Broker {
             }
         }
         let decision = self.config().policy.decide(&caller, profile, scopes);
+        let asked = decision == Decision::Ask;
         let outcome = match decision {
             Decision::Allow { by } => Ok(by),
             Decision::Deny { by } => Err((by, denied(&caller, profile, scopes, None))),
             // Boxed: the ask's state (the prompt, its wait) is large, and every allowed request would move it.
             Decision::Ask => Box::pin(self.ask(&caller, profile, scopes)).await,
         };
-        let by = match &outcome {
-            Ok(by) | Err((by, _)) => by.clone(),
+        let (by, result) = match outcome {
+            Ok(by) => (by, Ok(())),
+            Err((by, error)) => (by, Err(error)),
         };
         if let Some(context) = &context {
             let mut draft = context.draft.lock().expect("draft lock");
-            draft.decided_by = Some(by.clone());
-            if outcome.is_ok() {
-                draft.allowed = Some((profile.name.clone(), scopes.key().to_owned(), by));
+            // Only the user's answer is kept for the rest of the request: a rule decides again at no cost.
+            if asked && result.is_ok() {
+                draft.allowed = Some((profile.name.clone(), scopes.key().to_owned(), by.clone()));
             }
+            draft.decided_by = Some(by);
         }
-        outcome.map(drop).map_err(|(_, error)| error)
+        result
     }
 
     /// Writes the audit line of a token request that came to `result`; a cache hit like the last one of its
