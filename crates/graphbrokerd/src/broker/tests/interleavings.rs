@@ -185,3 +185,40 @@ async fn a_sign_out_during_sign_in_completion_wins() {
     assert_eq!(h.account(), None);
     assert_eq!(h.store.refresh_token(PROFILE), None, "{:?}", h.store.done());
 }
+
+/// Rule: a claims request asked again of a new slot (a reload carried the account over while its refresh ran)
+/// counts the challenges that slot has answered from then on, not those of the slot it left: it joins the new
+/// slot's refresh for the same challenge instead of going to the platform once more.
+#[tokio::test(start_paused = true)]
+async fn a_claims_request_asked_again_after_a_reload_joins_the_new_slots_answer() {
+    let mut h = harness(&config(""), false, true);
+    let ask = |h: &Harness, nbf: u64| {
+        let broker = h.broker.clone();
+        let claims = format!(r#"{{"access_token":{{"nbf":{{"essential":true,"value":"{nbf}"}}}}}}"#);
+        let claims = crate::idp::ClaimsChallenge::parse(&claims).unwrap();
+        let request = TokenRequest { claims, ..TokenRequest::default() };
+        tokio::spawn(async move { broker.token(&request).await })
+    };
+    // Two challenges answered on the first slot: its count is 2.
+    for i in 0..2 {
+        let request = ask(&h, 1_700_000_000 + i);
+        h.platform.next().await.tokens(Ok(tokens(&format!("at-{i}"), Some(&format!("rt-{i}")), USER)));
+        request.await.unwrap().unwrap();
+    }
+    let first = ask(&h, 1_700_000_100);
+    let stale = h.platform.next().await;
+    let (platform, mut reloaded) = ScriptedPlatform::new();
+    assert_eq!(h.broker.reload(&config("min_valid = 60"), platform).changed, [PROFILE]);
+    // The same challenge on the new slot: its refresh holds that slot's single flight.
+    let second = ask(&h, 1_700_000_100);
+    let refresh = reloaded.next().await;
+    // The first refresh lands on the retired slot and is dropped; the request asks the new slot and queues.
+    stale.tokens(Ok(tokens("at-old", Some("rt-old"), USER)));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    refresh.tokens(Ok(tokens("at-new", Some("rt-new"), USER)));
+    assert_eq!(token_value(second.await.unwrap()), "at-new");
+    let first =
+        tokio::time::timeout(Duration::from_secs(600), first).await.expect("answered by the new slot's refresh");
+    assert_eq!(token_value(first.unwrap()), "at-new");
+    assert!(reloaded.try_next().is_none(), "one refresh on the new slot answered both");
+}
