@@ -94,16 +94,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One worker thread (and tokio's blocking pool beside it, for the keychain and the file system). Requests are
-    // short and the callers run on the same few cores: with a worker per core, the two workers woke and stole
-    // each other's connections, which cost about a quarter of a cached request's CPU (16-18 µs against 12-13.5
-    // µs with one, http_bench at 8 connections; docs/performance.md, "One worker thread").
-    // `TOKIO_WORKER_THREADS` still sets another count, for comparing (scripts/bench's
-    // GRAPHBROKER_BENCH_DAEMON_WORKERS).
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        builder.worker_threads(1);
-    }
+    // One thread runs everything async: the accept loop, every connection, the broker (tokio's blocking pool beside
+    // it takes the keychain and the file system). Requests are short and the callers run on the same few cores:
+    // with a worker per core, the two workers woke and stole each other's connections, which cost about a quarter
+    // of a cached request's CPU (docs/performance.md, "One worker thread"); a multi-threaded runtime with one
+    // worker still handed each new connection from the accept loop (on this thread) to the worker.
+    // `TOKIO_WORKER_THREADS=N` runs N workers instead, for comparing.
+    let mut builder = match std::env::var_os("TOKIO_WORKER_THREADS") {
+        Some(_) => tokio::runtime::Builder::new_multi_thread(),
+        None => tokio::runtime::Builder::new_current_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

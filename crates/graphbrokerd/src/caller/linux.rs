@@ -39,25 +39,21 @@ pub(super) fn peer_pidfd(socket: RawFd, pid: Option<i32>) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Whether the pidfd's process is still running as `pid`: alive (`pidfd_send_signal` with signal 0) and its
-/// fdinfo's `Pid` is `pid`. A process that exited cannot pass, so a pid taken over by another cannot either.
-fn still_is(pidfd: &OwnedFd, pid: i32) -> bool {
+/// Whether the pidfd's process is still running as the pid it connected with: alive (`pidfd_send_signal` with signal 0). A pidfd names
+/// one process for good, and a living process keeps its pid: its pid can go to another only once it has exited and
+/// been reaped, and then the signal fails (`ESRCH`). So a pid taken over by another cannot pass. (The pidfd's fdinfo
+/// `Pid` says the same thing and was read here too; it cost two opens and reads of `/proc` per connection.)
+fn still_is(pidfd: &OwnedFd) -> bool {
     // SAFETY: pidfd_send_signal(fd, 0, NULL, 0) only checks that the process exists and may be signalled.
     let rc = unsafe {
         libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), 0, std::ptr::null::<libc::siginfo_t>(), 0)
     };
-    if rc != 0 {
-        return false;
-    }
-    let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).unwrap_or_default();
-    let listed = fdinfo.lines().find_map(|line| line.strip_prefix("Pid:")).map(str::trim);
-    // Kernels before 5.13 list no Pid; then the signal check above stands alone.
-    listed.is_none_or(|listed| listed == pid.to_string())
+    rc == 0
 }
 
 /// The program running as `pid`, if `pidfd` still names it after everything was read.
 pub(super) fn identify(pid: i32, pidfd: &OwnedFd) -> Caller {
-    if !still_is(pidfd, pid) {
+    if !still_is(pidfd) {
         return Caller::unknown(Some(pid), "the process that connected has exited");
     }
     let proc = format!("/proc/{pid}");
@@ -80,7 +76,7 @@ pub(super) fn identify(pid: i32, pidfd: &OwnedFd) -> Caller {
     };
     // Everything above may describe a process that took over the pid after the peer exited: only if the pidfd's
     // process still lives as `pid` now was it the peer's all along.
-    if !still_is(pidfd, pid) {
+    if !still_is(pidfd) {
         return Caller::unknown(Some(pid), "the process that connected exited while it was being identified");
     }
     Caller::Known(Program { exe, args, unit, sandbox, pid })
