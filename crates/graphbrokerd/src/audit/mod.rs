@@ -1,21 +1,23 @@
 //! The audit log: one JSON line per token decision (`graphbroker_protocol::AuditEntry`), never a token or a code.
 //!
-//! Off the hot path: a request hands its entry to a bounded channel ([`AuditLog::record`] never blocks) and one
-//! writer thread appends what has queued up, in one write, keeping the file's size in memory. A connection's
+//! Off the hot path: a request hands its entry to a bounded queue ([`AuditLog::record`] never blocks) and one
+//! writer thread appends what has queued up, in one write, keeping the file's size in memory. The queue holds at
+//! most [`QUEUE`] lines and takes memory only for the lines in it: a channel allocated at its bound would keep
+//! 4,096 entries' room (1.5 MiB) resident for the daemon's life (docs/performance.md, "Idle RSS, broken down"). A connection's
 //! repeated cache hits are folded ([`Fold`]): the first is a line of its own, the ones like it that follow on
 //! the same connection are counted and written as one line with `repeats` (when a different decision comes,
 //! the run is a minute old, or the connection closes). So a program asking in a loop costs the request path a
 //! compare and an add, not a line, and cannot push other programs' lines out of the capped log. The file is created 0600 in a 0700 directory; past [`MAX_BYTES`] it is rotated to
 //! `audit.jsonl.1` (and `.1` to `.2`, the oldest dropped), so the log never grows without bound. When the
-//! channel is full (the disk stalls) lines are dropped and counted, and the count is logged: a request is never
+//! queue is full (the disk stalls) lines are dropped and counted, and the count is logged: a request is never
 //! held for the log.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use graphbroker_protocol::{AuditEntry, AuditRoute, EpochSeconds};
@@ -24,8 +26,8 @@ use graphbroker_protocol::{AuditEntry, AuditRoute, EpochSeconds};
 pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// How many rotated files are kept.
 pub const KEEP: u32 = 2;
-/// Lines that may wait for the writer.
-const QUEUE: usize = 4096;
+/// Lines that may wait for the writer; past this many a line is dropped and counted.
+pub const QUEUE: usize = 4096;
 /// The most the writer gathers into one write.
 const BATCH_BYTES: usize = 64 * 1024;
 /// The longest a run of folded repeats is held before its count is written (see [`Fold`]).
@@ -34,7 +36,10 @@ pub const FOLD_SECONDS: u64 = 60;
 /// The sending side; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: SyncSender<AuditEntry>,
+    /// Unbounded as a channel (it allocates as lines come, a block of a few dozen at a time, and frees the blocks
+    /// the writer is done with); `queued` is the bound.
+    tx: Sender<AuditEntry>,
+    queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -47,10 +52,10 @@ impl AuditLog {
         let file = open(&path)?;
         let size = file.metadata()?.len();
         let mut writer = Writer { file, path, max_bytes, size };
-        let (tx, rx) = sync_channel::<AuditEntry>(QUEUE);
+        let (log, taken) = Self::queue();
         std::thread::Builder::new().name("audit".into()).spawn(move || {
             let mut batch = Vec::new();
-            while let Ok(entry) = rx.recv() {
+            while let Some(entry) = taken.recv() {
                 // Serialized here, on the writer's thread: the request only moved the entry into the channel.
                 // Whatever queued up meanwhile goes in the same write.
                 batch.clear();
@@ -62,7 +67,7 @@ impl AuditLog {
                         Err(_) => batch.truncate(start),
                     }
                     if batch.len() < BATCH_BYTES {
-                        next = rx.try_recv().ok();
+                        next = taken.try_recv();
                     }
                 }
                 if let Err(e) = writer.append(&batch) {
@@ -70,21 +75,52 @@ impl AuditLog {
                 }
             }
         })?;
-        Ok(Self { tx, dropped: Arc::default() })
+        Ok(log)
     }
 
-    /// Queues `entry`; never waits.
+    /// The queue's two ends, empty.
+    fn queue() -> (Self, Taken) {
+        let (tx, rx) = channel::<AuditEntry>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        (Self { tx, queued: queued.clone(), dropped: Arc::default() }, Taken { rx, queued })
+    }
+
+    /// Queues `entry`; never waits. With [`QUEUE`] lines waiting already, the line is dropped and counted.
     pub fn record(&self, entry: AuditEntry) {
-        match self.tx.try_send(entry) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if dropped.is_power_of_two() {
-                    tracing::warn!("the audit log's writer is behind: {dropped} lines dropped so far");
-                }
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!("the audit log's writer is behind: {dropped} lines dropped so far");
             }
-            Err(TrySendError::Disconnected(_)) => tracing::warn!("the audit log's writer stopped; a line was lost"),
+            return;
         }
+        if self.tx.send(entry).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("the audit log's writer stopped; a line was lost");
+        }
+    }
+}
+
+/// The writer's end of the queue: each line taken frees its place.
+struct Taken {
+    rx: Receiver<AuditEntry>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Taken {
+    /// The next line, waiting for one; `None` once every sender is gone.
+    fn recv(&self) -> Option<AuditEntry> {
+        let entry = self.rx.recv().ok()?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Some(entry)
+    }
+
+    /// The next line if one is waiting.
+    fn try_recv(&self) -> Option<AuditEntry> {
+        let entry = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Some(entry)
     }
 }
 
@@ -223,6 +259,27 @@ mod tests {
             decided_by: None,
             repeats: None,
         }
+    }
+
+    #[test]
+    fn the_queue_holds_at_most_its_bound_and_a_line_taken_frees_a_place() {
+        let (log, taken) = AuditLog::queue();
+        for n in 0..QUEUE as u64 + 3 {
+            log.record(entry(n));
+        }
+        assert_eq!(log.queued.load(Ordering::Acquire), QUEUE);
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(taken.try_recv().map(|e| e.time), Some(EpochSeconds(0)));
+        log.record(entry(99_999));
+        assert_eq!((log.queued.load(Ordering::Acquire), log.dropped.load(Ordering::Relaxed)), (QUEUE, 3));
+        let mut last = None;
+        while let Some(entry) = taken.try_recv() {
+            last = Some(entry.time);
+        }
+        assert_eq!((last, log.queued.load(Ordering::Acquire)), (Some(EpochSeconds(99_999)), 0));
+        drop(taken);
+        log.record(entry(1));
+        assert_eq!(log.queued.load(Ordering::Acquire), 0, "a line the stopped writer cannot take holds no place");
     }
 
     #[test]
