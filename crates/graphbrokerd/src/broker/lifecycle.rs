@@ -42,6 +42,10 @@ use super::persist::{Persisted, Write};
 use super::signin_handle::SignIn;
 use crate::config::Profile;
 
+/// How long a sign-in that failed before its prompt answers the requests after it ([`ProfileState::failed_start`]):
+/// longer than the one second a "being prepared" answer tells its client to wait before it asks again.
+pub const FAILED_START_KEPT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where a profile's account stands. See the module docs for the diagram.
 #[derive(Debug)]
 pub enum AccountState {
@@ -104,6 +108,11 @@ pub struct ProfileState {
     /// The platform's last refusal of a refresh that wanted the user (MFA, consent, Conditional Access) while the
     /// account was kept; cleared by the next refresh that succeeds. Shown by `status`.
     pub refusal: Option<Refusal>,
+    /// Why the last sign-in failed before it had a prompt to show (the platform refused to start it: an unknown
+    /// app, a wrong tenant), and when: the requests of the next [`FAILED_START_KEPT`] get this answer instead of
+    /// starting another sign-in that would fail the same way. A request that waits for nothing was answered
+    /// "being prepared" before the failure came, and would otherwise never see it.
+    pub failed_start: Option<(crate::error::ApiError, tokio::time::Instant)>,
     /// The number the next write will carry.
     next_write: u64,
 }
@@ -124,6 +133,7 @@ impl ProfileState {
             entries: ScopeEntries::new(clock),
             ended_account: None,
             refusal: None,
+            failed_start: None,
             next_write: 1,
         }
     }
@@ -382,6 +392,8 @@ impl ProfileState {
             entries: ScopeEntries::new(self.entries.clock()),
             ended_account: self.ended_account.take(),
             refusal: self.refusal.take(),
+            // The settings changed: the next sign-in may start where the last one could not.
+            failed_start: None,
             next_write: self.next_write,
         };
         (next, self.signin.take())

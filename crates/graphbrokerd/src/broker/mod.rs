@@ -266,12 +266,17 @@ impl Broker {
         Some((forgotten, deleted))
     }
 
-    /// Joins the profile's sign-in, or starts one as `request` says. `None` when the slot was retired by a reload.
-    fn start_or_join_signin(&self, slot: &Arc<ProfileSlot>, request: SignInRequest<'_>) -> Option<Arc<SignIn>> {
+    /// Joins the profile's sign-in, or starts one as `request` says. `Ok(None)` when the slot was retired by a
+    /// reload; the error of a sign-in that failed to start moments ago (`ProfileState::failed_start`).
+    fn start_or_join_signin(
+        &self,
+        slot: &Arc<ProfileSlot>,
+        request: SignInRequest<'_>,
+    ) -> Result<Option<Arc<SignIn>>, ApiError> {
         let SignInRequest { reason, scopes, claims, flow, deliberate, attended } = request;
         let mut state = slot.state.lock().expect("state lock");
         if matches!(state.account, lifecycle::AccountState::Retired) {
-            return None;
+            return Ok(None);
         }
         if let Some(existing) = state.signin.take_if(|s| s.expired(self.clock.read())) {
             // Its prompt's life is over (the machine slept through it): its waiters are told, and this request
@@ -279,6 +284,18 @@ impl Broker {
             tracing::info!(profile = %slot.profile.name, "the pending sign-in expired; starting a new one");
             existing.expire();
         }
+        // A sign-in that just failed to start answers the requests after it, rather than another that would fail
+        // the same way; one asked for (`POST /v1/signin`) starts anew.
+        if deliberate {
+            state.failed_start = None;
+        }
+        if state.signin.is_none()
+            && let Some((error, _)) =
+                state.failed_start.as_ref().filter(|(_, at)| at.elapsed() < lifecycle::FAILED_START_KEPT)
+        {
+            return Err(error.clone());
+        }
+        state.failed_start = None;
         if let Some(existing) = &state.signin {
             // Joiners see the sign-in under way, whatever flow they would have chosen.
             if deliberate {
@@ -287,7 +304,7 @@ impl Broker {
             if attended {
                 existing.attend();
             }
-            return Some(existing.clone());
+            return Ok(Some(existing.clone()));
         }
         let flow = match flow.unwrap_or(slot.profile.flow) {
             SignInFlow::Auto if browser::graphical_session(|name| std::env::var_os(name)) => SignInFlow::Browser,
@@ -316,7 +333,7 @@ impl Broker {
         state.signin = Some(signin.clone());
         drop(state);
         self.changed();
-        Some(signin)
+        Ok(Some(signin))
     }
 
     /// Serves `POST /v1/signin`: starts (or joins) a sign-in for the profile's default scopes, with the
@@ -355,7 +372,7 @@ impl Broker {
             deliberate: true,
             attended,
         };
-        let Some(signin) = self.start_or_join_signin(&slot, request) else {
+        let Some(signin) = self.start_or_join_signin(&slot, request)? else {
             return Err(ApiError::new(
                 ErrorCode::SigninDeclined,
                 "the profile's settings changed as the sign-in started; ask again to start a new one",

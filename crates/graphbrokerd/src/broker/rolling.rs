@@ -108,7 +108,10 @@ impl Broker {
                         deliberate: false,
                         attended: false,
                     };
-                    self.start_or_join_signin(slot, ask);
+                    // A sign-in that failed to start moments ago is not started again; the warning below stands.
+                    if let Err(e) = self.start_or_join_signin(slot, ask) {
+                        tracing::debug!(profile = %name, "no sign-in started: {}", e.0.message);
+                    }
                 }
                 let warning = self.status().profiles.into_iter().find(|p| p.name == name).and_then(|p| p.warning);
                 let message = warning.map(|w| w.message).unwrap_or_else(|| {

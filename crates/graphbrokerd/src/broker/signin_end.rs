@@ -29,6 +29,8 @@ impl Drop for TaskEnd {
     fn drop(&mut self) {
         // `cancel` and `expire` announce the end before the task is dropped; anything else is unexpected.
         let announced = matches!(&*self.phase.borrow(), Phase::Done(_));
+        // The task came to its own result (rather than being dropped or panicking).
+        let concluded = self.result.is_some();
         let result = self.result.take().unwrap_or_else(|| {
             if !announced {
                 tracing::error!(profile = %self.slot.profile.name, "the sign-in task stopped unexpectedly");
@@ -41,6 +43,11 @@ impl Drop for TaskEnd {
             let mut state = self.slot.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if state.signin.as_ref().is_some_and(|s| s.id == self.id) {
                 state.signin = None;
+                // It failed before it had a prompt: the next requests are told why (`ProfileState::failed_start`).
+                // One that stopped unexpectedly is not kept: the next request starts anew.
+                if let (true, Err(error), Phase::Starting) = (concluded, &result, &*self.phase.borrow()) {
+                    state.failed_start = Some((error.clone(), tokio::time::Instant::now()));
+                }
             }
         }
         self.phase.send_if_modified(|phase| {

@@ -216,7 +216,7 @@ impl Broker {
                         deliberate: false,
                         attended: request.attended,
                     };
-                    match self.start_or_join_signin(slot, ask) {
+                    match self.start_or_join_signin(slot, ask)? {
                         Some(signin) => {
                             let remaining = request.wait.saturating_sub(started.elapsed());
                             signin.wait(remaining, self.shutdown.subscribe()).await?;

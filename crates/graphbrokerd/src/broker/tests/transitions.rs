@@ -258,3 +258,33 @@ async fn a_sign_out_the_keychain_refuses_is_an_error_and_can_be_repeated() {
     again.await.unwrap().unwrap();
     assert_eq!(h.store.refresh_token(PROFILE), None);
 }
+
+/// Rule: a sign-in the platform refuses to start (an unknown app) answers the requests of the next few seconds with
+/// its error, even those that wait for nothing and were told "being prepared" while it started; it is not started
+/// again for each of them. After that, or when a sign-in is asked for, one starts anew.
+#[tokio::test(start_paused = true)]
+async fn a_sign_in_that_failed_to_start_answers_the_requests_after_it() {
+    let mut h = harness(&config(""), false, false);
+    let refused =
+        || PlatformError::Refused { detail: "AADSTS700016: no such app".into(), codes: vec![700016], hint: None };
+    let first = h.request(0);
+    let start = h.platform.next().await;
+    assert!(matches!(start.asked, Asked::StartDevice { .. }), "{:?}", start.asked);
+    let error = first.await.unwrap().unwrap_err();
+    assert!(error.0.message.contains("being prepared"), "{error:?}");
+    start.device(Err(refused()));
+    h.settle(|_| true).await;
+
+    for _ in 0..3 {
+        let error = h.request(0).await.unwrap().unwrap_err();
+        assert!(error.0.message.contains("AADSTS700016"), "the refusal, not another start: {error:?}");
+    }
+    assert!(h.platform.try_next().is_none(), "no sign-in started again");
+
+    tokio::time::sleep(crate::broker::lifecycle::FAILED_START_KEPT).await;
+    let later = h.request(0);
+    let again = h.platform.next().await;
+    assert!(matches!(again.asked, Asked::StartDevice { .. }), "{:?}", again.asked);
+    again.device(Ok(device_code("CODE-1")));
+    assert_eq!(later.await.unwrap().unwrap_err().code(), ErrorCode::SigninRequired);
+}
