@@ -216,6 +216,22 @@ impl ScopeEntries {
     /// The token for `key` if at least `min_valid` of its life remains. An expired token is dropped on the way.
     pub fn token(&mut self, key: &str, min_valid: Duration) -> Option<Arc<CachedToken>> {
         let now = self.clock.read();
+        self.serving(key, min_valid, now)?.token.clone()
+    }
+
+    /// A cache hit, on one reading of the clocks: [`ScopeEntries::token`], the clocks' reading it was judged on, and
+    /// whether this hit claimed the token's background refresh (it was due and nobody had claimed it).
+    pub fn hit(&mut self, key: &str, min_valid: Duration) -> Option<(Arc<CachedToken>, Now, bool)> {
+        let now = self.clock.read();
+        let entry = self.serving(key, min_valid, now)?;
+        let token = entry.token.clone()?;
+        let refresh_ahead = entry.claim_refresh_ahead(now);
+        Some((token, now, refresh_ahead))
+    }
+
+    /// The entry of `key` if its token has at least `min_valid` left at `now` (marked used); an expired token is
+    /// dropped on the way.
+    fn serving(&mut self, key: &str, min_valid: Duration, now: Now) -> Option<&mut ScopeEntry> {
         let entry = self.map.get_mut(key)?;
         entry.last_used = Instant::now();
         let remaining = entry.token.as_ref()?.remaining(now);
@@ -223,28 +239,7 @@ impl ScopeEntries {
             entry.token = None;
             return None;
         }
-        entry.token.as_ref().filter(|_| remaining >= min_valid).cloned()
-    }
-
-    /// A cache hit, on one reading of the clocks: the token for `key` if at least `min_valid` of its life remains,
-    /// the clocks' reading it was judged on, and whether this hit claimed the token's background refresh (it was
-    /// due and nobody had claimed it). [`ScopeEntries::token`] and [`ScopeEntries::claim_refresh_ahead`] in one.
-    pub fn hit(&mut self, key: &str, min_valid: Duration) -> Option<(Arc<CachedToken>, Now, bool)> {
-        let now = self.clock.read();
-        let entry = self.map.get_mut(key)?;
-        entry.last_used = Instant::now();
-        let token = entry.token.as_ref()?;
-        let remaining = token.remaining(now);
-        if remaining.is_zero() {
-            entry.token = None;
-            return None;
-        }
-        if remaining < min_valid {
-            return None;
-        }
-        let token = token.clone();
-        let refresh_ahead = entry.claim_refresh_ahead(now);
-        Some((token, now, refresh_ahead))
+        (remaining >= min_valid).then_some(entry)
     }
 
     /// Claims the background refresh of `key`'s token if it is due and nobody has claimed it yet (what a [hit]

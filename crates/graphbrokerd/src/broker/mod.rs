@@ -286,10 +286,8 @@ impl Broker {
         }
         // A sign-in that just failed to start answers the requests after it, rather than another that would fail
         // the same way; one asked for (`POST /v1/signin`) starts anew.
-        if deliberate {
-            state.failed_start = None;
-        }
-        if state.signin.is_none()
+        if !deliberate
+            && state.signin.is_none()
             && let Some((error, _)) =
                 state.failed_start.as_ref().filter(|(_, at)| at.elapsed() < lifecycle::FAILED_START_KEPT)
         {

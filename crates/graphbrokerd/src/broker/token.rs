@@ -242,10 +242,8 @@ impl Broker {
     ) -> Result<SilentOutcome, ApiError> {
         self.ensure_loaded(slot).await?;
         self.ensure_saved(slot).await?;
+        // A hit before the flight is `token_inner`'s: here the cache is read once the flight is held.
         let from_cache = matches!(wanted, Wanted::Cached);
-        if from_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
-            return Ok(SilentOutcome::Token { token, refresh_ahead });
-        }
         let flight = slot.state.lock().expect("state lock").entries.flight(scopes.key());
         let _flight = flight.lock().await;
         if from_cache && let Some((token, refresh_ahead)) = self.cached(slot, scopes, min_valid) {
