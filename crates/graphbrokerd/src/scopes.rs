@@ -5,7 +5,9 @@
 //! request to the platform); a token is for one resource, so scopes of two resources are refused here, before
 //! anything reaches the network; order, case and duplicates do not change the key.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// OIDC scopes the daemon adds itself. `email` is left to the caller: it is optional and changes the id token.
 const DAEMON_OIDC_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
@@ -144,6 +146,45 @@ impl ScopeSet {
 impl fmt::Display for ScopeSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.scopes.join(" "))
+    }
+}
+
+/// How many of a profile's normalizations [`RecentScopes`] keeps.
+const RECENT_SCOPES: usize = 16;
+
+/// The last [`RECENT_SCOPES`] scope lists asked of one profile, normalized: a program asking for the same
+/// scopes again (most do, every time) gets the same set back without the work, which on a cached token was the
+/// largest part of the daemon's own. Only lists that normalized are kept; the oldest goes first.
+#[derive(Debug)]
+pub struct RecentScopes {
+    graph_resource: String,
+    recent: Mutex<Kept>,
+}
+
+/// Lists as asked, with their sets; the newest first.
+type Kept = VecDeque<(Box<[String]>, Arc<ScopeSet>)>;
+
+impl RecentScopes {
+    /// For a profile whose short names mean `graph_resource` (see [`ScopeSet::normalize`]).
+    pub fn new(graph_resource: &str) -> Self {
+        Self { graph_resource: graph_resource.to_owned(), recent: Mutex::default() }
+    }
+
+    /// [`ScopeSet::normalize`] of `requested`, kept for the next time it is asked exactly so.
+    pub fn normalize(&self, requested: &[String]) -> Result<Arc<ScopeSet>, ScopeError> {
+        let find = |kept: &Kept| kept.iter().find(|(asked, _)| **asked == *requested).map(|(_, set)| set.clone());
+        if let Some(set) = find(&self.recent.lock().expect("recent scopes lock")) {
+            return Ok(set);
+        }
+        let set = Arc::new(ScopeSet::normalize(requested, &self.graph_resource)?);
+        let mut kept = self.recent.lock().expect("recent scopes lock");
+        if find(&kept).is_none() {
+            if kept.len() == RECENT_SCOPES {
+                kept.pop_back();
+            }
+            kept.push_front((requested.into(), set.clone()));
+        }
+        Ok(set)
     }
 }
 
@@ -295,5 +336,38 @@ mod tests {
             ["https://graph.microsoft.com/Mail.Read", "https://graph.microsoft.com/User.Read"]
         );
         assert_eq!(set.granted_from_response(&[], GRAPH), ["https://graph.microsoft.com/User.Read"]);
+    }
+
+    #[test]
+    fn recent_scopes_answer_a_list_asked_again_with_the_same_set() {
+        let recent = RecentScopes::new(GRAPH);
+        let asked = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let first = recent.normalize(&asked(&["User.Read", "Mail.Read"])).unwrap();
+        assert_eq!(*first, ScopeSet::normalize(&["User.Read", "Mail.Read"], GRAPH).unwrap());
+        let again = recent.normalize(&asked(&["User.Read", "Mail.Read"])).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the list asked again is answered from what was kept");
+        // Another spelling of the same set is another list: normalized again, to an equal set.
+        let reordered = recent.normalize(&asked(&["mail.read", "User.Read"])).unwrap();
+        assert!(!Arc::ptr_eq(&first, &reordered));
+        assert_eq!(reordered.key(), first.key());
+        // A list that does not normalize is refused each time, and not kept.
+        let bad = asked(&["User.Read", "https://outlook.office.com/Mail.Send"]);
+        for _ in 0..2 {
+            assert!(matches!(recent.normalize(&bad), Err(ScopeError::TwoResources(..))));
+        }
+        assert_eq!(recent.recent.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn recent_scopes_keep_the_last_sixteen_lists() {
+        let recent = RecentScopes::new(GRAPH);
+        let list = |n: usize| vec![format!("Scope{n}.Read")];
+        let oldest = recent.normalize(&list(0)).unwrap();
+        let newest: Vec<_> = (1..RECENT_SCOPES).map(|n| recent.normalize(&list(n)).unwrap()).collect();
+        assert!(Arc::ptr_eq(&oldest, &recent.normalize(&list(0)).unwrap()), "sixteen lists are all kept");
+        recent.normalize(&list(RECENT_SCOPES)).unwrap();
+        assert_eq!(recent.recent.lock().unwrap().len(), RECENT_SCOPES);
+        assert!(!Arc::ptr_eq(&oldest, &recent.normalize(&list(0)).unwrap()), "the oldest went first");
+        assert!(Arc::ptr_eq(&newest[RECENT_SCOPES - 2], &recent.normalize(&list(RECENT_SCOPES - 1)).unwrap()));
     }
 }

@@ -11,6 +11,7 @@ use super::persist::{Persistence, StillWanted, Write};
 use super::{Broker, store_error_to_api};
 use crate::config::Profile;
 use crate::error::ApiError;
+use crate::scopes::RecentScopes;
 
 /// One configured profile and its live state.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub(super) struct ProfileSlot {
     pub(super) state: Mutex<ProfileState>,
     /// How many cache-bypassing `claims` requests the profile may still make.
     pub(super) claims_budget: Mutex<ClaimsBudget>,
+    /// The scope lists last asked of this profile, normalized for its cloud.
+    pub(super) recent_scopes: RecentScopes,
 }
 
 /// A write queued in the profile's store queue, to be awaited.
@@ -32,7 +35,14 @@ pub(super) struct QueuedWrite {
 
 impl ProfileSlot {
     pub(super) fn new(profile: Profile, persistence: Arc<Persistence>, state: ProfileState) -> Self {
-        Self { profile: Arc::new(profile), persistence, state: Mutex::new(state), claims_budget: Mutex::default() }
+        let recent_scopes = RecentScopes::new(&profile.graph_resource);
+        Self {
+            profile: Arc::new(profile),
+            persistence,
+            state: Mutex::new(state),
+            claims_budget: Mutex::default(),
+            recent_scopes,
+        }
     }
 
     /// Queues `write`. Call it while still holding the state lock that produced the write, so that the store sees

@@ -118,7 +118,7 @@ pub(super) enum Wanted<'a> {
 /// What one request resolves to against the profile slot it is served from.
 struct Resolved {
     slot: Arc<ProfileSlot>,
-    scopes: ScopeSet,
+    scopes: Arc<ScopeSet>,
     min_valid: Duration,
     /// The `claims` parameter for the platform (the challenge merged with `cp1`).
     platform_claims: Option<String>,
@@ -142,7 +142,7 @@ impl Broker {
         let slot = self.slot(request.profile.as_deref())?;
         let profile = &slot.profile;
         let requested = request.scopes.as_deref().unwrap_or(&profile.scopes);
-        let scopes = ScopeSet::normalize(requested, &profile.graph_resource)
+        let scopes = (slot.recent_scopes.normalize(requested))
             .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
         let min_valid = request.min_valid.unwrap_or(profile.min_valid);
         let platform_claims = request_claims(request.claims.as_ref(), profile.cae);
@@ -350,7 +350,7 @@ impl Broker {
     /// Refreshes a token that is still being served, so that a hot client never waits on the network. The caller
     /// has claimed the refresh (`ScopeEntries::claim_refresh_ahead`); the claim is released however the task ends
     /// ([`RefreshAheadClaim`]). Failures are left to the next request that needs a refresh, which reports them.
-    pub(super) fn refresh_ahead(self: &Arc<Self>, slot: Arc<ProfileSlot>, scopes: ScopeSet) {
+    pub(super) fn refresh_ahead(self: &Arc<Self>, slot: Arc<ProfileSlot>, scopes: Arc<ScopeSet>) {
         let broker = self.clone();
         tokio::spawn(async move {
             let _claim = RefreshAheadClaim { slot: slot.clone(), key: scopes.key().to_owned() };

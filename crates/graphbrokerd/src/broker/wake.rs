@@ -74,7 +74,7 @@ impl Broker {
                 claimed
             };
             for scopes in claimed {
-                self.refresh_ahead(slot.clone(), scopes);
+                self.refresh_ahead(slot.clone(), Arc::new(scopes));
             }
         }
     }
