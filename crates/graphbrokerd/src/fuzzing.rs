@@ -44,7 +44,7 @@ const CHECKED_SECRET_LEN: usize = 16;
 /// JSON body can be written.
 pub fn query(data: &[u8]) {
     let Ok(raw) = std::str::from_utf8(data) else { return };
-    match parse_query::<TokenQuery>(Some(raw.to_owned())).and_then(token_request) {
+    match parse_query::<TokenQuery>(Some(raw)).and_then(token_request) {
         Ok(request) => {
             assert!(request.wait <= MAX_WAIT, "wait {:?} above the cap", request.wait);
             assert!(request.min_valid.is_none_or(|m| m <= MAX_MIN_VALID), "min_valid {:?}", request.min_valid);
@@ -57,10 +57,10 @@ pub fn query(data: &[u8]) {
         }
         Err(error) => bad_request(error),
     }
-    if let Err(error) = parse_query::<SignInQuery>(Some(raw.to_owned())) {
+    if let Err(error) = parse_query::<SignInQuery>(Some(raw)) {
         bad_request(error);
     }
-    if let Err(error) = parse_query::<ProfileQuery>(Some(raw.to_owned())) {
+    if let Err(error) = parse_query::<ProfileQuery>(Some(raw)) {
         bad_request(error);
     }
 }

@@ -69,7 +69,7 @@ fn manager() -> Result<Arc<Caller>, ApiError> {
 
 async fn add(State(broker): State<Arc<Broker>>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     manager()?;
-    let query: RuleQuery = parse_query(raw)?;
+    let query: RuleQuery = parse_query(raw.as_deref())?;
     let action = match query.action.as_str() {
         "allow" => RuleAction::Allow,
         "deny" => RuleAction::Deny,
@@ -89,12 +89,12 @@ async fn add(State(broker): State<Arc<Broker>>, RawQuery(raw): RawQuery) -> Resu
 }
 
 async fn approve(State(broker): State<Arc<Broker>>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query: AnswerQuery = parse_query(raw)?;
+    let query: AnswerQuery = parse_query(raw.as_deref())?;
     answer(&broker, query.id, if query.always { Answer::Always } else { Answer::Once })
 }
 
 async fn deny(State(broker): State<Arc<Broker>>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query: AnswerQuery = parse_query(raw)?;
+    let query: AnswerQuery = parse_query(raw.as_deref())?;
     answer(&broker, query.id, Answer::Deny)
 }
 

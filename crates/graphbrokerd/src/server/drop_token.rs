@@ -10,7 +10,7 @@ use super::request::{parse_query, token_request};
 use crate::error::ApiError;
 
 pub(super) async fn drop_token(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query: DropTokenQuery = parse_query(raw)?;
+    let query: DropTokenQuery = parse_query(raw.as_deref())?;
     let request = token_request(TokenQuery { profile: query.profile, scopes: query.scopes, ..TokenQuery::default() })?;
     Ok(Json(app.broker.drop_token(&request).await?).into_response())
 }

@@ -5,13 +5,15 @@
 //!
 //! - `accept.rs`: the accept loop — the peer check before a request is read, the connection cap, the time limit
 //!   on request heads, graceful shutdown. `peer.rs`: who may talk to the daemon. `request.rs`: query strings (and
-//!   the proxy's headers) → validated domain requests. `activity.rs`: requests and streaming answers in flight,
+//!   the proxy's headers) → validated domain requests. `direct.rs`: the token routes, answered without the
+//!   router. `activity.rs`: requests and streaming answers in flight,
 //!   for idle exit. `answer.rs`: token answers in wiped buffers, and the one `Bearer` value. `proxy/`: the Graph
 //!   proxy, with its own route and state; it imports its siblings, not this module.
 
 mod accept;
 mod activity;
 mod answer;
+mod direct;
 mod drop_token;
 mod peer;
 pub(crate) mod proxy;
@@ -38,6 +40,7 @@ pub use self::accept::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, M
 pub use self::activity::Activity;
 use self::activity::CountedRequest;
 use self::answer::{header_json, secret_answer, token_json};
+use self::direct::Direct;
 use self::peer::PeerCheck;
 pub use self::peer::{Peer, PeerPolicy};
 use self::request::{attended, parse_query, token_request};
@@ -68,21 +71,32 @@ static PROTOCOL_VALUE: std::sync::LazyLock<axum::http::HeaderValue> =
 /// - counting a request in and out (activity) and its answer by route, outcome and error code (metrics; atomic
 ///   adds on series looked up by index, see `crate::metrics`);
 /// - [`PROTOCOL_HEADER`] on every answer, a refusal included, which clients check.
+///
+/// The accept loop's direct routes (`direct.rs`) go through the same [`Gate::pass`] without the router.
 async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    let mut response = match gate.peers.refusal(&request) {
-        Some(refusal) => refusal,
-        None => {
-            let route = Route::of_request(request.method(), request.uri().path());
-            let _guard = CountedRequest::start(&gate.activity);
-            let response = next.run(request).await;
-            let status = response.status();
-            let failed = status.is_client_error() || status.is_server_error();
-            gate.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
-            response
-        }
-    };
-    response.headers_mut().insert(PROTOCOL_HEADER, PROTOCOL_VALUE.clone());
-    response
+    let refusal = gate.peers.refusal(&request);
+    let route = Route::of_request(request.method(), request.uri().path());
+    gate.pass(refusal, route, next.run(request)).await
+}
+
+impl Gate {
+    /// `refusal` if there is one, else `answer` counted in activity and in the metrics under `route`; either way
+    /// with [`PROTOCOL_HEADER`].
+    async fn pass(&self, refusal: Option<Response>, route: Route, answer: impl Future<Output = Response>) -> Response {
+        let mut response = match refusal {
+            Some(refusal) => refusal,
+            None => {
+                let _guard = CountedRequest::start(&self.activity);
+                let response = answer.await;
+                let status = response.status();
+                let failed = status.is_client_error() || status.is_server_error();
+                self.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
+                response
+            }
+        };
+        response.headers_mut().insert(PROTOCOL_HEADER, PROTOCOL_VALUE.clone());
+        response
+    }
 }
 
 /// The whole API. Connections must carry [`Peer`] info (`into_make_service_with_connect_info::<Peer>()`);
@@ -93,8 +107,18 @@ pub fn router(broker: Arc<Broker>, policy: PeerPolicy) -> Router {
 
 /// [`router`], counting requests in `activity`.
 pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: Arc<Activity>) -> Router {
-    let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
-    let gate_state = Gate { peers, activity: activity.clone(), metrics: broker.metrics().clone() };
+    let gate = Gate::new(&broker, policy, activity.clone());
+    router_with_gate(broker, gate, activity)
+}
+
+impl Gate {
+    fn new(broker: &Broker, policy: PeerPolicy, activity: Arc<Activity>) -> Self {
+        let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
+        Gate { peers, activity, metrics: broker.metrics().clone() }
+    }
+}
+
+fn router_with_gate(broker: Arc<Broker>, gate: Gate, activity: Arc<Activity>) -> Router {
     Router::new()
         .route(routes::VERSION, get(version))
         .route(routes::TOKEN, get(token).delete(drop_token::drop_token))
@@ -112,7 +136,7 @@ pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: A
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method: see docs/api.md")
         })
-        .layer(middleware::from_fn_with_state(gate_state, gate))
+        .layer(middleware::from_fn_with_state(gate, self::gate))
         .with_state(AppState { broker })
 }
 
@@ -138,8 +162,10 @@ pub async fn serve_with_limits(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics = broker.metrics().clone();
-    let app = router_with_activity(broker, policy, activity);
-    accept::accept_loop(listener, app, policy, metrics, limits, shutdown).await
+    let gate = Gate::new(&broker, policy, activity.clone());
+    let direct = Arc::new(Direct { gate: gate.clone(), broker: broker.clone() });
+    let app = router_with_gate(broker, gate, activity);
+    accept::accept_loop(listener, app, direct, policy, metrics, limits, shutdown).await
 }
 
 async fn version() -> Json<VersionResponse> {
@@ -148,21 +174,37 @@ async fn version() -> Json<VersionResponse> {
 
 /// `GET /v1/token`: the broker's token, as JSON made once per second of `expires_in` and shared while the token
 /// is cached (`answer::token_json`).
-async fn token(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let request = TokenRequest { attended: attended(&headers), ..token_request(parse_query(raw)?)? };
-    let issued = app.broker.token(&request).await?;
-    Ok(secret_answer(token_json(&issued)?))
+async fn token(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    token_route(&app.broker, TokenRoute::Token, &headers, raw.as_deref()).await
 }
 
 /// `GET /v1/header`: the broker's token as ready-made headers, made once and shared while the token is cached.
-async fn header(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let request = TokenRequest { attended: attended(&headers), ..token_request(parse_query(raw)?)? };
-    let issued = app.broker.token(&request).await?;
-    Ok(secret_answer(header_json(&issued)?))
+async fn header(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    token_route(&app.broker, TokenRoute::Header, &headers, raw.as_deref()).await
+}
+
+/// The two routes that answer with a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenRoute {
+    Token,
+    Header,
+}
+
+/// What `GET /v1/token` and `GET /v1/header` answer, from the request's headers and raw query; shared by the
+/// router and the accept loop's direct routes (`direct.rs`).
+async fn token_route(broker: &Arc<Broker>, route: TokenRoute, headers: &HeaderMap, query: Option<&str>) -> Response {
+    let answer = async {
+        let request = TokenRequest { attended: attended(headers), ..token_request(parse_query(query)?)? };
+        let issued = broker.token(&request).await?;
+        match route {
+            TokenRoute::Token => token_json(&issued),
+            TokenRoute::Header => header_json(&issued),
+        }
+    };
+    match answer.await {
+        Ok(json) => secret_answer(json),
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn signin(
@@ -170,7 +212,7 @@ async fn signin(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query: SignInQuery = parse_query(raw)?;
+    let query: SignInQuery = parse_query(raw.as_deref())?;
     Ok(Json(app.broker.signin(query.profile.as_deref(), query.flow, attended(&headers)).await?).into_response())
 }
 
@@ -179,7 +221,7 @@ async fn refresh_idle(State(app): State<AppState>) -> Response {
 }
 
 async fn signout(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query: ProfileQuery = parse_query(raw)?;
+    let query: ProfileQuery = parse_query(raw.as_deref())?;
     Ok(Json(app.broker.signout(query.profile.as_deref()).await?).into_response())
 }
 

@@ -70,7 +70,12 @@ pub(super) struct PeerCheck {
 impl PeerCheck {
     /// The answer to `request` when its peer may not talk to the daemon (counted and logged); `None` to serve it.
     pub(super) fn refusal(&self, request: &Request) -> Option<Response> {
-        let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
+        self.refusal_of(request.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0))
+    }
+
+    /// The answer to a request from `peer` (`None`: not known) when it may not talk to the daemon; `None` to
+    /// serve it.
+    pub(super) fn refusal_of(&self, peer: Option<Peer>) -> Option<Response> {
         match peer {
             Some(peer) if self.policy.allows(&peer) => None,
             other => {

@@ -15,8 +15,8 @@ use crate::idp::ClaimsChallenge;
 use crate::scopes::MAX_SCOPES_VALUE_LEN;
 
 /// Parses a query string into `T`; no query means `T::default()`.
-pub fn parse_query<T: DeserializeOwned + Default>(raw: Option<String>) -> Result<T, ApiError> {
-    match raw.as_deref() {
+pub fn parse_query<T: DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, ApiError> {
+    match raw {
         None | Some("") => Ok(T::default()),
         Some(q) => serde_urlencoded::from_str(q).map_err(|e| {
             ApiError::bad_request(format!("bad query parameter{}: {e}; see docs/api.md", failing_parameter::<T>(q)))
@@ -117,7 +117,7 @@ mod tests {
     use super::*;
 
     fn request(query: &str) -> Result<TokenRequest, ApiError> {
-        token_request(parse_query(Some(query.to_owned()))?)
+        token_request(parse_query(Some(query))?)
     }
 
     #[test]
