@@ -142,7 +142,9 @@ impl Broker {
         let slot = self.slot(request.profile.as_deref())?;
         let profile = &slot.profile;
         let requested = request.scopes.as_deref().unwrap_or(&profile.scopes);
-        let scopes = (slot.recent_scopes.normalize(requested))
+        let scopes = slot
+            .recent_scopes
+            .normalize(requested)
             .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
         let min_valid = request.min_valid.unwrap_or(profile.min_valid);
         let platform_claims = request_claims(request.claims.as_ref(), profile.cae);

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
+use futures_util::FutureExt as _;
 use futures_util::future::Either;
 use graphbroker_protocol::{ErrorBody, ErrorCode, ErrorDetail};
 use hyper::body::Incoming;
@@ -100,8 +101,8 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `app` on `listener` within `limits` (the token routes through `direct`), refusing peers `policy` does not allow, until `shutdown`
-/// completes and the connections still open have finished.
+/// Serves `app` on `listener` within `limits`, and the token routes through `direct`, refusing peers `policy`
+/// does not allow, until `shutdown` completes and the connections still open have finished.
 pub(super) async fn accept_loop(
     listener: UnixListener,
     app: Router,
@@ -145,24 +146,17 @@ pub(super) async fn accept_loop(
         let slot = Slot::new(slot, waiting_room.clone());
         let held = slot.clone();
         let direct = direct.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let slot = held.clone();
             let context = RequestContext::new(process.clone(), request.method().as_str(), request.uri().path());
             let answer = match Direct::route(&request) {
-                Some(route) => Either::Left(direct.answer(route, peer, request)),
+                Some(route) => Either::Left(direct.answer(route, peer, request).map(Ok)),
                 None => {
-                    let mut request = request;
                     request.extensions_mut().insert(ConnectInfo(peer));
                     Either::Right(app.call(request))
                 }
             };
             async move {
-                let answer = async {
-                    match answer {
-                        Either::Left(direct) => Ok(direct.await),
-                        Either::Right(routed) => routed.await,
-                    }
-                };
                 let mut response = waiting::scope(slot.clone(), policy::context::scope(context, answer)).await?;
                 if slot.is_waiting() {
                     // It gave up its serving slot: it ends with this answer (hyper closes it once written).

@@ -44,12 +44,9 @@ impl Direct {
         let direct = self.clone();
         Box::pin(async move {
             let refusal = direct.gate.peers.refusal_of(Some(peer));
-            let metrics_route = match route {
-                TokenRoute::Token => Route::Token,
-                TokenRoute::Header => Route::Header,
-            };
+            let counted_as = Route::of_request(request.method(), request.uri().path());
             let answer = token_route(&direct.broker, route, request.headers(), request.uri().query());
-            direct.gate.pass(refusal, metrics_route, answer).await
+            direct.gate.pass(refusal, counted_as, answer).await
         })
     }
 }

@@ -6,8 +6,7 @@
 //! - `accept.rs`: the accept loop — the peer check before a request is read, the connection cap, the time limit
 //!   on request heads, graceful shutdown. `peer.rs`: who may talk to the daemon. `request.rs`: query strings (and
 //!   the proxy's headers) → validated domain requests. `direct.rs`: the token routes, answered without the
-//!   router. `activity.rs`: requests and streaming answers in flight,
-//!   for idle exit. `answer.rs`: token answers in wiped buffers, and the one `Bearer` value. `proxy/`: the Graph
+//!   router. `activity.rs`: requests and streaming answers in flight, for idle exit. `answer.rs`: token answers in wiped buffers, and the one `Bearer` value. `proxy/`: the Graph
 //!   proxy, with its own route and state; it imports its siblings, not this module.
 
 mod accept;
@@ -97,6 +96,11 @@ impl Gate {
         response.headers_mut().insert(PROTOCOL_HEADER, PROTOCOL_VALUE.clone());
         response
     }
+
+    fn new(broker: &Broker, policy: PeerPolicy, activity: Arc<Activity>) -> Self {
+        let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
+        Gate { peers, activity, metrics: broker.metrics().clone() }
+    }
 }
 
 /// The whole API. Connections must carry [`Peer`] info (`into_make_service_with_connect_info::<Peer>()`);
@@ -109,13 +113,6 @@ pub fn router(broker: Arc<Broker>, policy: PeerPolicy) -> Router {
 pub fn router_with_activity(broker: Arc<Broker>, policy: PeerPolicy, activity: Arc<Activity>) -> Router {
     let gate = Gate::new(&broker, policy, activity.clone());
     router_with_gate(broker, gate, activity)
-}
-
-impl Gate {
-    fn new(broker: &Broker, policy: PeerPolicy, activity: Arc<Activity>) -> Self {
-        let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
-        Gate { peers, activity, metrics: broker.metrics().clone() }
-    }
 }
 
 fn router_with_gate(broker: Arc<Broker>, gate: Gate, activity: Arc<Activity>) -> Router {
