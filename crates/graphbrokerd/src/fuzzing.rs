@@ -31,7 +31,7 @@ use crate::idp::{
     ClaimsChallenge, DeviceCode, EntraDeviceFields, EntraError, EntraTokenResponse, classify, request_claims,
 };
 use crate::scopes::{ScopeError, ScopeSet};
-use crate::server::request::{parse_query, token_request};
+use crate::server::request::{parse_query, token_query, token_request};
 
 /// What short scope names mean in the fuzzed scope lists: Microsoft Graph, as for the public cloud.
 const GRAPH: &str = "https://graph.microsoft.com";
@@ -44,7 +44,20 @@ const CHECKED_SECRET_LEN: usize = 16;
 /// JSON body can be written.
 pub fn query(data: &[u8]) {
     let Ok(raw) = std::str::from_utf8(data) else { return };
-    match parse_query::<TokenQuery>(Some(raw)).and_then(token_request) {
+    let through_serde = parse_query::<TokenQuery>(Some(raw)).and_then(token_request);
+    let served = token_query(Some(raw));
+    // The token routes parse by hand; the answer must be serde's, field for field or refusal for refusal.
+    match (&through_serde, &served) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a.profile, b.profile, "{raw:?}");
+            assert_eq!(a.scopes, b.scopes, "{raw:?}");
+            assert_eq!((a.min_valid, a.wait), (b.min_valid, b.wait), "{raw:?}");
+            assert_eq!(a.claims.is_some(), b.claims.is_some(), "{raw:?}");
+        }
+        (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{raw:?}: {a:?} / {b:?}"),
+        _ => panic!("the token query parsers disagree on {raw:?}: {through_serde:?} / {served:?}"),
+    }
+    match served {
         Ok(request) => {
             assert!(request.wait <= MAX_WAIT, "wait {:?} above the cap", request.wait);
             assert!(request.min_valid.is_none_or(|m| m <= MAX_MIN_VALID), "min_valid {:?}", request.min_valid);

@@ -42,7 +42,7 @@ use self::answer::{header_json, secret_answer, token_json};
 use self::direct::Direct;
 use self::peer::PeerCheck;
 pub use self::peer::{Peer, PeerPolicy};
-use self::request::{attended, parse_query, token_request};
+use self::request::{attended, parse_query, token_query};
 use crate::broker::{Broker, TokenRequest};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics, Route};
@@ -191,7 +191,7 @@ enum TokenRoute {
 /// router and the accept loop's direct routes (`direct.rs`).
 async fn token_route(broker: &Arc<Broker>, route: TokenRoute, headers: &HeaderMap, query: Option<&str>) -> Response {
     let answer = async {
-        let request = TokenRequest { attended: attended(headers), ..token_request(parse_query(query)?)? };
+        let request = TokenRequest { attended: attended(headers), ..token_query(query)? };
         let issued = broker.token(&request).await?;
         match route {
             TokenRoute::Token => token_json(&issued),

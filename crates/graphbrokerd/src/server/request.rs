@@ -2,6 +2,7 @@
 //! and bad values are a `bad_request` naming the problem, not axum's plain-text rejection) and every check that
 //! needs no profile.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -13,6 +14,7 @@ use crate::config::MAX_MIN_VALID;
 use crate::error::ApiError;
 use crate::idp::ClaimsChallenge;
 use crate::scopes::MAX_SCOPES_VALUE_LEN;
+use url::form_urlencoded;
 
 /// Parses a query string into `T`; no query means `T::default()`.
 pub fn parse_query<T: DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, ApiError> {
@@ -36,10 +38,79 @@ fn failing_parameter<T: DeserializeOwned>(query: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The parameters of a token query, borrowed from the query string where they need no decoding.
+#[derive(Debug, Default)]
+struct TokenParams<'a> {
+    scopes: Option<Cow<'a, str>>,
+    profile: Option<Cow<'a, str>>,
+    min_valid: Option<u64>,
+    wait: Option<u64>,
+    claims: Option<Cow<'a, str>>,
+}
+
+/// The checked request of `GET /v1/token`'s (and `/v1/header`'s) raw query string; no query means the profile's
+/// defaults. It reads what [`parse_query`] would read into a [`TokenQuery`] (the same decoding, the same refusals
+/// of unknown and repeated parameters; the fuzz target `query` holds the two to that), without serde's machinery
+/// or a copy of the values that need no decoding: this runs on every cached request.
+pub fn token_query(raw: Option<&str>) -> Result<TokenRequest, ApiError> {
+    checked(token_params(raw.unwrap_or_default())?)
+}
+
+fn token_params(query: &str) -> Result<TokenParams<'_>, ApiError> {
+    let mut params = TokenParams::default();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = if pair.contains(['%', '+']) {
+            // The slow path is the very decoder `serde_urlencoded` uses, on this one pair.
+            let (name, value) = form_urlencoded::parse(pair.as_bytes()).next().unwrap_or_default();
+            (name, value)
+        } else {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (Cow::Borrowed(name), Cow::Borrowed(value))
+        };
+        let duplicate = match &*name {
+            "scopes" => params.scopes.replace(value).is_some(),
+            "profile" => params.profile.replace(value).is_some(),
+            "claims" => params.claims.replace(value).is_some(),
+            "min_valid" => params.min_valid.replace(seconds(&name, &value)?).is_some(),
+            "wait" => params.wait.replace(seconds(&name, &value)?).is_some(),
+            _ => {
+                return Err(bad_parameter(
+                    &name,
+                    "unknown parameter, expected one of `scopes`, `profile`, `min_valid`, `wait`, `claims`",
+                ));
+            }
+        };
+        if duplicate {
+            return Err(bad_parameter(&name, format_args!("duplicate field `{name}`")));
+        }
+    }
+    Ok(params)
+}
+
+/// A whole number of seconds, as serde reads a `u64` (a leading `+` allowed, nothing else).
+fn seconds(name: &str, value: &str) -> Result<u64, ApiError> {
+    value.parse().map_err(|e| bad_parameter(name, e))
+}
+
+/// The `bad_request` of a query parameter, worded as [`parse_query`] words it.
+fn bad_parameter(name: &str, error: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("bad query parameter {name:?}: {error}; see docs/api.md"))
+}
+
 /// A token query, checked: `scopes` split (none, or an empty list, means the profile's), `min_valid` within
 /// bounds, `wait` capped at [`MAX_WAIT`], `claims` decoded. The count and length of single scopes are checked
 /// where they are normalized (`ScopeSet::normalize`); the whole value's length here, before it is split.
 pub fn token_request(query: TokenQuery) -> Result<TokenRequest, ApiError> {
+    checked(TokenParams {
+        scopes: query.scopes.map(Cow::Owned),
+        profile: query.profile.map(Cow::Owned),
+        min_valid: query.min_valid,
+        wait: query.wait,
+        claims: query.claims.map(Cow::Owned),
+    })
+}
+
+fn checked(query: TokenParams<'_>) -> Result<TokenRequest, ApiError> {
     let scopes = scopes(query.scopes.as_deref())?;
     let min_valid = match query.min_valid.map(Duration::from_secs) {
         Some(asked) if asked > MAX_MIN_VALID => {
@@ -56,7 +127,8 @@ pub fn token_request(query: TokenQuery) -> Result<TokenRequest, ApiError> {
         Some(text) => ClaimsChallenge::parse(text)
             .map_err(|e| ApiError::bad_request(format!("{e}: pass the claims challenge as sent by the resource")))?,
     };
-    Ok(TokenRequest { profile: query.profile, scopes, min_valid, wait, claims, challenged: None, attended: false })
+    let profile = query.profile.map(Cow::into_owned);
+    Ok(TokenRequest { profile, scopes, min_valid, wait, claims, challenged: None, attended: false })
 }
 
 /// The token request a Graph proxy call's headers make ([`names::SCOPES_HEADER`], [`names::PROFILE_HEADER`],
@@ -117,7 +189,7 @@ mod tests {
     use super::*;
 
     fn request(query: &str) -> Result<TokenRequest, ApiError> {
-        token_request(parse_query(Some(query))?)
+        token_query(Some(query))
     }
 
     #[test]
@@ -161,6 +233,53 @@ mod tests {
         assert!(message.contains("\"wait\""), "{message}");
         let message = request("min_valid=-1").unwrap_err().0.message;
         assert!(message.contains("\"min_valid\""), "{message}");
+    }
+
+    #[test]
+    fn repeated_and_unknown_parameters_are_refused_by_name() {
+        let message = request("wait=1&scopes=User.Read&wait=2").unwrap_err().0.message;
+        assert!(message.contains("\"wait\"") && message.contains("duplicate"), "{message}");
+        let message = request("scopes=User.Read&Scopes=Mail.Read").unwrap_err().0.message;
+        assert!(message.contains("\"Scopes\"") && message.contains("unknown"), "{message}");
+    }
+
+    /// The hand parser of the token routes reads every query as serde does through `TokenQuery`. The fuzz target
+    /// `query` checks the same on generated input; these are the cases where the two could part.
+    #[test]
+    fn the_token_routes_parse_as_serde_does() {
+        let serde = |q: &str| parse_query::<TokenQuery>(Some(q)).and_then(token_request);
+        for query in [
+            "",
+            "&&",
+            "scopes",
+            "scopes=",
+            "profile",
+            "profile=&scopes=User.Read",
+            "scopes=User.Read+Mail.Read",
+            "scopes=User.Read%2CMail.Read&profile=w%6Frk",
+            "scop%65s=User.Read",
+            "scopes=%FF%FE",
+            "wait=%2B5",
+            "wait=+5",
+            "wait=",
+            "wait=18446744073709551616",
+            "min_valid=60&min_valid=60",
+            "scopes=a=b=c",
+            "=x",
+            "scopes=User.Read&claims=%7B%7D",
+            "claims=%7B%22access_token%22%3A%7B%7D%7D",
+            "a&b",
+            "scopes=User.Read;profile=work",
+        ] {
+            match (serde(query), request(query)) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!((a.profile, a.scopes), (b.profile, b.scopes), "{query:?}");
+                    assert_eq!((a.min_valid, a.wait, a.claims.is_some()), (b.min_valid, b.wait, b.claims.is_some()));
+                }
+                (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{query:?}: {a:?} / {b:?}"),
+                (a, b) => panic!("{query:?}: serde {a:?}, the token routes {b:?}"),
+            }
+        }
     }
 
     #[test]
