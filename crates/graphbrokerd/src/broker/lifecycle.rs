@@ -55,7 +55,7 @@ pub enum AccountState {
     Empty,
     /// Signed in: the refresh token (the memory copy of the store's), the account it belongs to, and whether the
     /// store holds this very token.
-    Active { refresh_token: SecretString, record: AccountRecord, persisted: Persisted },
+    Active { refresh_token: SecretString, record: Arc<AccountRecord>, persisted: Persisted },
     /// This profile slot was replaced by a reload; requests still holding it ask the broker for the current one.
     Retired,
 }
@@ -169,7 +169,7 @@ impl ProfileState {
                 tracing::info!(profile = %name, account = %stored.account.username, "account loaded from the store");
                 AccountState::Active {
                     refresh_token: stored.refresh_token,
-                    record: stored.account,
+                    record: Arc::new(stored.account),
                     persisted: Persisted::Saved,
                 }
             }
@@ -224,7 +224,7 @@ impl ProfileState {
         }
         let AccountState::Active { refresh_token, record, persisted } = &mut self.account else { return Err(Stale) };
         self.refusal = None;
-        record.refreshed_at = Some(EpochSeconds::from_system_time(now));
+        Arc::make_mut(record).refreshed_at = Some(EpochSeconds::from_system_time(now));
         let Some(rotated) = rotated else {
             // Nothing new to keep; the store already has (or is getting) this token.
             return Ok(None);
@@ -236,7 +236,7 @@ impl ProfileState {
         Ok(Some(Write {
             generation,
             seq,
-            account: StoredAccount { refresh_token: refresh_token.clone(), account: record.clone() },
+            account: StoredAccount { refresh_token: refresh_token.clone(), account: AccountRecord::clone(record) },
         }))
     }
 
@@ -252,7 +252,7 @@ impl ProfileState {
         Some(Write {
             generation: self.generation,
             seq,
-            account: StoredAccount { refresh_token: refresh_token.clone(), account: record.clone() },
+            account: StoredAccount { refresh_token: refresh_token.clone(), account: AccountRecord::clone(record) },
         })
     }
 
@@ -301,7 +301,7 @@ impl ProfileState {
         self.generation += 1;
         let tokens_dropped = self.entries.clear_tokens();
         let record = match std::mem::replace(&mut self.account, AccountState::Empty) {
-            AccountState::Active { record, .. } => Some(record),
+            AccountState::Active { record, .. } => Some(Arc::unwrap_or_clone(record)),
             _ => None,
         };
         // A dead grant is not the user leaving: the next sign-in is expected to be the same account.
@@ -352,7 +352,7 @@ impl ProfileState {
         self.ended_account = None;
         self.refusal = None;
         self.account =
-            AccountState::Active { refresh_token: account.refresh_token, record: account.account, persisted };
+            AccountState::Active { refresh_token: account.refresh_token, record: Arc::new(account.account), persisted };
         true
     }
 
@@ -407,6 +407,11 @@ impl ProfileState {
 
     /// The signed-in account's record.
     pub fn record(&self) -> Option<&AccountRecord> {
+        self.shared_record().map(|record| &**record)
+    }
+
+    /// [`ProfileState::record`] as shared: what a cache hit hands out (the account's strings are not copied).
+    pub fn shared_record(&self) -> Option<&Arc<AccountRecord>> {
         match &self.account {
             AccountState::Active { record, .. } => Some(record),
             _ => None,

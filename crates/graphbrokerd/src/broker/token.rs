@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::entries::CachedToken;
 use super::lifecycle::{RefreshGrant, Refusal, Stale};
 use super::slot::ProfileSlot;
-use super::{Broker, SignInRequest, account_info};
+use super::{Broker, SignInRequest};
 use crate::clock::Now;
 use crate::config::Profile;
 use crate::error::ApiError;
@@ -59,12 +59,23 @@ pub struct IssuedToken {
     /// The profile as configured when the token was issued: its name, and its `graph_url` for the proxy, from the
     /// same configuration as the token (a reload meanwhile does not pair one config's Graph with another's token).
     pub profile: Arc<Profile>,
-    pub account: AccountInfo,
+    /// The account the token belongs to, shared with the profile's state as it was when the token was issued.
+    pub record: Arc<AccountRecord>,
 }
 
 impl IssuedToken {
     pub fn access_token(&self) -> &SecretString {
         &self.token.access_token
+    }
+
+    /// What the answer says of the account the token belongs to.
+    pub fn account(&self) -> AccountInfo {
+        super::account_info(&self.record)
+    }
+
+    /// The account's sign-in name.
+    pub fn username(&self) -> &str {
+        &self.record.username
     }
 
     /// The resource-qualified scopes the token carries.
@@ -332,7 +343,7 @@ impl Broker {
         let mut state = slot.state.lock().expect("state lock");
         let token = state.entries.answered(scopes.key(), claims, seen, challenged, min_valid)?;
         let now = state.entries.now();
-        let issued = issued(&slot.profile, state.record()?, token, now);
+        let issued = issued(&slot.profile, state.shared_record()?, token, now);
         self.metrics.cache_hit();
         Some(issued)
     }
@@ -342,7 +353,7 @@ impl Broker {
         let mut state = slot.state.lock().expect("state lock");
         let (token, now, refresh_ahead) = state.entries.hit(scopes.key(), min_valid)?;
         // The account is read in place under the lock: a hit copies only what the answer says of it.
-        let issued = issued(&slot.profile, state.record()?, token, now);
+        let issued = issued(&slot.profile, state.shared_record()?, token, now);
         drop(state);
         self.metrics.cache_hit();
         crate::policy::context::note(AuditOutcome::Cache);
@@ -407,7 +418,7 @@ impl Broker {
         if let Some(claims) = answered {
             state.entries.note_answered(scopes.key(), claims);
         }
-        let Some(record) = state.record() else { return Ok(SilentOutcome::Stale) };
+        let Some(record) = state.shared_record() else { return Ok(SilentOutcome::Stale) };
         let token = issued(profile, record, token, now);
         crate::policy::context::note(AuditOutcome::Refreshed);
         Ok(SilentOutcome::Token { token, refresh_ahead: false })
@@ -430,12 +441,12 @@ impl Drop for RefreshAheadClaim {
 }
 
 /// The token as handed out at `now`: its time left and expiry as of then (`CachedToken::expires_at`).
-fn issued(profile: &Arc<Profile>, record: &AccountRecord, token: Arc<CachedToken>, now: Now) -> IssuedToken {
+fn issued(profile: &Arc<Profile>, record: &Arc<AccountRecord>, token: Arc<CachedToken>, now: Now) -> IssuedToken {
     IssuedToken {
         expires_in: token.remaining(now),
         expires_at: token.expires_at(now),
         token,
         profile: profile.clone(),
-        account: account_info(record),
+        record: record.clone(),
     }
 }

@@ -157,7 +157,7 @@ impl Broker {
         if let Some((context, issued)) = cache_hit {
             let same = |key: &FoldKey| {
                 key.profile == issued.profile.name
-                    && key.account == issued.account.username
+                    && key.account == issued.username()
                     && key.scopes == issued.scopes()
                     && key.route == context.route
                     && key.decided_by == decided_by
@@ -193,7 +193,7 @@ impl Broker {
         }
         match result {
             Ok(issued) => {
-                entry.account = Some(issued.account.username.clone());
+                entry.account = Some(issued.username().to_owned());
                 entry.outcome = source.unwrap_or(AuditOutcome::Cache);
             }
             Err(error) => {
@@ -213,7 +213,7 @@ impl Broker {
             Some((context, issued)) => {
                 let key = FoldKey {
                     profile: issued.profile.name.clone(),
-                    account: issued.account.username.clone(),
+                    account: issued.username().to_owned(),
                     scopes: issued.scopes().to_vec(),
                     route: entry.route.clone(),
                     decided_by,

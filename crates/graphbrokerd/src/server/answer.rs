@@ -28,7 +28,7 @@ pub(super) fn token_json(issued: &IssuedToken) -> Result<Bytes, ApiError> {
             expires_in: issued.expires_in.as_secs(),
             scopes: issued.scopes().to_vec(),
             profile: issued.profile.name.clone(),
-            account: issued.account.clone(),
+            account: issued.account(),
         };
         let json = secret_bytes(&body);
         body.access_token.zeroize();
