@@ -118,7 +118,7 @@ pub(super) async fn accept_loop(
     // `true` asks every connection to finish; each holds a receiver until it has closed.
     let (stopping, stop_signal) = watch::channel(false);
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).writev(false);
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
