@@ -61,8 +61,7 @@ fn token_params(query: &str) -> Result<TokenParams<'_>, ApiError> {
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = if pair.contains(['%', '+']) {
             // The slow path is the very decoder `serde_urlencoded` uses, on this one pair.
-            let (name, value) = form_urlencoded::parse(pair.as_bytes()).next().unwrap_or_default();
-            (name, value)
+            form_urlencoded::parse(pair.as_bytes()).next().unwrap_or_default()
         } else {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             (Cow::Borrowed(name), Cow::Borrowed(value))
