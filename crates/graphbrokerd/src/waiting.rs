@@ -65,8 +65,9 @@ impl Slot {
 }
 
 /// Runs `request` (one request's handling) as a request of the connection holding `slot`.
-pub async fn scope<F: Future>(slot: Arc<Slot>, request: F) -> F::Output {
-    CONNECTION.scope(slot, request).await
+pub fn scope<F: Future>(slot: Arc<Slot>, request: F) -> impl Future<Output = F::Output> {
+    // The task-local's own future, not one wrapping it: each wrapper moves the request's (large) state again.
+    CONNECTION.scope(slot, request)
 }
 
 /// Says that the current request is about to wait on the user: its connection gives up its serving slot if the

@@ -50,8 +50,9 @@ impl RequestContext {
 }
 
 /// Runs `request` with `context` as its context.
-pub async fn scope<F: Future>(context: Arc<RequestContext>, request: F) -> F::Output {
-    REQUEST.scope(context, request).await
+pub fn scope<F: Future>(context: Arc<RequestContext>, request: F) -> impl Future<Output = F::Output> {
+    // The task-local's own future (see `waiting::scope`).
+    REQUEST.scope(context, request)
 }
 
 /// The current request's context; `None` outside a connection's request (in-process tests, background work).

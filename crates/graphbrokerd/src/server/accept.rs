@@ -26,12 +26,11 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
-use futures_util::FutureExt as _;
-use futures_util::future::Either;
 use graphbroker_protocol::{ErrorBody, ErrorCode, ErrorDetail};
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue};
@@ -43,7 +42,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_io_timeout::TimeoutStream;
 
-use super::direct::Direct;
+use super::direct::{Connection, Direct, Ended, Stream};
 use super::peer::{FORBIDDEN_MESSAGE, Peer, PeerPolicy};
 use crate::metrics::Metrics;
 use crate::policy::{self, context::RequestContext};
@@ -142,35 +141,57 @@ pub(super) async fn accept_loop(
             continue;
         }
         let process = Arc::new(crate::caller::PeerProcess::of(&stream, peer.pid));
-        let app = TowerToHyperService::new(app.clone());
         let slot = Slot::new(slot, waiting_room.clone());
-        let held = slot.clone();
-        let direct = direct.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            let slot = held.clone();
-            let context = RequestContext::new(process.clone(), request.method().as_str(), request.uri().path());
-            let answer = match Direct::route(&request) {
-                Some(route) => Either::Left(direct.answer(route, peer, request).map(Ok)),
-                None => {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    Either::Right(app.call(request))
-                }
-            };
-            async move {
-                let mut response = waiting::scope(slot.clone(), policy::context::scope(context, answer)).await?;
-                if slot.is_waiting() {
-                    // It gave up its serving slot: it ends with this answer (hyper closes it once written).
-                    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        // hyper bounds the reads (the request head's limit); the wrapper bounds how long a write may wait.
+        let (app, direct, builder) = (app.clone(), direct.clone(), builder.clone());
+        // hyper and the direct phase bound the reads (the request head's limit); the wrapper bounds how long a
+        // write may wait.
         let mut stream = TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_idle_timeout));
-        let connection = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);
+        let mut stream: Stream = Box::pin(stream);
         let mut stop = stop_signal.clone();
+        let head_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
+            // The token routes first, answered by the connection itself (`direct.rs`); the first request that
+            // is anything else hands the connection to hyper and the router.
+            let stopping = AtomicBool::new(false);
+            let ended = {
+                let connection = Connection {
+                    direct: &direct,
+                    peer,
+                    process: &process,
+                    slot: &slot,
+                    head_timeout,
+                    stopping: &stopping,
+                };
+                let served = connection.serve(&mut stream);
+                tokio::pin!(served);
+                tokio::select! {
+                    ended = served.as_mut() => ended,
+                    () = async { drop(stop.wait_for(|stopping| *stopping).await) } => {
+                        // Between requests it closes; a request in flight is answered first.
+                        stopping.store(true, Ordering::Relaxed);
+                        served.await
+                    }
+                }
+            };
+            let Ended::HandOff(read_ahead) = ended else { return };
+            let held = slot.clone();
+            let app = TowerToHyperService::new(app);
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                let slot = held.clone();
+                let context = RequestContext::new(process.clone(), request.method().as_str(), request.uri().path());
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let answer = app.call(request);
+                async move {
+                    let mut response = waiting::scope(slot.clone(), policy::context::scope(context, answer)).await?;
+                    if slot.is_waiting() {
+                        // It gave up its serving slot: it ends with this answer (hyper closes it once written).
+                        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let connection = builder.serve_connection(TokioIo::new(read_ahead.with(stream)), service);
             let _slot = slot;
             tokio::pin!(connection);
             let result = tokio::select! {

@@ -87,14 +87,20 @@ impl Gate {
             None => {
                 let _guard = CountedRequest::start(&self.activity);
                 let response = answer.await;
-                let status = response.status();
-                let failed = status.is_client_error() || status.is_server_error();
-                self.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
+                self.counted(route, &response);
                 response
             }
         };
         response.headers_mut().insert(PROTOCOL_HEADER, PROTOCOL_VALUE.clone());
         response
+    }
+
+    /// Counts `response` in the metrics as an answer of `route`: failed if it is a 4xx or 5xx, under the error
+    /// code it carries.
+    fn counted(&self, route: Route, response: &Response) {
+        let status = response.status();
+        let failed = status.is_client_error() || status.is_server_error();
+        self.metrics.answered(route, failed, response.extensions().get::<ErrorCode>().copied());
     }
 
     fn new(broker: &Broker, policy: PeerPolicy, activity: Arc<Activity>) -> Self {
@@ -172,12 +178,12 @@ async fn version() -> Json<VersionResponse> {
 /// `GET /v1/token`: the broker's token, as JSON made once per second of `expires_in` and shared while the token
 /// is cached (`answer::token_json`).
 async fn token(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    token_route(&app.broker, TokenRoute::Token, &headers, raw.as_deref()).await
+    token_route(&app.broker, TokenRoute::Token, attended(&headers), raw.as_deref()).await
 }
 
 /// `GET /v1/header`: the broker's token as ready-made headers, made once and shared while the token is cached.
 async fn header(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    token_route(&app.broker, TokenRoute::Header, &headers, raw.as_deref()).await
+    token_route(&app.broker, TokenRoute::Header, attended(&headers), raw.as_deref()).await
 }
 
 /// The two routes that answer with a token.
@@ -187,20 +193,28 @@ enum TokenRoute {
     Header,
 }
 
-/// What `GET /v1/token` and `GET /v1/header` answer, from the request's headers and raw query; shared by the
-/// router and the accept loop's direct routes (`direct.rs`).
-async fn token_route(broker: &Arc<Broker>, route: TokenRoute, headers: &HeaderMap, query: Option<&str>) -> Response {
-    let answer = async {
-        let request = TokenRequest { attended: attended(headers), ..token_query(query)? };
-        let issued = broker.token(&request).await?;
-        match route {
-            TokenRoute::Token => token_json(&issued),
-            TokenRoute::Header => header_json(&issued),
-        }
-    };
-    match answer.await {
+/// What `GET /v1/token` and `GET /v1/header` answer, from whether the request says a user is at its terminal
+/// (`request::attended`) and its raw query; shared by the router and the connections' direct routes
+/// (`direct.rs`).
+async fn token_route(broker: &Arc<Broker>, route: TokenRoute, attended: bool, query: Option<&str>) -> Response {
+    match token_answer(broker, route, attended, query).await {
         Ok(json) => secret_answer(json),
         Err(error) => error.into_response(),
+    }
+}
+
+/// [`token_route`]'s answer before it is a response: the JSON (in its wiped, shared buffer) or the error.
+async fn token_answer(
+    broker: &Arc<Broker>,
+    route: TokenRoute,
+    attended: bool,
+    query: Option<&str>,
+) -> Result<bytes::Bytes, ApiError> {
+    let request = TokenRequest { attended, ..token_query(query)? };
+    let issued = broker.token(&request).await?;
+    match route {
+        TokenRoute::Token => token_json(&issued),
+        TokenRoute::Header => header_json(&issued),
     }
 }
 
