@@ -105,27 +105,65 @@ impl Scanner {
         Self { rewrite, place: Place::Outside, held: Vec::new() }
     }
 
-    /// The rewritten text of the next piece of the body.
+    /// The rewritten text of the next piece of the body. Runs the scanner's steps a span at a time where they
+    /// cannot change its place: between tokens up to the next `"`, and inside a string up to the next `"` or `\\`
+    /// (held back while the string is kept, up to its limit). Every other byte takes [`Scanner::step`].
     pub(super) fn feed(&mut self, chunk: &[u8]) -> Bytes {
         let mut out = Vec::with_capacity(chunk.len() + self.held.len());
-        for &byte in chunk {
-            self.place = match self.place {
-                Place::InString { escaped, kept, value } => self.in_string(byte, escaped, kept, value, &mut out),
-                place => {
-                    out.push(byte);
-                    match byte {
-                        b'"' => {
-                            self.held.clear();
-                            Place::InString { escaped: false, kept: true, value: place == Place::BeforeValue }
-                        }
-                        b' ' | b'\t' | b'\r' | b'\n' => place,
-                        b':' if place == Place::AfterName => Place::BeforeValue,
-                        _ => Place::Outside,
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let plain = match self.place {
+                Place::Outside => memchr::memchr(b'"', rest),
+                Place::InString { escaped: false, .. } => memchr::memchr2(b'"', b'\\', rest),
+                _ => Some(0),
+            }
+            .unwrap_or(rest.len());
+            let (span, after) = rest.split_at(plain);
+            rest = after;
+            match self.place {
+                Place::InString { kept: true, value, .. } if !span.is_empty() => {
+                    let limit = Self::limit(value);
+                    // As many as the held string takes before it passes its limit; the rest are stepped.
+                    let taken = span.len().min(limit + 1 - self.held.len().min(limit + 1));
+                    self.held.extend_from_slice(&span[..taken]);
+                    if self.held.len() > limit {
+                        out.append(&mut self.held);
+                        self.place = Place::InString { escaped: false, kept: false, value };
                     }
+                    out.extend_from_slice(&span[taken..]);
                 }
-            };
+                _ => out.extend_from_slice(span),
+            }
+            if let Some((&byte, after)) = rest.split_first() {
+                self.step(byte, &mut out);
+                rest = after;
+            }
         }
         Bytes::from(out)
+    }
+
+    /// One byte of the body through the scanner.
+    fn step(&mut self, byte: u8, out: &mut Vec<u8>) {
+        self.place = match self.place {
+            Place::InString { escaped, kept, value } => self.in_string(byte, escaped, kept, value, out),
+            place => {
+                out.push(byte);
+                match byte {
+                    b'"' => {
+                        self.held.clear();
+                        Place::InString { escaped: false, kept: true, value: place == Place::BeforeValue }
+                    }
+                    b' ' | b'\t' | b'\r' | b'\n' => place,
+                    b':' if place == Place::AfterName => Place::BeforeValue,
+                    _ => Place::Outside,
+                }
+            }
+        };
+    }
+
+    /// How long a kept string may grow: a link's value, or the longest link name.
+    fn limit(value: bool) -> usize {
+        if value { LINK_LIMIT } else { LINK_NAMES.iter().map(|n| n.len()).max().unwrap_or(0) }
     }
 
     fn in_string(&mut self, byte: u8, escaped: bool, kept: bool, value: bool, out: &mut Vec<u8>) -> Place {
@@ -150,8 +188,7 @@ impl Scanner {
             return Place::InString { escaped, kept, value };
         }
         self.held.push(byte);
-        let limit = if value { LINK_LIMIT } else { LINK_NAMES.iter().map(|n| n.len()).max().unwrap_or(0) };
-        if self.held.len() > limit {
+        if self.held.len() > Self::limit(value) {
             out.append(&mut self.held);
             return Place::InString { escaped, kept: false, value };
         }
@@ -253,6 +290,53 @@ mod tests {
         assert_eq!(scan(&long, 4096, "localhost"), long);
         let name = format!(r#"{{"{}":"https://graph.microsoft.com/v1.0/me"}}"#, "b".repeat(100));
         assert_eq!(scan(&name, 7, "localhost"), name);
+    }
+
+    #[test]
+    fn spans_give_what_the_bytes_one_at_a_time_give() {
+        // Pseudo-random JSON-ish text of quotes, escapes, colons, link names and long strings, cut at random.
+        let parts = [
+            "\"",
+            "\\",
+            ":",
+            " ",
+            "{",
+            ",",
+            "@odata.nextLink",
+            "@odata.deltaLink",
+            "https://graph.microsoft.com/",
+            "v1.0/me",
+            "beta/x",
+            "a",
+            &"z".repeat(20),
+            &"y".repeat(LINK_LIMIT / 3),
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for _ in 0..300 {
+            let text: String = (0..next(60)).map(|_| parts[next(parts.len())]).collect();
+            let mut bytewise = Scanner::new(rewrite("localhost"));
+            let mut want = Vec::new();
+            for &byte in text.as_bytes() {
+                bytewise.step(byte, &mut want);
+            }
+            want.extend_from_slice(&bytewise.finish());
+            let mut spans = Scanner::new(rewrite("localhost"));
+            let mut got = Vec::new();
+            let mut rest = text.as_bytes();
+            while !rest.is_empty() {
+                let (piece, after) = rest.split_at(next(rest.len()) + 1);
+                got.extend_from_slice(&spans.feed(piece));
+                rest = after;
+            }
+            got.extend_from_slice(&spans.finish());
+            assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "{text:?}");
+        }
     }
 
     #[test]

@@ -163,14 +163,18 @@ async fn forward_inner(app: &Proxy, request: Request) -> Result<Response, ApiErr
 /// on the Graph host under `/{version}/`.
 pub(crate) fn target_url(base: &Url, path: &str, query: Option<&str>) -> Result<Url, ApiError> {
     let (version, rest) = graph_path(path)?;
-    let mut text = format!("{}/{version}/{rest}", base.as_str().trim_end_matches('/'));
-    if let Some(query) = query {
-        text.push('?');
-        text.push_str(query);
-    }
-    let url = Url::parse(&text).map_err(|e| ApiError::bad_request(format!("{path:?} does not make a URL: {e}")))?;
+    // The base's scheme and host as they are (parsed once, with the config), and only the path and query parsed
+    // here: the same URL as parsing the whole text, without parsing the host again for each call.
+    let mut url = base.clone();
+    url.set_path(&format!("{}/{version}/{rest}", base.path().trim_end_matches('/')));
+    url.set_query(query);
     // Defence in depth: whatever the parser made of it, it must still be the Graph host and the version.
-    if url.origin() != base.origin() || !url.path().starts_with(&format!("/{version}/")) {
+    let same_origin = url.scheme() == base.scheme()
+        && url.host() == base.host()
+        && url.port_or_known_default() == base.port_or_known_default();
+    if !same_origin
+        || !url.path().strip_prefix('/').and_then(|p| p.strip_prefix(version)).is_some_and(|p| p.starts_with('/'))
+    {
         return Err(ApiError::bad_request(format!("{path:?} would leave the Graph endpoint; it was not sent")));
     }
     Ok(url)
