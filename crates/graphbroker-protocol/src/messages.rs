@@ -63,7 +63,29 @@ pub struct ProfileQuery {
 
 /// Splits a scope list written with spaces and/or commas, dropping empty pieces.
 pub fn split_scopes(list: &str) -> Vec<String> {
-    list.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    if !list.is_ascii() {
+        return list
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    // The same split a byte at a time (what a daemon does on every token request): the separators are `,` and
+    // the ASCII characters `char::is_whitespace` takes, and an ASCII string cuts anywhere on a char boundary.
+    let mut scopes = Vec::new();
+    let mut start = 0;
+    for (at, byte) in list.bytes().enumerate() {
+        if matches!(byte, b',' | b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r') {
+            if at > start {
+                scopes.push(list[start..at].to_owned());
+            }
+            start = at + 1;
+        }
+    }
+    if list.len() > start {
+        scopes.push(list[start..].to_owned());
+    }
+    scopes
 }
 
 /// The signed-in account a token belongs to. Never secret.
@@ -339,6 +361,15 @@ mod tests {
             ["User.Read", "Mail.Read", "Calendars.Read"]
         );
         assert!(split_scopes(" , ").is_empty());
+        // Byte by byte for ASCII, as `char::is_whitespace` splits: every ASCII separator, and nothing else.
+        let by_chars = |list: &str| -> Vec<String> {
+            list.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        };
+        for byte in 0..=127u8 {
+            let list = format!("a{}b{}{}", byte as char, byte as char, byte as char);
+            assert_eq!(split_scopes(&list), by_chars(&list), "{byte:#x}");
+        }
+        assert_eq!(split_scopes("a\u{a0}b\u{2003}c,d"), ["a", "b", "c", "d"], "Unicode spaces split too");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use super::{Caller, Program, Sandbox, SandboxKind, first_args};
 /// `SO_PEERPIDFD` (Linux 6.5) in the generic socket option numbering (every architecture but alpha, mips,
 /// parisc and sparc, which this daemon is not built for).
 const SO_PEERPIDFD: libc::c_int = 77;
-/// The most of `/proc/PID/root/.flatpak-info` or `/proc/PID/cgroup` read: both are a few hundred bytes.
+/// The most of a `/proc/PID` file read: `cgroup` and `root/.flatpak-info` are a few hundred bytes, and of
+/// `cmdline` only the first arguments are kept.
 const MOST_READ: u64 = 64 * 1024;
 
 /// The pidfd of the process that connected: `SO_PEERPIDFD`, which names the connecting process itself however
@@ -61,7 +62,7 @@ pub(super) fn identify(pid: i32, pidfd: &OwnedFd) -> Caller {
         Ok(exe) => exe.to_string_lossy().into_owned(),
         Err(e) => return Caller::unknown(Some(pid), format!("its executable could not be read: {e}")),
     };
-    let args = fs::read(format!("{proc}/cmdline"))
+    let args = read_proc(&format!("{proc}/cmdline"))
         .map(|raw| {
             first_args(
                 raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()),
@@ -83,9 +84,33 @@ pub(super) fn identify(pid: i32, pidfd: &OwnedFd) -> Caller {
 }
 
 fn read_capped(path: &str) -> Option<String> {
-    let mut text = String::new();
-    fs::File::open(path).ok()?.take(MOST_READ).read_to_string(&mut text).ok()?;
-    Some(text)
+    read_proc(path)
+        .map(|bytes| String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// At most [`MOST_READ`] bytes of a file in `/proc`, read into a page-sized buffer from the start: `/proc` files
+/// say they are empty, so `fs::read` would `statx` first and then read in 32-byte steps, a system call each, on
+/// every connection that is identified.
+fn read_proc(path: &str) -> Option<Vec<u8>> {
+    let mut file = fs::File::open(path).ok()?;
+    let mut bytes = vec![0; 4096];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            if len as u64 >= MOST_READ {
+                break;
+            }
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    bytes.truncate(len);
+    Some(bytes)
 }
 
 /// The cgroup v2 path (`0::/user.slice/…/app.slice/foo.service`): its deepest `.service` or `.scope` component.

@@ -78,9 +78,13 @@ pub(super) enum Head {
 
 /// Reads the head at the start of `bytes`.
 pub(super) fn head(bytes: &[u8]) -> Head {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let Ok(status) = request.parse(bytes) else { return Head::Other };
+    if bytes.is_empty() {
+        return Head::Partial;
+    }
+    // Left uninitialized: httparse writes the headers it finds, and only those are read.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let Ok(status) = request.parse_with_uninit_headers(bytes, &mut headers) else { return Head::Other };
     let (Some(method), Some(target)) = (request.method, request.path) else { return Head::Partial };
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -127,8 +131,26 @@ pub(super) fn head(bytes: &[u8]) -> Head {
 /// The bytes a direct target may hold: RFC 3986's path and query characters. Anything else goes to hyper, whose
 /// URI parser decides what it means.
 fn plain_target_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&byte)
+    PLAIN_TARGET_BYTES[usize::from(byte)]
 }
+
+/// [`plain_target_byte`]'s table, made at compile time: a lookup per byte of the target.
+static PLAIN_TARGET_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let others = b"-._~!$&'()*+,;=:@/?%";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// How a connection's direct phase ended.
 #[derive(Debug)]
@@ -497,6 +519,15 @@ mod tests {
         }
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: y\r\n")).collect();
         assert_eq!(head(format!("GET /v1/token HTTP/1.1\r\n{many}\r\n").as_bytes()), Head::Other);
+    }
+
+    #[test]
+    fn the_plain_target_bytes_are_rfc_3986s_path_and_query_characters() {
+        let plain: Vec<u8> = (0..=255u8).filter(|b| plain_target_byte(*b)).collect();
+        let mut want: Vec<u8> = (b'0'..=b'9').chain(b'A'..=b'Z').chain(b'a'..=b'z').collect();
+        want.extend_from_slice(b"-._~!$&'()*+,;=:@/?%");
+        want.sort_unstable();
+        assert_eq!(plain, want);
     }
 
     #[tokio::test]
