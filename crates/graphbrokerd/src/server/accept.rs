@@ -26,7 +26,6 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -153,27 +152,10 @@ pub(super) async fn accept_loop(
         tokio::spawn(async move {
             // The token routes first, answered by the connection itself (`direct.rs`); the first request that
             // is anything else hands the connection to hyper and the router.
-            let stopping = AtomicBool::new(false);
-            let ended = {
-                let connection = Connection {
-                    direct: &direct,
-                    peer,
-                    process: &process,
-                    slot: &slot,
-                    head_timeout,
-                    stopping: &stopping,
-                };
-                let served = connection.serve(&mut stream);
-                tokio::pin!(served);
-                tokio::select! {
-                    ended = served.as_mut() => ended,
-                    () = async { drop(stop.wait_for(|stopping| *stopping).await) } => {
-                        // Between requests it closes; a request in flight is answered first.
-                        stopping.store(true, Ordering::Relaxed);
-                        served.await
-                    }
-                }
-            };
+            let connection =
+                Connection { direct: &direct, peer, process: &process, slot: &slot, head_timeout, stop: &stop };
+            // Between requests it closes when the daemon stops; a request in flight is answered first.
+            let ended = connection.serve(&mut stream).await;
             let Ended::HandOff(read_ahead) = ended else { return };
             let held = slot.clone();
             let app = TowerToHyperService::new(app);

@@ -19,7 +19,6 @@ use std::io::{self, IoSlice};
 use std::ops::Range;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -168,8 +167,8 @@ pub(super) struct Connection<'a> {
     pub process: &'a Arc<PeerProcess>,
     pub slot: &'a Arc<Slot>,
     pub head_timeout: Duration,
-    /// Set when the daemon is stopping: the connection closes between requests.
-    pub stopping: &'a AtomicBool,
+    /// Turns `true` when the daemon is stopping: the connection closes between requests.
+    pub stop: &'a tokio::sync::watch::Receiver<bool>,
 }
 
 /// The stream a connection is served on.
@@ -182,6 +181,11 @@ impl Connection<'_> {
         let (mut start, mut end) = (0, 0);
         let mut answer_head = Vec::with_capacity(256);
         let mut deadline = pin!(tokio::time::sleep(self.head_timeout));
+        // Polled once, by the first read that waits, so that the stop wakes this task; after that each read only
+        // asks the receiver whether the value changed (see `stopping`), not the channel's waiter list again.
+        let mut waiter = self.stop.clone();
+        let mut stop_wakes = pin!(async move { drop(waiter.changed().await) });
+        let mut registered = false;
         loop {
             match head(&buffer[start..end]) {
                 Head::Direct { len, route, query, attended, close } => {
@@ -191,7 +195,7 @@ impl Connection<'_> {
                         return Ended::HandOff(Prefixed::new(buffer, start..end));
                     };
                     let answer = self.answer(route, attended, query).await;
-                    let close = close || self.slot.is_waiting() || self.stopping.load(Ordering::Relaxed);
+                    let close = close || self.slot.is_waiting() || self.stopping();
                     if let Err(e) = write_answer(stream, answer, close, &mut answer_head).await {
                         tracing::debug!(peer = ?self.peer, "connection ended while answering: {e}");
                         return Ended::Closed;
@@ -214,7 +218,9 @@ impl Connection<'_> {
                         buffer.copy_within(start..end, 0);
                         (start, end) = (0, end - start);
                     }
-                    match self.read(stream, &mut buffer[end..], deadline.as_mut()).await {
+                    let wakes = (!registered).then_some(stop_wakes.as_mut());
+                    registered = true;
+                    match self.read(stream, &mut buffer[end..], deadline.as_mut(), wakes).await {
                         Ok(0) => return Ended::Closed,
                         Ok(n) => end += n,
                         Err(e) => {
@@ -228,15 +234,26 @@ impl Connection<'_> {
         }
     }
 
-    /// One read into `into`, unless the head's `deadline` passes or the daemon stops first.
+    /// Whether the daemon is stopping (or its accept loop is gone).
+    fn stopping(&self) -> bool {
+        self.stop.has_changed().unwrap_or(true)
+    }
+
+    /// One read into `into`, unless the head's `deadline` passes or the daemon stops first. `stop_wakes`, when
+    /// given, is polled along to register this task for the stop's wake-up (it stays registered afterwards).
     async fn read(
         &self,
         stream: &mut Stream,
         into: &mut [u8],
         mut deadline: Pin<&mut tokio::time::Sleep>,
+        mut stop_wakes: Option<Pin<&mut (impl Future<Output = ()> + ?Sized)>>,
     ) -> io::Result<usize> {
         std::future::poll_fn(|cx: &mut Context<'_>| {
-            if self.stopping.load(Ordering::Relaxed) {
+            if let Some(wakes) = stop_wakes.as_mut() {
+                // Ready only once the stop has come, which `stopping` then says too.
+                let _ = wakes.as_mut().poll(cx);
+            }
+            if self.stopping() {
                 return Poll::Ready(Err(io::Error::other("the daemon is stopping")));
             }
             let mut read = ReadBuf::new(into);
