@@ -150,7 +150,7 @@ pub(super) async fn accept_loop(
         let mut stop = stop_signal.clone();
         let head_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            // The token routes first, answered by the connection itself (`direct.rs`); the first request that
+            // The token routes first, answered by the connection itself (`direct/`); the first request that
             // is anything else hands the connection to hyper and the router.
             let connection =
                 Connection { direct: &direct, peer, process: &process, slot: &slot, head_timeout, stop: &stop };

@@ -5,7 +5,7 @@
 //!
 //! - `accept.rs`: the accept loop — the peer check before a request is read, the connection cap, the time limit
 //!   on request heads, graceful shutdown. `peer.rs`: who may talk to the daemon. `request.rs`: query strings (and
-//!   the proxy's headers) → validated domain requests. `direct.rs`: the token routes, answered without the
+//!   the proxy's headers) → validated domain requests. `direct/`: the token routes, answered without the
 //!   router. `activity.rs`: requests and streaming answers in flight, for idle exit. `answer.rs`: token answers in wiped buffers, and the one `Bearer` value. `proxy/`: the Graph
 //!   proxy, with its own route and state; it imports its siblings, not this module.
 
@@ -71,7 +71,8 @@ static PROTOCOL_VALUE: std::sync::LazyLock<axum::http::HeaderValue> =
 ///   adds on series looked up by index, see `crate::metrics`);
 /// - [`PROTOCOL_HEADER`] on every answer, a refusal included, which clients check.
 ///
-/// The accept loop's direct routes (`direct.rs`) go through the same [`Gate::pass`] without the router.
+/// The connections' direct token requests (`direct/`) go through the same checks and counting without the
+/// router ([`Gate::admit`], [`Gate::answered`]).
 async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let refusal = gate.peers.refusal(&request);
     let route = Route::of_request(request.method(), request.uri().path());
@@ -82,7 +83,7 @@ impl Gate {
     /// `refusal` if there is one, else `answer` counted in activity and in the metrics under `route`; either way
     /// with [`PROTOCOL_HEADER`].
     async fn pass(&self, refusal: Option<Response>, route: Route, answer: impl Future<Output = Response>) -> Response {
-        let mut response = match refusal {
+        let response = match refusal {
             Some(refusal) => refusal,
             None => {
                 let _guard = CountedRequest::start(&self.activity);
@@ -91,8 +92,41 @@ impl Gate {
                 response
             }
         };
-        response.headers_mut().insert(PROTOCOL_HEADER, PROTOCOL_VALUE.clone());
-        response
+        with_protocol(response)
+    }
+
+    /// [`Gate::pass`]'s first half for a connection's direct token request from `peer` (`direct/`): its
+    /// refusal (with [`PROTOCOL_HEADER`]), or the guard that counts it in activity while it runs.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the error is the answer itself, written next; boxing it would only add an allocation"
+    )]
+    fn admit(&self, peer: Peer) -> Result<CountedRequest<'_>, Response> {
+        match self.peers.refusal_of(Some(peer)) {
+            Some(refusal) => Err(with_protocol(refusal)),
+            None => Ok(CountedRequest::start(&self.activity)),
+        }
+    }
+
+    /// [`Gate::pass`]'s second half for a direct token request: `answer` counted in the metrics under `route`,
+    /// the token answer's JSON kept as it is (to be written after a made head), an error as its whole answer
+    /// with [`PROTOCOL_HEADER`].
+    #[expect(
+        clippy::result_large_err,
+        reason = "the error is the answer itself, written next; boxing it would only add an allocation"
+    )]
+    fn answered(&self, route: Route, answer: Result<bytes::Bytes, ApiError>) -> Result<bytes::Bytes, Response> {
+        match answer {
+            Ok(json) => {
+                self.metrics.answered(route, false, None);
+                Ok(json)
+            }
+            Err(error) => {
+                let response = error.into_response();
+                self.counted(route, &response);
+                Err(with_protocol(response))
+            }
+        }
     }
 
     /// Counts `response` in the metrics as an answer of `route`: failed if it is a 4xx or 5xx, under the error
@@ -107,6 +141,12 @@ impl Gate {
         let peers = PeerCheck { policy, metrics: broker.metrics().clone() };
         Gate { peers, activity, metrics: broker.metrics().clone() }
     }
+}
+
+/// `response` with [`PROTOCOL_HEADER`], which clients check on every answer.
+fn with_protocol(mut response: Response) -> Response {
+    response.headers_mut().insert(PROTOCOL_HEADER, PROTOCOL_VALUE.clone());
+    response
 }
 
 /// The whole API. Connections must carry [`Peer`] info (`into_make_service_with_connect_info::<Peer>()`);
@@ -195,7 +235,7 @@ enum TokenRoute {
 
 /// What `GET /v1/token` and `GET /v1/header` answer, from whether the request says a user is at its terminal
 /// (`request::attended`) and its raw query; shared by the router and the connections' direct routes
-/// (`direct.rs`).
+/// (`direct/`).
 async fn token_route(broker: &Arc<Broker>, route: TokenRoute, attended: bool, query: Option<&str>) -> Response {
     match token_answer(broker, route, attended, query).await {
         Ok(json) => secret_answer(json),
