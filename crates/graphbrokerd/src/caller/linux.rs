@@ -84,8 +84,8 @@ pub(super) fn identify(pid: i32, pidfd: &OwnedFd) -> Caller {
 }
 
 fn read_capped(path: &str) -> Option<String> {
-    read_proc(path)
-        .map(|bytes| String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    // Text or nothing, as `read_to_string` read it.
+    String::from_utf8(read_proc(path)?).ok()
 }
 
 /// At most [`MOST_READ`] bytes of a file in `/proc`, read into a page-sized buffer from the start: `/proc` files
