@@ -175,8 +175,7 @@ impl Daemon {
         // The audit log goes to the daemon's own directory, never the tester's.
         command.env("XDG_STATE_HOME", self.dir.path().join("state"));
         adjust(&mut command);
-        let child = command.spawn().expect("graphbrokerd starts");
-        self.child = Some(child);
+        self.child = Some(spawn_retrying(&mut command));
         self.wait_ready();
     }
 
@@ -421,4 +420,16 @@ pub fn root_available(test: &str) -> bool {
     }
     eprintln!("skipping {test}: needs root to run a process as another user");
     false
+}
+
+/// `command` spawned, tried again while exec says "text file busy": a binary just copied (`Daemon::start_as`) can
+/// still be open for writing in a child that another test thread forked meanwhile, until that child execs.
+fn spawn_retrying(command: &mut Command) -> Child {
+    for _ in 0..100 {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => std::thread::sleep(Duration::from_millis(20)),
+            other => return other.expect("graphbrokerd starts"),
+        }
+    }
+    command.spawn().expect("graphbrokerd starts")
 }
