@@ -66,6 +66,21 @@ fn take_answer(bytes: &mut Vec<u8>) -> Option<Answer> {
     Some(Answer { status, headers, body })
 }
 
+/// Reads the next answer from `stream`, without waiting to see whether more comes.
+async fn next_answer(stream: &mut UnixStream) -> Answer {
+    let (mut bytes, mut chunk) = (Vec::new(), [0u8; 4096]);
+    loop {
+        if let Some(answer) = take_answer(&mut bytes) {
+            assert!(bytes.is_empty(), "more than one answer: {}", String::from_utf8_lossy(&bytes));
+            return answer;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk)).await;
+        let read = read.expect("an answer within 20 s").expect("read");
+        assert!(read > 0, "the connection closed before its answer");
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+}
+
 async fn signed_in(test: &str, flags: &'static [&'static str]) -> (fake_entra::FakeEntra, Daemon) {
     let fake = fake();
     let daemon = Daemon::start_with(&config(&fake, "memory", &unique_service(test), ""), |command| {
@@ -188,5 +203,64 @@ async fn a_stopping_daemon_closes_an_idle_connection_at_once() {
     assert!(!log.contains("did not finish within"), "an idle connection held the stopping daemon:\n{log}");
     let mut rest = Vec::new();
     idle.read_to_end(&mut rest).await.expect("read");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_repeat_or_change_their_query_on_one_connection_are_answered_as_fresh_ones() {
+    // A connection keeps its last token query parsed while the next ones repeat it: a change of query or of the
+    // terminal header between them, and a query that is refused, must still get what a fresh connection gets.
+    let (_fake, daemon) = signed_in("repeated_query", &[]).await;
+    let terminal = format!("{}: 1\r\n", graphbroker_protocol::TERMINAL_HEADER);
+    let asks = [
+        ("/v1/token?scopes=User.Read", ""),
+        ("/v1/token?scopes=User.Read&min_valid=999999", ""),
+        ("/v1/token?scopes=User.Read", ""),
+        ("/v1/token?scopes=User.Read", terminal.as_str()),
+        ("/v1/header?scopes=User.Read", ""),
+        ("/v1/token?profile=nope", ""),
+        ("/v1/token?profile=nope", ""),
+        ("/v1/token?scopes=User.Read", ""),
+        ("/v1/token?scopes=User.Read&min_valid=999999", ""),
+    ];
+    let mut fresh = Vec::new();
+    for (target, extra) in asks {
+        let mut stream = UnixStream::connect(&daemon.socket).await.expect("connect");
+        stream.write_all(get(target, extra).as_bytes()).await.expect("write");
+        fresh.push(next_answer(&mut stream).await);
+    }
+    let mut one = UnixStream::connect(&daemon.socket).await.expect("connect");
+    let mut sequential = Vec::new();
+    for (target, extra) in asks {
+        one.write_all(get(target, extra).as_bytes()).await.expect("write");
+        sequential.push(next_answer(&mut one).await);
+    }
+    let statuses: Vec<u16> = fresh.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 400, 200, 200, 200, 404, 404, 200, 400], "{fresh:?}");
+    for (i, ((target, _), (fresh, again))) in asks.iter().zip(fresh.iter().zip(&sequential)).enumerate() {
+        assert_eq!(fresh.status, again.status, "request {i} ({target}): {fresh:?} / {again:?}");
+        let same = |a: &Answer| match a.status {
+            200 => a.body.get("access_token").or(a.body.get("Authorization")).cloned().expect("a token"),
+            _ => a.body.clone(),
+        };
+        assert_eq!(same(fresh), same(again), "request {i} ({target})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_keeps_asking_outlives_the_head_limit_and_one_that_stops_does_not() {
+    // The head limit runs from each answer: requests 100 ms apart for three times the limit are all answered;
+    // then, idle, the connection is closed.
+    let (_fake, daemon) = signed_in("head_limit_rolls", &["--header-read-timeout-ms", "300"]).await;
+    let mut stream = UnixStream::connect(&daemon.socket).await.expect("connect");
+    for i in 0..10 {
+        stream.write_all(get("/v1/token?scopes=User.Read", "").as_bytes()).await.expect("write");
+        let answer = next_answer(&mut stream).await;
+        assert_eq!(answer.status, 200, "request {i}: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the daemon still holds the idle connection past the head's time limit");
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
 }

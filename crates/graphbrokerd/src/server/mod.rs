@@ -250,8 +250,16 @@ async fn token_answer(
     attended: bool,
     query: Option<&str>,
 ) -> Result<bytes::Bytes, ApiError> {
-    let request = TokenRequest { attended, ..token_query(query)? };
-    let issued = broker.token(&request).await?;
+    issue_answer(broker, route, &TokenRequest { attended, ..token_query(query)? }).await
+}
+
+/// The answer to a token request already read: the JSON of the token `request` is issued (or the error).
+async fn issue_answer(
+    broker: &Arc<Broker>,
+    route: TokenRoute,
+    request: &TokenRequest,
+) -> Result<bytes::Bytes, ApiError> {
+    let issued = broker.token(request).await?;
     match route {
         TokenRoute::Token => token_json(&issued),
         TokenRoute::Header => header_json(&issued),

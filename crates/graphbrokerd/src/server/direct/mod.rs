@@ -34,8 +34,9 @@ use self::head::{Head, head};
 pub(super) use self::prefixed::Prefixed;
 use self::write::write_answer;
 use super::peer::Peer;
-use super::{Gate, TokenRoute, token_answer};
-use crate::broker::Broker;
+use super::request::token_query;
+use super::{Gate, TokenRoute, issue_answer};
+use crate::broker::{Broker, TokenRequest};
 use crate::caller::PeerProcess;
 use crate::metrics::Route;
 use crate::policy::{self, context::RequestContext};
@@ -72,6 +73,15 @@ pub(super) struct Connection<'a> {
     pub stop: &'a tokio::sync::watch::Receiver<bool>,
 }
 
+/// The last token query a connection read, parsed: the next request with the same query bytes and terminal
+/// header is not parsed again (the parse is a function of those alone), so a program asking in a loop on one
+/// connection pays for one parse, and for no allocation after it.
+struct LastQuery {
+    raw: Vec<u8>,
+    attended: bool,
+    request: TokenRequest,
+}
+
 /// The stream a connection is served on.
 pub(super) type Stream = Pin<Box<tokio_io_timeout::TimeoutStream<tokio::net::UnixStream>>>;
 
@@ -81,7 +91,11 @@ impl Connection<'_> {
         let mut buffer = vec![0; READ_BUFFER];
         let (mut start, mut end) = (0, 0);
         let mut answer_head = Vec::with_capacity(256);
+        let mut last_query = None;
+        // The head limit: the next head is due by `due`. The timer is moved only when it fires early (a request
+        // was answered since it was set), not at every request: a reset moves it in the runtime's timer wheel.
         let mut deadline = pin!(tokio::time::sleep(self.head_timeout));
+        let mut due = deadline.deadline();
         // Polled once, by the first read that waits, so that the stop wakes this task; after that each read only
         // asks the receiver whether the value changed (see `stopping`), not the channel's waiter list again.
         let mut waiter = self.stop.clone();
@@ -95,7 +109,7 @@ impl Connection<'_> {
                     let Ok(query) = query.transpose() else {
                         return Ended::HandOff(Prefixed::new(buffer, start..end));
                     };
-                    let answer = self.answer(route, attended, query).await;
+                    let answer = self.answer(route, attended, query, &mut last_query).await;
                     let close = close || self.slot.is_waiting() || self.stopping();
                     if let Err(e) = write_answer(stream, answer, close, &mut answer_head).await {
                         tracing::debug!(peer = ?self.peer, "connection ended while answering: {e}");
@@ -108,7 +122,7 @@ impl Connection<'_> {
                     if start == end {
                         (start, end) = (0, 0);
                     }
-                    deadline.as_mut().reset(Instant::now() + self.head_timeout);
+                    due = Instant::now() + self.head_timeout;
                 }
                 Head::Other => return Ended::HandOff(Prefixed::new(buffer, start..end)),
                 Head::Partial => {
@@ -121,7 +135,7 @@ impl Connection<'_> {
                     }
                     let wakes = (!registered).then_some(stop_wakes.as_mut());
                     registered = true;
-                    match self.read(stream, &mut buffer[end..], deadline.as_mut(), wakes).await {
+                    match self.read(stream, &mut buffer[end..], deadline.as_mut(), due, wakes).await {
                         Ok(0) => return Ended::Closed,
                         Ok(n) => end += n,
                         Err(e) => {
@@ -140,13 +154,15 @@ impl Connection<'_> {
         self.stop.has_changed().unwrap_or(true)
     }
 
-    /// One read into `into`, unless the head's `deadline` passes or the daemon stops first. `stop_wakes`, when
+    /// One read into `into`, unless the head is not whole by `due` (`deadline`, a timer at or before it) or the
+    /// daemon stops first. `stop_wakes`, when
     /// given, is polled along to register this task for the stop's wake-up (it stays registered afterwards).
     async fn read(
         &self,
         stream: &mut Stream,
         into: &mut [u8],
         mut deadline: Pin<&mut tokio::time::Sleep>,
+        due: Instant,
         mut stop_wakes: Option<Pin<&mut (impl Future<Output = ()> + ?Sized)>>,
     ) -> io::Result<usize> {
         std::future::poll_fn(|cx: &mut Context<'_>| {
@@ -160,12 +176,18 @@ impl Connection<'_> {
             let mut read = ReadBuf::new(into);
             match stream.as_mut().poll_read(cx, &mut read) {
                 Poll::Ready(result) => Poll::Ready(result.map(|()| read.filled().len())),
-                Poll::Pending => match deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no whole request head within the time limit",
-                    ))),
-                    Poll::Pending => Poll::Pending,
+                Poll::Pending => loop {
+                    match deadline.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(()) if deadline.deadline() >= due => {
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "no whole request head within the time limit",
+                            )));
+                        }
+                        // Set for an earlier head: wait on until this one's.
+                        Poll::Ready(()) => deadline.as_mut().reset(due),
+                    }
                 },
             }
         })
@@ -175,15 +197,29 @@ impl Connection<'_> {
     /// The answer to one direct request: the token answer's JSON, or any other answer whole (a refusal, an
     /// error), through the gate ([`Gate::admit`], [`Gate::answered`]), in the same scopes (the waiting room, the policy's
     /// context) as the accept loop runs hyper's requests in.
-    async fn answer(&self, route: TokenRoute, attended: bool, query: Option<&str>) -> Result<Bytes, Response> {
+    async fn answer(
+        &self,
+        route: TokenRoute,
+        attended: bool,
+        query: Option<&str>,
+        last: &mut Option<LastQuery>,
+    ) -> Result<Bytes, Response> {
         let gate = &self.direct.gate;
         let _counted = gate.admit(self.peer)?;
         let (path, counted_as) = match route {
             TokenRoute::Token => (routes::TOKEN, Route::Token),
             TokenRoute::Header => (routes::HEADER, Route::Header),
         };
+        let raw = query.unwrap_or_default().as_bytes();
+        let request = match last {
+            Some(last) if last.attended == attended && last.raw == raw => Ok(&last.request),
+            _ => token_query(query).map(|request| {
+                let request = TokenRequest { attended, ..request };
+                &last.insert(LastQuery { raw: raw.to_vec(), attended, request }).request
+            }),
+        };
         let context = RequestContext::new(self.process.clone(), "GET", path);
-        let answer = token_answer(&self.direct.broker, route, attended, query);
+        let answer = async { issue_answer(&self.direct.broker, route, request?).await };
         gate.answered(counted_as, waiting::scope(self.slot.clone(), policy::context::scope(context, answer)).await)
     }
 }
