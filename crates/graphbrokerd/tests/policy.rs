@@ -379,3 +379,51 @@ fn an_ask_refused_with_policy_deny_is_policy_denied_and_audited() {
     assert_eq!(lines[0].decided_by.as_deref(), Some(&*format!("ask:{id}")));
     assert_eq!(lines[0].program.exe.as_deref(), Some(&*program.display().to_string()));
 }
+
+#[test]
+fn an_ask_answered_once_covers_its_own_request_and_the_next_one_is_asked_again() {
+    // What the user allowed once must not carry over to the program's next request. (A request held for an ask
+    // waited, so the daemon ends its connection after the answer: curl sends the second on a new one.)
+    let fake = fake();
+    let bin = private_tempdir();
+    let program = curl_copy(bin.path(), "looping-curl");
+    let text =
+        config(&fake, "memory", &unique_service("ask-once"), "\n[policy]\ndefault = \"ask\"\nask_timeout = 60\n");
+    let daemon = Daemon::start(&text);
+    let socket = daemon.socket.clone();
+    // One curl, two transfers.
+    let asked = std::thread::spawn(move || {
+        let out = Command::new(&program)
+            .arg("-s")
+            .arg("--unix-socket")
+            .arg(&socket)
+            .args(["-w", "\n%{http_code}\n", "http://localhost/v1/token", "http://localhost/v1/token"])
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    let answer = |id: u64, verb: &str| {
+        let out = Command::new(client_bin())
+            .args(["policy", verb, &id.to_string()])
+            .env("GRAPHBROKER_SOCKET", &daemon.socket)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let first = wait_for_pending(&daemon);
+    answer(first, "approve");
+    // The second request is asked again: a new ask, refused this time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let second = loop {
+        let id = wait_for_pending(&daemon);
+        if id != first {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the second request was never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    answer(second, "deny");
+    let out = asked.join().unwrap();
+    let statuses: Vec<&str> = out.lines().filter(|line| line.len() == 3 && line.parse::<u16>().is_ok()).collect();
+    assert_eq!(statuses, ["401", "403"], "approved once, then asked again and refused:\n{out}");
+}

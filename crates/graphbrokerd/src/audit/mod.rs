@@ -12,6 +12,7 @@
 //! queue is full (the disk stalls) lines are dropped and counted, and the count is logged: a request is never
 //! held for the log.
 
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -131,7 +132,7 @@ pub struct FoldKey {
     pub account: String,
     pub scopes: Vec<String>,
     pub route: AuditRoute,
-    pub decided_by: Option<String>,
+    pub decided_by: Option<Cow<'static, str>>,
 }
 
 /// A connection's run of identical cache hits (see the module docs). Held by the connection; dropping it writes

@@ -131,8 +131,6 @@ struct Resolved {
     slot: Arc<ProfileSlot>,
     scopes: Arc<ScopeSet>,
     min_valid: Duration,
-    /// The `claims` parameter for the platform (the challenge merged with `cp1`).
-    platform_claims: Option<String>,
     /// With a claims challenge, how many challenges this slot had answered when the request resolved to it
     /// (`Wanted::Challenge`): read from the same slot it is later compared on, a reloaded one included.
     challenges_seen: u64,
@@ -158,12 +156,11 @@ impl Broker {
             .normalize(requested)
             .map_err(|e| ApiError::new(ErrorCode::InvalidScopes, e.to_string()))?;
         let min_valid = request.min_valid.unwrap_or(profile.min_valid);
-        let platform_claims = request_claims(request.claims.as_ref(), profile.cae);
         let challenges_seen = match request.claims {
             Some(_) => slot.state.lock().expect("state lock").entries.challenges_answered(),
             None => 0,
         };
-        Ok(Resolved { slot, scopes, min_valid, platform_claims, challenges_seen })
+        Ok(Resolved { slot, scopes, min_valid, challenges_seen })
     }
 
     /// The request, top to bottom: the profile's slot and the scopes, the policy, then the cache; only a miss (or
@@ -199,7 +196,10 @@ impl Broker {
         // After a sign-in, the token it cached answers the request (and the challenge's claims, which it sent).
         let mut signed_in = false;
         for _ in 0..MAX_ROUNDS {
-            let Resolved { slot, scopes, min_valid, platform_claims, challenges_seen } = &resolved;
+            let Resolved { slot, scopes, min_valid, challenges_seen } = &resolved;
+            // The `claims` parameter for the platform (the challenge merged with `cp1`): made on a miss only, a
+            // cache hit never sends it.
+            let platform_claims = request_claims(request.claims.as_ref(), slot.profile.cae);
             let wanted = match request.claims {
                 Some(_) if !signed_in => Wanted::Challenge { seen: *challenges_seen, challenged },
                 _ => Wanted::Cached,

@@ -3,6 +3,7 @@
 //! asking without a handle threaded through every route; and what the request path notes on the way (served
 //! from the cache, refreshed, signed in), for the audit line.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -29,9 +30,9 @@ pub(super) struct Draft {
     pub source: Option<AuditOutcome>,
     /// The profile and scope-set key the user allowed this request (an `ask` rule), and the answer: a second token
     /// request of the same request (the proxy's renewal after a claims challenge) is not asked again.
-    pub allowed: Option<(String, String, String)>,
+    pub allowed: Option<(String, String, Cow<'static, str>)>,
     /// What decided the last token request of this request.
-    pub decided_by: Option<String>,
+    pub decided_by: Option<Cow<'static, str>>,
 }
 
 impl RequestContext {
@@ -46,6 +47,19 @@ impl RequestContext {
             _ => AuditRoute::Other,
         };
         Arc::new(Self { peer, route, draft: Mutex::default() })
+    }
+
+    /// A context for the next request like the one `kept` was made for (the same peer and route): `kept` itself,
+    /// cleared, when nothing else holds it any more (the last request's scope has ended), else a new one. A
+    /// connection asking in a loop reuses one context instead of allocating one per request.
+    pub fn again(kept: &mut Arc<Self>) -> Arc<Self> {
+        match Arc::get_mut(kept) {
+            Some(context) => *context.draft.get_mut().expect("draft lock") = Draft::default(),
+            None => {
+                *kept = Arc::new(Self { peer: kept.peer.clone(), route: kept.route.clone(), draft: Mutex::default() })
+            }
+        }
+        kept.clone()
     }
 }
 
@@ -100,5 +114,34 @@ mod tests {
         assert_eq!(path_template("/graph/v1.0/me/messages/AAMkADk0"), "/graph/v1.0/me/messages/{}");
         assert_eq!(path_template("/graph/v1.0/users/adele@contoso.com/drive"), "/graph/v1.0/users/{}/drive");
         assert_eq!(path_template("/graph/beta/me/photo/$value"), "/graph/beta/me/photo/$value");
+    }
+
+    #[test]
+    fn a_context_made_again_starts_clear_and_is_new_while_the_last_is_still_held() {
+        let peer = Arc::new(PeerProcess::unidentified("a test"));
+        let mut kept = RequestContext::new(peer, "GET", routes::TOKEN);
+        let fill = |context: &RequestContext| {
+            let mut draft = context.draft.lock().unwrap();
+            draft.source = Some(AuditOutcome::SignedIn);
+            draft.allowed = Some(("work".into(), "key".into(), Cow::Borrowed("ask:1")));
+            draft.decided_by = Some(Cow::Borrowed("ask:1"));
+        };
+        let cleared = |context: &RequestContext| {
+            let draft = context.draft.lock().unwrap();
+            draft.source.is_none() && draft.allowed.is_none() && draft.decided_by.is_none()
+        };
+        fill(&kept);
+        // Nothing else holds it: the same context, with nothing of the last request left in it.
+        let again = RequestContext::again(&mut kept);
+        assert!(Arc::ptr_eq(&again, &kept));
+        assert!(cleared(&again), "what the last request learnt carried over to the next");
+        assert_eq!(again.route, AuditRoute::Token);
+        // Still held (the last request's scope has not ended): a new one, and the old keeps its draft.
+        fill(&again);
+        let again_while_held = RequestContext::again(&mut kept);
+        assert!(!Arc::ptr_eq(&again_while_held, &again));
+        assert!(cleared(&again_while_held));
+        assert!(!cleared(&again));
+        assert_eq!(again_while_held.route, AuditRoute::Token);
     }
 }

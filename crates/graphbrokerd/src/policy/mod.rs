@@ -20,6 +20,7 @@ mod edit;
 pub mod guard;
 mod routes;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use graphbroker_protocol::{AuditEntry, AuditOutcome, AuditRoute, EpochSeconds, ErrorCode};
@@ -40,10 +41,10 @@ use crate::scopes::ScopeSet;
 pub enum Decision {
     /// `by`: `rule:LINE` or `default`.
     Allow {
-        by: String,
+        by: Cow<'static, str>,
     },
     Deny {
-        by: String,
+        by: Cow<'static, str>,
     },
     Ask,
 }
@@ -54,7 +55,7 @@ impl PolicyConfig {
         let covering = |action: RuleAction| {
             self.rules.iter().find(|rule| rule.action == action && rule.covers(caller, profile, scopes))
         };
-        let by = |rule: &Rule| rule.line.map_or_else(|| "rule".to_owned(), |line| format!("rule:{line}"));
+        let by = |rule: &Rule| rule.line.map_or(Cow::Borrowed("rule"), |line| Cow::Owned(format!("rule:{line}")));
         if let Some(rule) = covering(RuleAction::Deny) {
             return Decision::Deny { by: by(rule) };
         }
@@ -62,8 +63,9 @@ impl PolicyConfig {
             return Decision::Allow { by: by(rule) };
         }
         match self.default {
-            PolicyDefault::Allow => Decision::Allow { by: "default".into() },
-            PolicyDefault::Deny => Decision::Deny { by: "default".into() },
+            // Borrowed: the default decides most requests, and its name costs none of them an allocation.
+            PolicyDefault::Allow => Decision::Allow { by: Cow::Borrowed("default") },
+            PolicyDefault::Deny => Decision::Deny { by: Cow::Borrowed("default") },
             PolicyDefault::Ask => Decision::Ask,
         }
     }
@@ -120,7 +122,10 @@ impl Broker {
             Decision::Allow { by } => Ok(by),
             Decision::Deny { by } => Err((by, denied(&caller, profile, scopes, None))),
             // Boxed: the ask's state (the prompt, its wait) is large, and every allowed request would move it.
-            Decision::Ask => Box::pin(self.ask(&caller, profile, scopes)).await,
+            Decision::Ask => Box::pin(self.ask(&caller, profile, scopes))
+                .await
+                .map(Cow::Owned)
+                .map_err(|(by, error)| (Cow::Owned(by), error)),
         };
         let (by, result) = match outcome {
             Ok(by) => (by, Ok(())),
@@ -180,7 +185,7 @@ impl Broker {
             program: caller,
             outcome: AuditOutcome::Error,
             error: None,
-            decided_by: decided_by.clone(),
+            decided_by: decided_by.clone().map(Cow::into_owned),
             repeats: None,
         };
         if let Some(profile) = self.config().profile(request.profile.as_deref()) {

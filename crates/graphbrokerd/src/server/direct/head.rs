@@ -40,8 +40,8 @@ pub(crate) fn head(bytes: &[u8]) -> Head {
     let mut request = httparse::Request::new(&mut []);
     let Ok(status) = request.parse_with_uninit_headers(bytes, &mut headers) else { return Head::Other };
     let (Some(method), Some(target)) = (request.method, request.path) else { return Head::Partial };
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
+    let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
+        Some(at) => (&target[..at], Some(&target[at + 1..])),
         None => (target, None),
     };
     let route = match path {

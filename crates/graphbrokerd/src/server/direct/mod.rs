@@ -38,6 +38,7 @@ use super::request::token_query;
 use super::{Gate, TokenRoute, issue_answer};
 use crate::broker::{Broker, TokenRequest};
 use crate::caller::PeerProcess;
+use crate::error::ApiError;
 use crate::metrics::Route;
 use crate::policy::{self, context::RequestContext};
 use crate::waiting::{self, Slot};
@@ -73,9 +74,17 @@ pub(super) struct Connection<'a> {
     pub stop: &'a tokio::sync::watch::Receiver<bool>,
 }
 
-/// The last token query a connection read, parsed: the next request with the same query bytes and terminal
-/// header is not parsed again (the parse is a function of those alone), so a program asking in a loop on one
-/// connection pays for one parse, and for no allocation after it.
+/// What a connection keeps from one request for the next, so that a program asking in a loop on one connection
+/// pays for one parse and one request context, not one per request.
+#[derive(Default)]
+struct Kept {
+    /// The last token query, parsed: the next request with the same query bytes and terminal header is not
+    /// parsed again (the parse is a function of those alone).
+    query: Option<LastQuery>,
+    /// The last request context of each route (`RequestContext::again`).
+    contexts: [Option<Arc<RequestContext>>; 2],
+}
+
 struct LastQuery {
     raw: Vec<u8>,
     attended: bool,
@@ -91,7 +100,7 @@ impl Connection<'_> {
         let mut buffer = vec![0; READ_BUFFER];
         let (mut start, mut end) = (0, 0);
         let mut answer_head = Vec::with_capacity(256);
-        let mut last_query = None;
+        let mut kept = Kept::default();
         // The head limit: the next head is due by `due`. The timer is moved only when it fires early (a request
         // was answered since it was set), not at every request: a reset moves it in the runtime's timer wheel.
         let mut deadline = pin!(tokio::time::sleep(self.head_timeout));
@@ -104,12 +113,8 @@ impl Connection<'_> {
         loop {
             match head(&buffer[start..end]) {
                 Head::Direct { len, route, query, attended, close } => {
-                    // `head` took the target's bytes as ASCII, so the query is text.
-                    let query = query.map(|range| std::str::from_utf8(&buffer[start + range.start..start + range.end]));
-                    let Ok(query) = query.transpose() else {
-                        return Ended::HandOff(Prefixed::new(buffer, start..end));
-                    };
-                    let answer = self.answer(route, attended, query, &mut last_query).await;
+                    let query = query.map_or(&[][..], |range| &buffer[start + range.start..start + range.end]);
+                    let answer = self.answer(route, attended, query, &mut kept).await;
                     let close = close || self.slot.is_waiting() || self.stopping();
                     if let Err(e) = write_answer(stream, answer, close, &mut answer_head).await {
                         tracing::debug!(peer = ?self.peer, "connection ended while answering: {e}");
@@ -197,28 +202,29 @@ impl Connection<'_> {
     /// The answer to one direct request: the token answer's JSON, or any other answer whole (a refusal, an
     /// error), through the gate ([`Gate::admit`], [`Gate::answered`]), in the same scopes (the waiting room, the policy's
     /// context) as the accept loop runs hyper's requests in.
-    async fn answer(
-        &self,
-        route: TokenRoute,
-        attended: bool,
-        query: Option<&str>,
-        last: &mut Option<LastQuery>,
-    ) -> Result<Bytes, Response> {
+    async fn answer(&self, route: TokenRoute, attended: bool, raw: &[u8], kept: &mut Kept) -> Result<Bytes, Response> {
         let gate = &self.direct.gate;
         let _counted = gate.admit(self.peer)?;
         let (path, counted_as) = match route {
             TokenRoute::Token => (routes::TOKEN, Route::Token),
             TokenRoute::Header => (routes::HEADER, Route::Header),
         };
-        let raw = query.unwrap_or_default().as_bytes();
+        let Kept { query: last, contexts } = kept;
         let request = match last {
             Some(last) if last.attended == attended && last.raw == raw => Ok(&last.request),
-            _ => token_query(query).map(|request| {
-                let request = TokenRequest { attended, ..request };
-                &last.insert(LastQuery { raw: raw.to_vec(), attended, request }).request
-            }),
+            // `head` took the target's bytes as ASCII, so the query is text.
+            _ => std::str::from_utf8(raw)
+                .map_err(|_| ApiError::bad_request("the query is not UTF-8 text: percent-encode it; see docs/api.md"))
+                .and_then(|query| token_query(Some(query)))
+                .map(|request| {
+                    let request = TokenRequest { attended, ..request };
+                    &last.insert(LastQuery { raw: raw.to_vec(), attended, request }).request
+                }),
         };
-        let context = RequestContext::new(self.process.clone(), "GET", path);
+        let context = match &mut contexts[route as usize] {
+            Some(context) => RequestContext::again(context),
+            none => none.insert(RequestContext::new(self.process.clone(), "GET", path)).clone(),
+        };
         let answer = async { issue_answer(&self.direct.broker, route, request?).await };
         gate.answered(counted_as, waiting::scope(self.slot.clone(), policy::context::scope(context, answer)).await)
     }
