@@ -160,8 +160,8 @@ impl Connection<'_> {
     }
 
     /// One read into `into`, unless the head is not whole by `due` (`deadline`, a timer at or before it) or the
-    /// daemon stops first. `stop_wakes`, when
-    /// given, is polled along to register this task for the stop's wake-up (it stays registered afterwards).
+    /// daemon stops first. `stop_wakes`, when given, is polled along to register this task for the stop's wake-up
+    /// (it stays registered afterwards).
     async fn read(
         &self,
         stream: &mut Stream,
